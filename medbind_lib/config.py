@@ -1,0 +1,205 @@
+"""Profiles: ``params/<profile>.yaml`` (+ ``params/<profile>/<NN>.yaml``) validated against one schema.
+
+Every ambiguous choice of the papers is a key here with a documented default; unknown keys are an
+error listing the valid ones (papermill itself only warns). Paths resolve from the repo root and may
+reference other keys as ``{key}`` (e.g. ``{data_root}/mimic-cxr-jpg``).
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from . import ROOT
+from .errors import ConfigError
+
+# key: (default, documentation). The default's type is the key's type (None = any).
+SCHEMA: dict[str, tuple[Any, str]] = {
+    # --- identity and reproducibility
+    "profile": ("smoke", "profile name (set by the loader)"),
+    "description": ("", "one line on what this profile is for"),
+    "seed": (0, "one seed for Python, NumPy, torch and DataLoader workers"),
+    "n_workers": (0, "DataLoader / preprocessing worker processes (0 = in-process)"),
+    "progress": (True, "show tqdm progress bars"),
+    "notebook_timeout": (1800, "papermill per-cell timeout, seconds"),
+    # --- data sources
+    "synthetic": (True, "write and use the synthetic cohort (False = real PhysioNet data at the roots below)"),
+    "n_patients": (200, "synthetic cohort size: MIMIC patients; external datasets scale with it"),
+    "synth_image_size": (256, "side of the synthetic CXR images written to disk, pixels"),
+    "data_root": ("data/{profile}", "where the synthetic cohort is written / the parent of real datasets"),
+    "mimic_cxr_root": ("{data_root}/mimic-cxr-jpg", "MIMIC-CXR-JPG root (files/, *.csv.gz)"),
+    "mimic_cxr_reports_root": ("{mimic_cxr_root}", "root holding files/pXX/pSID/sSTUDY.txt reports"),
+    "mimic_ecg_root": ("{data_root}/mimic-iv-ecg", "MIMIC-IV-ECG root (record_list.csv, files/)"),
+    "mimic_iv_root": ("{data_root}/mimiciv", "MIMIC-IV root holding hosp/ and icu/"),
+    "mimic_note_root": ("{data_root}/mimic-iv-note", "MIMIC-IV-Note root holding note/"),
+    "ptbxl_root": ("{data_root}/ptb-xl", "PTB-XL root (ptbxl_database.csv, records100/)"),
+    "icbeb_root": ("{data_root}/icbeb", "ICBEB/CPSC2018 root (benchmark, Challenge or original form)"),
+    "chexpert_root": ("{data_root}/chexpert", "parent folder of CheXpert-v1.0-small/"),
+    "covid_root": ("{data_root}/COVID-19_Radiography_Dataset", "COVID-19 Radiography Database root"),
+    "rsna_root": ("{data_root}/rsna-pneumonia", "RSNA Pneumonia root (stage_2_train_labels.csv)"),
+    "openi_root": ("{data_root}/openi", "Open-I root (ecgen-radiology/ + PNGs, or Kaggle CSVs)"),
+    "datasets": (["mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"],
+                 "datasets this profile uses"),
+    # --- outputs
+    "runs_dir": ("runs/{profile}", "executed notebooks, caches, checkpoints, tables"),
+    "figures_dir": ("figures/{profile}", "regenerated figures (PNG and PDF)"),
+    "cache_dir": ("{runs_dir}/cache", "memory-mapped preprocessed arrays"),
+    # --- ECG preprocessing
+    "ecg_fs": (100, "target sampling rate, Hz (paper: 500 -> 100 Hz with anti-alias low-pass)"),
+    "ecg_seconds": (10.0, "keep the first N seconds; shorter records are zero-padded"),
+    "ecg_norm": ("zscore_lead_train", "normalisation: zscore_lead_train (per-lead mean/std fit on train, as the "
+                 "PTB-XL benchmark's global scaler), zscore_record (per record and lead), none"),
+    "ecg_nan_policy": ("interpolate", "NaN/inf samples: interpolate (MERL) if < ecg_max_nan_frac, else exclude"),
+    "ecg_max_nan_frac": (0.05, "records with more invalid samples than this fraction are excluded"),
+    "ecg_gain_override": ({}, "dataset -> adu/mV gain to use instead of the header's (for copies that declare "
+                              "a wrong gain)"),
+    # --- CXR preprocessing
+    "cxr_views": (["AP", "PA"], "ViewPosition values kept (paper: AP and PA)"),
+    "cxr_size": (224, "encoder input side, pixels"),
+    "cxr_cache_size": (256, "side stored in the cache (random-resized crops to cxr_size at train time)"),
+    "cxr_resize": ("squash", "squash (resize to square, MedCLIP) or pad (keep aspect, pad to square)"),
+    # --- text
+    "text_max_words": (100, "truncate texts to the first N words (paper: 100)"),
+    "text_identity": ("lower_ws", "when two texts are 'identical' for TMCL/retrieval: exact | lower_ws"),
+    "cxr_text_sections": (["findings", "impression"], "MIMIC-CXR report sections joined into the text"),
+    "ecg_text_source": ("note_else_machine", "ECG text: note_else_machine (Table A.2) or machine"),
+    # --- linking and labels
+    "pair_window_hours": (24.0, "MIMIC-PAIR: max |t_cxr - t_ecg| for same-subject pairs without a shared hadm_id"),
+    "pair_policy": ("nearest", "MIMIC-PAIR: nearest (one ECG per CXR, closest in time) or all"),
+    "admission_window_hours": (24.0, "task link: a CXR/ECG belongs to an admission's task if taken within "
+                                     "[admittime - admission_pre_hours, admittime + this]"),
+    "admission_pre_hours": (24.0, "hours before admittime still linked (ED work-up before admission)"),
+    "readmission_days": (30, "readmission horizon, days after discharge"),
+    "readmission_exclude_elective": (False, "ignore ELECTIVE / observation admissions as readmission events"),
+    "split_fractions": ([0.7, 0.1, 0.2], "train / valid / test fractions of MIMIC patients"),
+    "mimic_split": ("patient_random", "patient_random (seeded, shared by all MIMIC sources) or official_cxr "
+                                      "(MIMIC-CXR split.csv.gz; other patients random)"),
+    "chexpert_5x200_per_class": (200, "images per class in CheXpert 5x200 (GLoRIA rule, seeded)"),
+}
+
+PATH_KEYS = tuple(k for k in SCHEMA if k.endswith(("_root", "_dir")))
+PARAMS_DIR = ROOT / "params"
+
+
+class Profile(dict):
+    """A validated profile: a dict with attribute access and resolved absolute paths."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError as e:
+            raise AttributeError(key) from e
+
+    def path(self, key: str) -> Path:
+        return Path(self[key])
+
+    def out(self, *parts) -> Path:
+        """A path under runs/<profile>/, created on demand."""
+        p = Path(self["runs_dir"]).joinpath(*map(str, parts))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def _check_keys(d: Mapping, source: str) -> None:
+    unknown = sorted(set(d) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown}. Valid keys: {sorted(SCHEMA)}")
+
+
+def _check_types(d: Mapping, source: str) -> None:
+    for k, v in d.items():
+        default = SCHEMA[k][0]
+        if v is None or default is None:
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(default, float) \
+            else isinstance(v, type(default)) and (isinstance(v, bool) == isinstance(default, bool))
+        if not ok:
+            raise ConfigError(f"{source}: key {k!r} must be {type(default).__name__}, got {v!r}")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping of key: value")
+    _check_keys(data, str(path))
+    return data
+
+
+def _resolve(values: dict) -> None:
+    """Expand {key} references (repeatedly) and make path keys absolute from the repo root."""
+    pattern = re.compile(r"\{(\w+)\}")
+    for _ in range(10):
+        changed = False
+        for k in PATH_KEYS:
+            v = values[k]
+            if isinstance(v, str) and pattern.search(v):
+                new = pattern.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), v)
+                changed |= new != v
+                values[k] = new
+        if not changed:
+            break
+    for k in PATH_KEYS:
+        if isinstance(values[k], str):
+            left = pattern.findall(values[k])
+            if left:
+                raise ConfigError(f"key {k!r}: unknown reference(s) {left} in {values[k]!r}")
+            p = Path(values[k]).expanduser()
+            values[k] = str(p if p.is_absolute() else (ROOT / p).resolve())
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+
+
+def load_profile(profile: str = "smoke", notebook: str | None = None, overrides: Mapping | None = None,
+                 params_dir: Path | None = None) -> Profile:
+    """Load ``params/<profile>.yaml``, then ``params/<profile>/<notebook>.yaml``, then ``overrides``."""
+    params_dir = Path(params_dir or PARAMS_DIR)
+    path = params_dir / f"{profile}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in params_dir.glob("*.yaml"))
+        raise ConfigError(f"profile {profile!r} not found at {path}; available: {names}")
+    values = {k: copy.deepcopy(v[0]) for k, v in SCHEMA.items()}
+    layers = [(str(path), _read_yaml(path))]
+    if notebook:
+        nb_path = params_dir / profile / f"{notebook}.yaml"
+        if nb_path.exists():
+            layers.append((str(nb_path), _read_yaml(nb_path)))
+    if overrides:
+        _check_keys(overrides, "overrides")
+        layers.append(("overrides", dict(overrides)))
+    for source, layer in layers:
+        _check_types(layer, source)
+        values.update(copy.deepcopy(layer))
+    values["profile"] = profile
+    _resolve(values)
+    _check_values(values)
+    return Profile(values)
+
+
+def _check_values(v: dict) -> None:
+    fr = v["split_fractions"]
+    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
+        raise ConfigError(f"split_fractions must be three non-negative numbers summing to 1, got {fr}")
+    choices = {"ecg_norm": ("zscore_lead_train", "zscore_record", "none"),
+               "ecg_nan_policy": ("interpolate", "exclude"), "cxr_resize": ("squash", "pad"),
+               "text_identity": ("exact", "lower_ws"), "ecg_text_source": ("note_else_machine", "machine"),
+               "pair_policy": ("nearest", "all"), "mimic_split": ("patient_random", "official_cxr")}
+    for k, allowed in choices.items():
+        if v[k] not in allowed:
+            raise ConfigError(f"key {k!r} must be one of {allowed}, got {v[k]!r}")
+    if v["n_patients"] < 10:
+        raise ConfigError(f"n_patients must be at least 10, got {v['n_patients']}")
+
+
+def describe() -> str:
+    """Markdown table of every key with its default and documentation (for the README)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{k}` | `{d!r}` | {doc} |" for k, (d, doc) in SCHEMA.items()]
+    return "\n".join(rows)
