@@ -1,0 +1,45 @@
+# Two commands matter: `make reproduce` (main job) and `make test`. See README.md.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PROFILE ?= default
+NBVAL_FLAGS := -o addopts=-ra --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:python
+
+.PHONY: setup data reproduce notebooks test test-unit test-notebooks golden bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[notebooks,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medbind)" >/dev/null
+	touch $@
+
+data: setup                 ## write the synthetic cohort of $(PROFILE)
+	$(PY) -m medbind_lib.synth --profile $(PROFILE)
+
+reproduce: data             ## the main job: cohort + every notebook of $(PROFILE) into runs/$(PROFILE)/
+	$(PY) -m medbind_lib.run --profile $(PROFILE)
+
+notebooks: setup            ## sync notebooks/*.ipynb from their jupytext .py sources
+	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+test: setup test-unit test-notebooks
+
+test-unit: setup
+	$(PY) -m pytest -q tests
+
+test-notebooks: setup       ## nbval on the committed smoke-profile golden copies
+	$(PY) -m pytest -q $(NBVAL_FLAGS) tests/golden
+
+golden: setup               ## re-execute the smoke profile and refresh tests/golden/
+	$(PY) -m medbind_lib.synth --profile smoke
+	$(PY) -m medbind_lib.run --profile smoke
+	$(PY) -m medbind_lib.golden
+
+bench: setup
+	$(PY) benchmarks/bench_preprocess.py
+
+clean:
+	rm -rf runs/ data/ figures/smoke .pytest_cache

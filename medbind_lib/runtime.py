@@ -1,0 +1,101 @@
+"""Run-time conventions: one seed for every RNG, one progress helper, env.json for each run."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+
+import numpy as np
+
+from . import ROOT, __version__
+from .io import write_json_atomic
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (if imported); cudnn stays non-benchmark for repeatability."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+        torch.backends.cudnn.benchmark = False
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: derive NumPy/random seeds from torch's per-worker seed."""
+    import torch
+
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def progress(iterable=None, *, enabled: bool = True, **kw):
+    """The one progress-bar helper (tqdm.auto with explicit ``disable``; TQDM_DISABLE misses widgets)."""
+    from tqdm.auto import tqdm
+
+    disable = (not enabled) or os.environ.get("MEDBIND_NO_PROGRESS") == "1"
+    return tqdm(iterable, disable=disable, dynamic_ncols=True, mininterval=1.0, **kw)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions(names=("numpy", "scipy", "pandas", "pyarrow", "wfdb", "torch", "torchvision", "timm",
+                     "transformers", "peft", "papermill", "nbval", "scikit-learn", "openTSNE")) -> dict:
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def device_info() -> dict:
+    info = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            info["cuda_version"] = torch.version.cuda
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        info["cuda"] = False
+    return info
+
+
+def env_info(cfg=None) -> dict:
+    """What produced a run: versions, device, seed, git commit and the full profile."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "medbind_lib": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "packages": _versions(),
+        "device": device_info(),
+        "seed": None if cfg is None else cfg["seed"],
+        "params": None if cfg is None else dict(cfg),
+    }
+
+
+def write_env(cfg, path=None) -> dict:
+    info = env_info(cfg)
+    write_json_atomic(path or cfg.out("env.json"), info)
+    return info

@@ -1,0 +1,19 @@
+"""Shared fixtures: the real sample files in ../shared/realdata (skipped, visibly, where absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from medbind_lib import ROOT
+
+REALDATA = Path(os.environ.get("MEDBIND_REALDATA", ROOT.parent / "shared" / "realdata"))
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """Path to ../shared/realdata; tests using it skip with the reason where it is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real sample files not found at {REALDATA} (set MEDBIND_REALDATA or clone beside shared/)")
+    return REALDATA
