@@ -21,9 +21,9 @@ class NotebookFailed(RuntimeError):
     pass
 
 
-def list_notebooks(only: list[str] | None = None, directory: Path = NOTEBOOKS) -> list[Path]:
+def list_notebooks(only: list[str] | None = None, directory: Path | None = None) -> list[Path]:
     """Notebooks named ``NN_*.ipynb`` in order; ``only`` filters by the NN prefix."""
-    nbs = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+    nbs = sorted(p for p in Path(directory or NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
     if only:
         known = {p.name[:2] for p in nbs}
         unknown = sorted(set(only) - known)
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         except NotebookFailed as e:
             print(f"FAILED: {e}", file=sys.stderr, flush=True)
             return 1
-        print(f"[{args.profile}] {nb.name} done in {time.time() - t0:.1f} s -> {out.relative_to(ROOT)}",
+        print(f"[{args.profile}] {nb.name} done in {time.time() - t0:.1f} s -> {out}",
               flush=True)
     return 0
 
