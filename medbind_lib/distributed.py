@@ -1,0 +1,137 @@
+"""Small torch.distributed helpers for the contrastive losses (open_clip ``gather_features`` pattern).
+
+* ``gather_with_grad(x)`` concatenates every rank's ``x`` along dim 0 through
+  ``torch.distributed.nn.functional.all_gather`` (autograd-aware: the backward sums the gradients
+  that every rank's loss sends to this rank's rows; DDP's gradient averaging then divides by the
+  world size).  Identity when not distributed.
+* ``gather_no_grad(x)`` does the same for tensors that carry no gradient (int/bool text keys,
+  pair masks, label vectors, counts).
+
+Variable batch sizes per rank ARE supported (pad-and-mask): the row counts are all-gathered first
+(one tiny int64 collective), every rank pads its rows to the largest count, gathers, and the padding
+rows are sliced off again.  Padding rows receive zero gradient.  Every rank must call these helpers
+the same number of times in the same order (as for any collective).
+
+Pitfalls handled here:
+* ``import torch.distributed.nn`` is explicit (``torch.distributed.nn`` is not imported by
+  ``import torch.distributed``; CONVENTIONS.md item 14).
+* If autograd is recording but a rank's local tensor does not require grad (e.g. a rank whose batch
+  had no CXR passes a constant ``zeros(0, d)``), the tensor is turned into a grad-requiring leaf so
+  that this rank still takes part in the collective of the backward pass; otherwise the other ranks
+  would wait forever in their backward all-to-all.
+* gloo cannot all-gather bool tensors and zero-element tensors are avoided: bools travel as uint8,
+  and a gather where every rank has zero rows is answered locally.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn  # noqa: F401  (explicit: registers torch.distributed.nn.functional)
+import torch.distributed.nn.functional as dist_fn
+
+__all__ = [
+    "is_dist",
+    "rank",
+    "world_size",
+    "gather_sizes",
+    "gather_with_grad",
+    "gather_no_grad",
+    "all_reduce_mean",
+]
+
+
+def is_dist() -> bool:
+    """True when torch.distributed is available and a process group is initialised (world > 1 or not)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank(group: Optional[object] = None) -> int:
+    """Rank of this process (0 when not distributed)."""
+    return dist.get_rank(group=group) if is_dist() else 0
+
+
+def world_size(group: Optional[object] = None) -> int:
+    """Number of processes (1 when not distributed)."""
+    return dist.get_world_size(group=group) if is_dist() else 1
+
+
+def _active(group: Optional[object] = None) -> bool:
+    return is_dist() and dist.get_world_size(group=group) > 1
+
+
+def gather_sizes(n: int, device: Optional[torch.device] = None, group: Optional[object] = None) -> list[int]:
+    """All-gather one integer per rank (e.g. a local row count); ``[n]`` when not distributed."""
+    if not _active(group):
+        return [int(n)]
+    t = torch.tensor([int(n)], dtype=torch.int64, device=device)
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size(group=group))]
+    dist.all_gather(out, t, group=group)
+    return [int(o.item()) for o in out]
+
+
+def _pad_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    if x.shape[0] == n:
+        return x.contiguous()
+    pad = x.new_zeros((n - x.shape[0],) + tuple(x.shape[1:]))
+    return torch.cat([x, pad], dim=0)
+
+
+def gather_with_grad(
+    x: torch.Tensor, group: Optional[object] = None, sizes: Optional[list[int]] = None
+) -> torch.Tensor:
+    """Concatenate ``x`` [n_r, ...] of every rank along dim 0, keeping the autograd graph.
+
+    Rows are ordered by rank (rank 0's rows first), so this rank's rows start at
+    ``sum(sizes[:rank])``.  ``sizes`` (the per-rank row counts, from :func:`gather_sizes`) may be
+    passed to save one collective.  Not distributed: returns ``x`` itself.
+    """
+    if not _active(group):
+        return x
+    if sizes is None:
+        sizes = gather_sizes(x.shape[0], device=x.device, group=group)
+    if x.shape[0] != sizes[dist.get_rank(group=group)]:
+        raise ValueError(f"gather_with_grad: local rows {x.shape[0]} != sizes[rank] {sizes}")
+    n_max = max(sizes)
+    if n_max == 0:  # nothing anywhere: answer locally (zero-element collectives are avoided)
+        return x
+    if torch.is_grad_enabled() and not x.requires_grad and x.is_floating_point():
+        # keep this rank inside the backward collective (see module docstring)
+        x = x.detach().requires_grad_(True)
+    parts = dist_fn.all_gather(_pad_rows(x, n_max), group=group) if group is not None \
+        else dist_fn.all_gather(_pad_rows(x, n_max))
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
+
+
+def gather_no_grad(
+    x: torch.Tensor, group: Optional[object] = None, sizes: Optional[list[int]] = None
+) -> torch.Tensor:
+    """Concatenate ``x`` [n_r, ...] of every rank along dim 0 without gradient (keys, masks, labels).
+
+    Any dtype (bool travels as uint8).  Variable row counts per rank are fine.  Not distributed:
+    returns ``x`` itself.
+    """
+    if not _active(group):
+        return x
+    if sizes is None:
+        sizes = gather_sizes(x.shape[0], device=x.device, group=group)
+    n_max = max(sizes)
+    if n_max == 0:
+        return x.detach()
+    is_bool = x.dtype == torch.bool
+    y = x.detach().to(torch.uint8) if is_bool else x.detach()
+    y = _pad_rows(y, n_max)
+    out = [torch.empty_like(y) for _ in sizes]
+    dist.all_gather(out, y, group=group)
+    res = torch.cat([o[:s] for o, s in zip(out, sizes)], dim=0)
+    return res.to(torch.bool) if is_bool else res
+
+
+def all_reduce_mean(x: torch.Tensor, group: Optional[object] = None) -> torch.Tensor:
+    """Mean of a (detached) tensor over ranks, for logging; identity when not distributed."""
+    if not _active(group):
+        return x.detach()
+    y = x.detach().clone().float()
+    dist.all_reduce(y, group=group)
+    return y / dist.get_world_size(group=group)

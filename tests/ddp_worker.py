@@ -1,0 +1,127 @@
+"""Helper for tests/test_ddp.py: a fixed tri-modal problem, its per-rank split, and the gloo worker.
+
+A *problem* is a fixed random batch of samples (CXR only, ECG only, or both = a pair), raw features
+per modality and integer text keys with duplicates (also across ranks).  Embeddings come from a tiny
+shared module (one Linear per input kind + a learnable logit scale), so parameter gradients exist.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RAW, DIM = 5, 8
+
+# (name, kwargs for MEDBindLoss, split); split "even" = halves, "uneven" = rank 0 gets the 3 CXR-only samples
+# (no ECG rows, no pairs on rank 0), "uneven_const" = the same, with rank 0's empty ECG inputs passed as
+# constant zeros(0, d) tensors that do not require grad (must not deadlock the backward collectives)
+CONFIGS = [
+    ("bd_constant_even", dict(variant="medbind_bd", emcl_scale="constant"), "even"),
+    ("bd_negatives_uneven", dict(variant="medbind_bd", emcl_scale="negatives"), "uneven"),
+    ("bd_none_batch_uneven", dict(variant="medbind_bd", emcl_scale="none", reduction="batch"), "uneven"),
+    ("nm_sum_even", dict(variant="medbind_nm", reduction="sum"), "even"),
+    ("ecg_clip_even", dict(variant="ecg_clip"), "even"),
+    ("nm_uneven_const_empty", dict(variant="medbind_nm"), "uneven_const"),
+    ("cxr_clip_even", dict(variant="cxr_clip"), "even"),
+    ("medclip_cosine_uneven", dict(variant="medclip", medclip_label_sim="cosine"), "uneven"),
+]
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.ModuleDict({k: nn.Linear(RAW, DIM) for k in ("cxr", "cxr_text", "ecg", "ecg_text")})
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, raw: dict) -> dict:
+        return {k: F.normalize(self.proj[k](raw[k]), dim=-1) for k in self.proj}
+
+
+def make_problem(seed: int = 0, n_samples: int = 12) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    # kinds: 0 = CXR only, 1 = ECG only, 2 = both.  First 3 samples CXR-only (uneven split gives them to rank 0).
+    kinds = [0, 0, 0] + [2, 1, 2, 0, 2, 1, 2, 2, 1][: n_samples - 3]
+    return {
+        "kinds": kinds,
+        "x": {k: torch.randn(n_samples, RAW, generator=g) for k in ("cxr", "cxr_text", "ecg", "ecg_text")},
+        "keys": {k: torch.randint(0, 4, (n_samples,), generator=g) for k in ("cxr", "ecg")},
+        "labels": (torch.rand(n_samples, 4, generator=g) < 0.4).float(),
+    }
+
+
+def batch_for(problem: dict, sample_ids: list[int], model: Tiny, const_empty: bool = False) -> dict:
+    """Compact batch (the MEDBindLoss contract) for the given samples."""
+    kinds = problem["kinds"]
+    ci = [s for s in sample_ids if kinds[s] in (0, 2)]
+    ei = [s for s in sample_ids if kinds[s] in (1, 2)]
+    raw = {k: problem["x"][k][ci if k.startswith("cxr") else ei] for k in problem["x"]}
+    emb = model(raw)
+    if const_empty:
+        emb = {k: (torch.zeros(0, DIM) if v.shape[0] == 0 else v) for k, v in emb.items()}
+    pairs = [(ci.index(s), ei.index(s)) for s in sample_ids if kinds[s] == 2]
+    return {
+        **emb,
+        "cxr_text_keys": problem["keys"]["cxr"][ci],
+        "ecg_text_keys": problem["keys"]["ecg"][ei],
+        "cxr_labels": problem["labels"][ci],
+        "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
+        "n_samples": len(sample_ids),
+    }
+
+
+def split(n: int, world: int, rank: int, how: str) -> list[int]:
+    if how == "even":
+        per = n // world
+        return list(range(rank * per, (rank + 1) * per))
+    assert world == 2
+    assert how in ("uneven", "uneven_const")
+    return list(range(0, 3)) if rank == 0 else list(range(3, n))
+
+
+def run_config(problem, sample_ids, kwargs, seed: int = 0, const_empty: bool = False):
+    """Loss dict (floats) and parameter grads for one (possibly per-rank) batch."""
+    from medbind_lib.losses import MEDBindLoss
+
+    torch.manual_seed(seed)
+    model = Tiny()
+    out = MEDBindLoss(**kwargs)(batch_for(problem, sample_ids, model, const_empty), logit_scale=model.logit_scale.exp())
+    out["loss"].backward()
+    grads = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    return out, grads
+
+
+def worker(rank: int, world: int, port: int, outdir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from medbind_lib import distributed as D
+
+    try:
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=40))
+        problem = make_problem()
+        n = len(problem["kinds"])
+        results = {}
+        for name, kwargs, how in CONFIGS:
+            out, grads = run_config(problem, split(n, world, rank, how), kwargs,
+                                    const_empty=how == "uneven_const")
+            for g in grads.values():  # what DDP does: average the gradients over ranks
+                dist.all_reduce(g)
+                g /= world
+            terms = {k: float(D.all_reduce_mean(v)) if k not in ("n_samples", "n_cxr", "n_ecg", "m_pairs")
+                     else float(v) for k, v in out.items()}
+            results[name] = {"terms": terms, "grads": grads}
+        if rank == 0:
+            torch.save(results, Path(outdir) / "results.pt")
+        dist.barrier()
+        dist.destroy_process_group()
+    except Exception:  # leave the traceback where the test can show it
+        (Path(outdir) / f"error_rank{rank}.txt").write_text(traceback.format_exc())
+        raise
