@@ -22,8 +22,8 @@ data: setup                 ## write the synthetic cohort of $(PROFILE)
 reproduce: data             ## the main job: cohort + every notebook of $(PROFILE) into runs/$(PROFILE)/
 	$(PY) -m medbind_lib.run --profile $(PROFILE)
 
-notebooks: setup            ## sync notebooks/*.ipynb from their jupytext .py sources
-	$(VENV)/bin/jupytext --sync notebooks/*.py
+notebooks: setup            ## regenerate notebooks/*.ipynb from their jupytext .py sources (the source of truth)
+	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/[0-9][0-9]_*.py
 
 test: setup test-unit test-notebooks
 

@@ -181,17 +181,11 @@ def load_signal(path, signal_format: str = "wfdb", gain_override: float | None =
     (Challenge 2020 PTB-XL copies declare 200 where the original PTB-XL says 1000; same samples).
     """
     path = Path(path)
-    if signal_format == "wfdb":
-        import wfdb
-        try:
-            rec = wfdb.rdrecord(str(path), physical=gain_override is None)
-        except Exception as e:  # wfdb raises many types; name the record instead of a deep traceback
-            raise DataError(header_path(path), f"cannot read WFDB record ({type(e).__name__}: {e})") from e
-        if gain_override is None:
-            sig = rec.p_signal
-        else:
-            sig = (rec.d_signal - np.asarray(rec.baseline)[None, :]) / float(gain_override)
-        return sig.astype(np.float32), float(rec.fs), [canonical_lead(n) for n in rec.sig_name]
+    if signal_format == "wfdb":  # one WFDB reading path for the whole suite (units, gains, bad files)
+        from ..preprocess.ecg import load_record
+
+        sig, fs, names = load_record(path, gain_override=gain_override)
+        return sig, fs, [canonical_lead(n) for n in names]
     if signal_format == "challenge_mat":
         import scipy.io as sio
         h = parse_header(path)

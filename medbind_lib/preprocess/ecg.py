@@ -67,8 +67,11 @@ def _read_named_with_extension(rec_path: str):
         return wfdb.rdrecord(str(stem), physical=True)
 
 
-def load_record(path, gain_override: float | None = None):
-    """Read a WFDB record (.hea + .dat, or Challenge .hea + .mat) in mV.
+def load_record(path, gain_override: float | None = None, signal_format: str = "wfdb"):
+    """Read an ECG record in mV; ``signal_format`` is the manifest's (wfdb, challenge_mat, cpsc_mat).
+
+    The two MATLAB forms are parsed by ``datasets.ecgio`` (they need its header parser / struct reader);
+    everything else is a WFDB record (.hea + .dat, or Challenge .hea + .mat) read here with wfdb.
 
     Returns ``(signal float32 [n_samples, n_leads], fs, lead_names)``. Samples the format marks as invalid
     come back as NaN (handled later by ``handle_invalid``). ``gain_override`` (adu/mV) replaces the
@@ -76,6 +79,10 @@ def load_record(path, gain_override: float | None = None):
     200/mV for data stored at 1000/mV. Any wfdb failure (missing file, malformed header, truncated
     signal file) becomes a ``DataError`` naming the record.
     """
+    if signal_format != "wfdb":
+        from ..datasets import ecgio
+
+        return ecgio.load_signal(path, signal_format, gain_override=gain_override)
     rec_path = _strip_ext(path)
     name = _record_name(rec_path)
     try:
@@ -197,7 +204,8 @@ def _cfg(cfg_or_kwargs) -> dict:
     return cfg
 
 
-def preprocess_record(path, cfg_or_kwargs: Mapping | None = None, dataset: str | None = None) -> np.ndarray:
+def preprocess_record(path, cfg_or_kwargs: Mapping | None = None, dataset: str | None = None,
+                      signal_format: str = "wfdb") -> np.ndarray:
     """The whole ECG chain for one record -> float32 [12, ecg_fs * ecg_seconds], in mV, NOT normalised.
 
     Order: load -> canonical leads -> invalid samples -> resample -> first N seconds -> zero-pad.
@@ -208,7 +216,7 @@ def preprocess_record(path, cfg_or_kwargs: Mapping | None = None, dataset: str |
     cfg = _cfg(cfg_or_kwargs)
     name = _record_name(_strip_ext(path))
     gain = (cfg["ecg_gain_override"] or {}).get(dataset) if dataset is not None else None
-    sig, fs, names = load_record(path, gain_override=gain)
+    sig, fs, names = load_record(path, gain_override=gain, signal_format=signal_format)
     try:
         sig = to_canonical_leads(sig, names, record=name)
         sig = handle_invalid(sig, cfg["ecg_nan_policy"], cfg["ecg_max_nan_frac"], record=name)
