@@ -119,6 +119,7 @@ def table1(linked: dict, external: dict) -> pd.DataFrame:
                      "train": int(split.get("train", 0)), "valid": int(split.get("valid", 0)),
                      "test": int(split.get("test", 0)), "total": len(df), "positives": pd.NA})
     out = pd.concat([mimic, pd.DataFrame(rows)], ignore_index=True)
+    out = out.astype({"classes": "Int64", "positives": "Int64"})
     return out[["dataset", "task", "classes", "train", "valid", "test", "total", "positives", "link / rule"]]
 
 

@@ -221,12 +221,12 @@ def assign_admissions(records: pd.DataFrame, admissions: pd.DataFrame, quality=N
         stage = "admission_link"
         ids = rec["record_id"]
         quality.seen(dataset, stage, len(out))
-        quality.exclude(dataset, stage, "no recording time (NaT): not linked to an admission", records=ids[nat])
+        quality.flag(dataset, stage, "no recording time (NaT): not linked to an admission", records=ids[nat])
         unlinked = ~nat & out["hadm_id"].isna().to_numpy()
-        quality.exclude(dataset, stage, "no admission covers the recording time (hadm_id NA, record kept)",
+        quality.flag(dataset, stage, "no admission covers the recording time (hadm_id NA, record kept)",
                         records=ids[unlinked])
         amb = n_match[n_match > 1].index.to_numpy()
-        quality.exclude(dataset, stage, "several admissions cover the time: latest admittime kept (record kept)",
+        quality.flag(dataset, stage, "several admissions cover the time: latest admittime kept (record kept)",
                         records=ids.iloc[amb])
     return out
 
@@ -343,10 +343,10 @@ def mimic_pairs(cxr: pd.DataFrame, ecg: pd.DataFrame, window_hours: float = 24.0
         c_only = ~c["cxr_record_id"].isin(pairs["cxr_record_id"])
         e_only = ~e["ecg_record_id"].isin(pairs["ecg_record_id"])
         quality.seen("mimic_pair", "pairing (CXR)", len(c))
-        quality.exclude("mimic_pair", "pairing (CXR)", "CXR without a paired ECG (kept in MIMIC-CXR)",
+        quality.flag("mimic_pair", "pairing (CXR)", "CXR without a paired ECG (kept in MIMIC-CXR)",
                         records=c.loc[c_only, "cxr_record_id"])
         quality.seen("mimic_pair", "pairing (ECG)", len(e))
-        quality.exclude("mimic_pair", "pairing (ECG)", "ECG without a paired CXR (kept in MIMIC-ECG)",
+        quality.flag("mimic_pair", "pairing (ECG)", "ECG without a paired CXR (kept in MIMIC-ECG)",
                         records=e.loc[e_only, "ecg_record_id"])
     return pairs
 
@@ -387,8 +387,7 @@ def mortality_labels(admissions: pd.DataFrame, quality=None) -> pd.DataFrame:
     The flag is the label; ``deathtime`` not null and ``discharge_location == 'DIED'`` are cross-checks.
     Disagreements are KEPT (label from the flag) and reported: as columns ``deathtime_set``,
     ``discharge_died``, ``consistent`` and, with a ``quality`` log, under stage ``mortality_crosscheck``
-    with reasons starting "kept" (the QualityLog has no separate "flag" kind; those rows are not
-    excluded). Admissions with an empty flag are excluded and counted (stage ``mortality``).
+    as flagged (kept) rows. Admissions with an empty flag are excluded and counted (stage ``mortality``).
 
     Returns ``subject_id, hadm_id, mortality (int 0/1), deathtime_set, discharge_died, consistent``.
     """
@@ -422,7 +421,7 @@ def mortality_labels(admissions: pd.DataFrame, quality=None) -> pd.DataFrame:
         }
         quality.seen("mimic_iv", "mortality_crosscheck", len(out))
         for reason, mask in checks.items():
-            quality.exclude("mimic_iv", "mortality_crosscheck", reason, records=out.loc[mask, "hadm_id"].astype(str))
+            quality.flag("mimic_iv", "mortality_crosscheck", reason, records=out.loc[mask, "hadm_id"].astype(str))
     return out
 
 

@@ -46,8 +46,10 @@ def ecg_12lead(signal: np.ndarray, fs: float, title: str = "", ax_height: float 
     n, t = signal.shape
     time = np.arange(t) / fs
     fig, axes = plt.subplots(n, 1, figsize=(10, n * ax_height), sharex=True)
+    half = max(float(np.nanmax(np.abs(signal))), 0.5) * 1.05  # one mV scale for every lead, as on paper
     for i, ax in enumerate(np.atleast_1d(axes)):
         ax.plot(time, signal[i], lw=0.7, color="k")
+        ax.set_ylim(-half, half)
         ax.set_ylabel(leads[i], rotation=0, ha="right", va="center", fontsize=8)
         ax.set_yticks([])
         ax.grid(True, which="major", color="#f4a6a6", lw=0.5)
@@ -55,7 +57,7 @@ def ecg_12lead(signal: np.ndarray, fs: float, title: str = "", ax_height: float 
         ax.grid(True, which="minor", color="#fbdcdc", lw=0.3)
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
-    np.atleast_1d(axes)[-1].set_xlabel("time (s)")
+    np.atleast_1d(axes)[-1].set_xlabel(f"time (s); every lead on the same scale, ±{half:.1f} mV")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(h_pad=0.05)
     return fig

@@ -15,6 +15,7 @@ class QualityLog:
     _counts: dict = field(default_factory=lambda: defaultdict(int))
     _examples: dict = field(default_factory=lambda: defaultdict(list))
     _seen: dict = field(default_factory=dict)  # (dataset, stage) -> records seen before exclusion
+    _flagged: set = field(default_factory=set)  # keys of rows that were kept, only flagged
 
     def seen(self, dataset: str, stage: str, n: int) -> None:
         """Record how many records entered a stage, so exclusions can be shown as fractions."""
@@ -32,21 +33,31 @@ class QualityLog:
         if room > 0:
             self._examples[key].extend(records[:room])
 
+    def flag(self, dataset: str, stage: str, reason: str, records=(), n: int | None = None) -> None:
+        """Count records that were KEPT but deserve a note (no admission, shortfall of a sample, ...)."""
+        self.exclude(dataset, stage, reason, records, n)
+        self._flagged.add((dataset, stage, reason))
+
     def merge(self, other: "QualityLog") -> None:
         for key, c in other._counts.items():
             self._counts[key] += c
             self._examples[key].extend(other._examples[key][: self.max_examples - len(self._examples[key])])
+        self._flagged |= other._flagged
         for key, n in other._seen.items():
             self._seen[key] = self._seen.get(key, 0) + n
 
-    def count(self, dataset: str | None = None, stage: str | None = None, reason: str | None = None) -> int:
+    def count(self, dataset: str | None = None, stage: str | None = None, reason: str | None = None,
+              flagged: bool | None = None) -> int:
+        """Records counted under the filters (``flagged=False``: excluded only; ``True``: kept-but-flagged only)."""
         return sum(c for (d, s, r), c in self._counts.items()
                    if (dataset is None or d == dataset) and (stage is None or s == stage)
-                   and (reason is None or r == reason))
+                   and (reason is None or r == reason)
+                   and (flagged is None or ((d, s, r) in self._flagged) == flagged))
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy table: dataset, stage, reason, excluded, seen, examples."""
-        rows = [dict(dataset=d, stage=s, reason=r, excluded=c, seen=self._seen.get((d, s)),
-                     examples=", ".join(self._examples[(d, s, r)]))
+        """Tidy table: dataset, stage, reason, action (excluded | kept), records, seen, examples."""
+        rows = [dict(dataset=d, stage=s, reason=r, action="kept" if (d, s, r) in self._flagged else "excluded",
+                     records=c, seen=self._seen.get((d, s)), examples=", ".join(self._examples[(d, s, r)]))
                 for (d, s, r), c in sorted(self._counts.items())]
-        return pd.DataFrame(rows, columns=["dataset", "stage", "reason", "excluded", "seen", "examples"])
+        cols = ["dataset", "stage", "reason", "action", "records", "seen", "examples"]
+        return pd.DataFrame(rows, columns=cols).astype({"seen": "Int64"})

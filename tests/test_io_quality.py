@@ -64,5 +64,14 @@ def test_quality_log_counts_and_examples():
     q.merge(other)
     df = q.to_frame()
     row = df[df.reason == "bad header"].iloc[0]
-    assert (row.excluded, row.seen, row.examples) == (5, 10, "r1, r2")
+    assert (row.records, row.seen, row.examples, row.action) == (5, 10, "r1, r2", "excluded")
     assert q.count("ds") == 5 and q.count() == 6 and len(df) == 2
+
+
+def test_flagged_rows_are_kept_not_excluded():
+    q = QualityLog()
+    q.exclude("ds", "link", "gone", records=["a"])
+    q.flag("ds", "link", "no admission (kept)", records=["b", "c"])
+    df = q.to_frame().set_index("reason")
+    assert df.loc["gone", "action"] == "excluded" and df.loc["no admission (kept)", "action"] == "kept"
+    assert q.count("ds", flagged=False) == 1 and q.count("ds", flagged=True) == 2 and q.count("ds") == 3

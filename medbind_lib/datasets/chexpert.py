@@ -118,7 +118,7 @@ def build_5x200(df: pd.DataFrame, per_class: int = 200, seed: int = 0,
         pool = df[cls == c]
         n = min(per_class, len(pool))
         if n < per_class:
-            q.exclude("chexpert_5x200", "sample", f"only {len(pool)} eligible {c} images (< {per_class})",
+            q.flag("chexpert_5x200", "sample", f"only {len(pool)} eligible {c} images (< {per_class})",
                       n=per_class - n)
         s = pool.sample(n=n, random_state=seed + i).copy() if n else pool.copy()
         s["label"], s["target"] = c, i

@@ -130,9 +130,9 @@ def _original(root: Path, q: QualityLog) -> pd.DataFrame:
                                      "fs", "n_samples", "age", "sex", "source"])
     check_unique(df, "record_id", root, what="record name")
     if ref is None:
-        q.exclude(DATASET, "labels", "no REFERENCE.csv: labels unknown (kept, labels=[])", records=df["record_id"])
+        q.flag(DATASET, "labels", "no REFERENCE.csv: labels unknown (kept, labels=[])", records=df["record_id"])
     else:
-        q.exclude(DATASET, "labels", "record not in REFERENCE.csv (kept, labels=[])",
+        q.flag(DATASET, "labels", "record not in REFERENCE.csv (kept, labels=[])",
                   records=df.loc[~df["labelled"], "record_id"])
     return df
 
@@ -156,7 +156,7 @@ def read(root, quality: QualityLog | None = None, form: str = "auto", seed: int 
         df["labelled"] = df["labels"].map(len) > 0
         nolab = ~df["labelled"]
         if keep_unlabelled:
-            q.exclude(DATASET, "labels", "no ICBEB class in labels (kept, labels=[])", records=df.loc[nolab, "record_id"])
+            q.flag(DATASET, "labels", "no ICBEB class in labels (kept, labels=[])", records=df.loc[nolab, "record_id"])
         else:
             q.exclude(DATASET, "labels", "no ICBEB class in labels (excluded)", records=df.loc[nolab, "record_id"])
             df = df[~nolab]

@@ -138,7 +138,7 @@ def read(root, quality: QualityLog | None = None, reports_root=None, label_sourc
         labels = lab.reindex(key.values)[list(CHEXPERT_LABELS)].astype(float)
         labels.index = df.index
         q.seen(DATASET, "labels", len(df))
-        q.exclude(DATASET, "labels", f"study has no row in {label_source} file (kept unlabelled)",
+        q.flag(DATASET, "labels", f"study has no row in {label_source} file (kept unlabelled)",
                   records=df.loc[~labelled, "record_id"])
     df = pd.concat([df, labels], axis=1)
     df["labelled"] = labelled

@@ -117,7 +117,7 @@ def read(root, quality: QualityLog | None = None, measurements: bool = True, not
         wl["_seq"] = pd.to_numeric(wl.get("note_seq", pd.Series(index=wl.index, dtype=float)), errors="coerce")
         wl = wl.sort_values(["study_id", "_seq"], kind="stable")
         extra = wl["study_id"].duplicated()
-        q.exclude(DATASET, "notes", "extra note link for the same ECG ignored (first by note_seq kept)",
+        q.flag(DATASET, "notes", "extra note link for the same ECG ignored (first by note_seq kept)",
                   records=wl.loc[extra, "study_id"].astype(str))
         wl = wl[~extra]
         wl.index = pd.Index(id_str(wl["study_id"]).astype(str).values)

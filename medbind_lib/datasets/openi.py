@@ -89,7 +89,7 @@ def _text_quality(df: pd.DataFrame, q: QualityLog, drop_empty_text: bool) -> pd.
     q.exclude(DATASET, "text", "report has no IMPRESSION (text = findings)",
               records=df.loc[(df["impression"] == "") & (df["findings"] != ""), "report_id"])
     empty = df["text"] == ""
-    q.exclude(DATASET, "text", "report has neither FINDINGS nor IMPRESSION" + (" (dropped)" if drop_empty_text
+    q.flag(DATASET, "text", "report has neither FINDINGS nor IMPRESSION" + (" (dropped)" if drop_empty_text
                                                                                  else " (kept, text='')"),
               records=df.loc[empty, "report_id"])
     return df[~empty] if drop_empty_text else df

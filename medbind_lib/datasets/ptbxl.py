@@ -109,5 +109,5 @@ def read(root, quality: QualityLog | None = None, check_files: bool = True) -> p
         df = df[ok]
     nolab = df["labels"].map(len) == 0
     q.seen(DATASET, "labels", len(df))
-    q.exclude(DATASET, "labels", "no diagnostic superclass (kept, labels=[])", records=df.loc[nolab, "record_id"])
+    q.flag(DATASET, "labels", "no diagnostic superclass (kept, labels=[])", records=df.loc[nolab, "record_id"])
     return finish_manifest(df, DATASET)

@@ -72,9 +72,9 @@ def read(root, quality: QualityLog | None = None, seed: int = 0, fractions=(0.7,
         agg["detailed_class"] = agg["detailed_class"].where(agg["detailed_class"].notna(), None)
         known = agg["detailed_class"].notna()
         mismatch = known & ((agg["target"] == 1) != (agg["detailed_class"] == "Lung Opacity"))
-        q.exclude(DATASET, "labels", "detailed class disagrees with Target (kept; label from Target)",
+        q.flag(DATASET, "labels", "detailed class disagrees with Target (kept; label from Target)",
                   records=agg.loc[mismatch, "patientId"])
-        q.exclude(DATASET, "labels", "patient missing from detailed_class_info (kept)",
+        q.flag(DATASET, "labels", "patient missing from detailed_class_info (kept)",
                   records=agg.loc[~known, "patientId"])
 
     df = pd.DataFrame({"record_id": agg["patientId"], "subject_id": agg["patientId"],
