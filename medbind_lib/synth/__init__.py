@@ -1,0 +1,191 @@
+"""Synthetic cohort in the real on-disk layouts of all nine datasets (see DESIGN.md, DATASETS.md).
+
+``write_cohort(cfg)`` draws latent patients (latent.py), renders their chest films (cxr.py) and
+12-lead ECGs (ecg.py), writes reports (reports.py), EHR tables and notes (ehr.py) into the MIMIC
+layouts (mimic.py) and draws the external datasets with a domain shift (external.py). Everything is
+generated into a staging directory beside ``data_root`` and renamed into place; the stamp
+``<data_root>/.synth_stamp.json`` is written last, so an interrupted run never looks complete.
+The latent ground truth goes to ``<data_root>/_synth_truth/{patients,admissions,visits,records}.parquet``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ConfigError
+from ..io import write_json_atomic
+from . import external, latent, mimic
+from .common import rng_for
+
+GENERATOR_VERSION = "1.0.0"
+STAMP_NAME = ".synth_stamp.json"
+TRUTH_DIR = "_synth_truth"
+ROOT_KEYS = ("mimic_cxr_root", "mimic_cxr_reports_root", "mimic_ecg_root", "mimic_iv_root", "mimic_note_root",
+             "ptbxl_root", "icbeb_root", "chexpert_root", "covid_root", "rsna_root", "openi_root")
+
+__all__ = ["write_cohort", "external_sizes", "truth_paths", "GENERATOR_VERSION", "STAMP_NAME"]
+
+
+def external_sizes(n_patients: int) -> dict:
+    """Record counts of the external datasets: proportional to n_patients, with per-class minimums."""
+    n = int(n_patients)
+    return {"ptbxl": max(n, 150), "icbeb": max(n // 2, 90), "chexpert": max(n, 150),
+            "chexpert_valid": max(n // 10, 20), "covid": max(n // 2, 80), "rsna": max(n // 2, 80),
+            "openi": max(n // 4, 40)}
+
+
+def truth_paths(cfg) -> dict:
+    """Paths of the ground-truth tables for a profile."""
+    d = Path(cfg.data_root) / TRUTH_DIR
+    return {k: d / f"{k}.parquet" for k in ("patients", "admissions", "visits", "records")}
+
+
+def _params(cfg) -> dict:
+    return {"generator_version": GENERATOR_VERSION, "seed": int(cfg.seed), "n_patients": int(cfg.n_patients),
+            "synth_image_size": int(cfg.synth_image_size)}
+
+
+def _hash(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _progress(enabled: bool, desc: str):
+    try:
+        from ..runtime import progress
+        return progress(None, enabled=enabled, desc=desc, unit="rec")
+    except ImportError:                                                   # runtime.py not present
+        from tqdm.auto import tqdm
+        return tqdm(disable=not enabled, desc=desc, unit="rec")
+
+
+def _targets(cfg) -> dict[str, Path]:
+    """Every directory the generator owns, refusing roots that would swallow data_root."""
+    data_root = Path(cfg.data_root).resolve()
+    out = {k: Path(cfg[k]).resolve() for k in ROOT_KEYS}
+    out["truth"] = data_root / TRUTH_DIR
+    for k, p in out.items():
+        if p == data_root or p in data_root.parents:
+            raise ConfigError(f"{k} = {p} is data_root or one of its parents; the generator replaces its roots "
+                              f"wholesale, so each must be a sub-directory (e.g. '{{data_root}}/name')")
+    return out
+
+
+def _stamp_ok(stamp: Path, h: str, targets: dict) -> dict | None:
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("hash") != h or not all(p.is_dir() for p in targets.values()):
+        return None
+    return data
+
+
+def _move(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError:                     # another file system: copy + delete (still before the stamp)
+        shutil.move(str(src), str(dst))
+
+
+def _install(staging: Path, staged: dict[Path, Path]) -> None:
+    """Swap each staged directory into place, shallowest target first (nested roots stay correct)."""
+    for i, target in enumerate(sorted(staged, key=lambda p: len(p.parts))):
+        if target.exists():
+            _move(target, staging / "old" / str(i))
+        _move(staged[target], target)
+
+
+def _generate(cfg, paths: dict[str, Path]) -> dict:
+    """Write every dataset into ``paths`` (staged roots); returns the counts."""
+    seed, n, size = int(cfg.seed), int(cfg.n_patients), int(cfg.synth_image_size)
+    on = bool(cfg.progress)
+    sizes = external_sizes(n)
+    cohort = latent.make_cohort(rng_for(seed, "latent"), n)
+    truth = []
+    with _progress(on, "MIMIC-CXR images") as bar:
+        truth.append(mimic.write_mimic_cxr(cohort, paths["mimic_cxr_root"], paths["mimic_cxr_reports_root"], size,
+                                           rng_for(seed, "mimic_cxr"), bar))
+    with _progress(on, "MIMIC-IV-ECG records") as bar:
+        truth.append(mimic.write_mimic_ecg(cohort, paths["mimic_ecg_root"], rng_for(seed, "mimic_ecg"), bar))
+    iv = mimic.write_mimic_iv(cohort, paths["mimic_iv_root"], paths["mimic_note_root"], rng_for(seed, "mimic_iv"))
+    jobs = [("PTB-XL", external.write_ptbxl, "ptbxl", (sizes["ptbxl"],)),
+            ("ICBEB", external.write_icbeb, "icbeb", (sizes["icbeb"],)),
+            ("CheXpert", external.write_chexpert, "chexpert", (sizes["chexpert"], sizes["chexpert_valid"], size)),
+            ("COVID", external.write_covid, "covid", (sizes["covid"], size)),
+            ("RSNA", external.write_rsna, "rsna", (sizes["rsna"], size)),
+            ("Open-I", external.write_openi, "openi", (sizes["openi"], size))]
+    for desc, fn, key, args in jobs:
+        with _progress(on, desc) as bar:
+            truth.append(fn(paths[f"{key}_root"], *args, rng_for(seed, key), bar))
+    records = pd.concat(truth, ignore_index=True)
+    _write_truth(cohort, records, paths["truth"])
+    counts = records.groupby("dataset").size().to_dict()
+    counts["mimic_cxr_studies"] = int(records.loc[records.dataset == "mimic_cxr", "study_id"].nunique())
+    counts["mimic_patients"] = n
+    counts.update({f"mimic_iv_{k}": v for k, v in iv.items()})
+    return {k: int(v) for k, v in counts.items()}
+
+
+def _write_truth(cohort, records: pd.DataFrame, out: Path) -> None:
+    """Latent state for notebooks and tests (parquet, one table per level)."""
+    out.mkdir(parents=True, exist_ok=True)
+    adm = cohort.admissions
+    per = adm.groupby("subject_id").agg(n_admissions=("hadm_id", "size"), died=("hospital_expire_flag", "max"),
+                                        max_severity=("severity", "max"))
+    patients = cohort.patients.merge(per, left_on="subject_id", right_index=True, how="left")
+    patients.to_parquet(out / "patients.parquet", index=False)
+    adm.to_parquet(out / "admissions.parquet", index=False)
+    cohort.visits.to_parquet(out / "visits.parquet", index=False)
+    rec = records.copy()
+    for c in ("visit_id", "hadm_id"):
+        rec[c] = pd.array(rec[c].astype("Float64").round(), dtype="Int64")
+    for c in ("invalid_samples",):
+        if c in rec:
+            rec[c] = rec[c].astype("boolean").fillna(False).astype(bool)
+    for c in ("fold", "n_boxes"):
+        if c in rec:
+            rec[c] = pd.array(rec[c].astype("Float64"), dtype="Int64")
+    for c in ("split", "single_class", "study_id", "view", "labels", "findings"):
+        if c in rec:
+            rec[c] = rec[c].fillna("").astype(str)
+    rec["time"] = pd.to_datetime(rec["time"])
+    rec.to_parquet(out / "records.parquet", index=False)
+
+
+def write_cohort(cfg, force: bool = False) -> dict:
+    """Write (or reuse) the synthetic cohort for profile ``cfg``; returns a summary dict.
+
+    Reuse: skipped when ``<data_root>/.synth_stamp.json`` matches the generator parameters (seed,
+    n_patients, synth_image_size, GENERATOR_VERSION) and every root exists, unless ``force``.
+    """
+    data_root = Path(cfg.data_root).resolve()
+    params, targets = _params(cfg), _targets(cfg)
+    h = _hash(params)
+    stamp = data_root / STAMP_NAME
+    if not force and (old := _stamp_ok(stamp, h, targets)):
+        return {**old["summary"], "reused": True}
+    stamp.unlink(missing_ok=True)                        # from here on the cohort is not complete
+    data_root.parent.mkdir(parents=True, exist_ok=True)
+    staging = data_root.parent / f".{data_root.name}.synth-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    distinct = {p: staging / "new" / str(i) for i, p in enumerate(dict.fromkeys(targets.values()))}
+    t0 = time.perf_counter()
+    try:
+        for p in distinct.values():
+            p.mkdir(parents=True)
+        counts = _generate(cfg, {k: distinct[p] for k, p in targets.items()})
+        _install(staging, distinct)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    secs = time.perf_counter() - t0
+    summary = {"counts": counts, "seconds": round(secs, 2), "patients_per_s": round(params["n_patients"] / secs, 2),
+               "data_root": str(data_root), "params": params, "reused": False}
+    write_json_atomic(stamp, {"hash": h, "params": params, "summary": summary})
+    return summary

@@ -1,0 +1,194 @@
+"""Latent patients: chronic conditions, admissions with acute states and outcomes, and visits.
+
+One latent state drives every modality: a visit's CXR, ECG, reports, ICD codes and notes are all
+rendered from the same row, which is what makes cross-modal retrieval and zero-shot transfer learnable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .common import unique_ints
+
+CHRONIC = ("enlarged", "lvh_ecg", "mi_inferior", "mi_anterior", "lbbb", "rbbb", "avb1", "afib", "paced",
+           "htn", "diabetes")
+ACUTE = ("edema", "effusion", "pneumonia", "atelectasis", "nodule", "pneumothorax", "fracture",
+         "pleural_other", "ischemia", "pvc", "pac")
+ADMISSION_TYPES_SEVERE = ("EW EMER.", "URGENT", "DIRECT EMER.")
+ADMISSION_TYPES_MILD = ("EU OBSERVATION", "OBSERVATION ADMIT", "ELECTIVE", "SURGICAL SAME DAY ADMISSION")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class Cohort:
+    patients: pd.DataFrame      # one row per subject: demographics + chronic conditions
+    admissions: pd.DataFrame    # one row per hadm: times, acute state, outcomes
+    visits: pd.DataFrame        # one row per CXR/ECG occasion (admission work-up, follow-up, outpatient)
+
+
+def make_patients(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Demographics and correlated chronic conditions; about a third of patients are healthy."""
+    age = np.clip(rng.normal(62, 17, n), 20, 96).round().astype(int)
+    healthy = rng.random(n) < 0.36
+    a = (age - 65) / 10.0
+    enl = rng.random(n) < _sigmoid(-0.9 + 0.45 * a)
+    mi = rng.random(n) < 0.16 + 0.12 * enl
+    mi_inf = mi & (rng.random(n) < 0.5)
+    afib = rng.random(n) < np.clip(0.07 + 0.03 * a + 0.15 * enl, 0.02, 0.6)
+    lbbb = rng.random(n) < 0.05 + 0.07 * enl
+    rbbb = (rng.random(n) < 0.07) & ~lbbb
+    avb1 = (rng.random(n) < np.clip(0.06 + 0.02 * a, 0.02, 0.3)) & ~afib
+    paced = rng.random(n) < 0.04 + 0.12 * (lbbb | avb1) + 0.05 * afib
+    df = pd.DataFrame({
+        "subject_id": unique_ints(rng, n, 10_000_000, 20_000_000),
+        "gender": np.where(rng.random(n) < 0.48, "F", "M"),
+        "age": age,
+        "healthy": healthy,
+        "enlarged": enl, "mi_inferior": mi_inf, "mi_anterior": mi & ~mi_inf, "lbbb": lbbb & ~paced,
+        "rbbb": rbbb & ~paced, "avb1": avb1 & ~paced, "afib": afib, "paced": paced,
+        "htn": rng.random(n) < 0.35 + 0.3 * enl, "diabetes": rng.random(n) < 0.2,
+    })
+    for c in CHRONIC:
+        if c in df:
+            df.loc[healthy, c] = False
+    df["enlarge_severity"] = np.where(df.enlarged, rng.uniform(0.1, 1.0, n), 0.0).round(3)
+    # ECG hypertrophy voltage: most enlarged hearts, a few hypertensive ones; hidden by paced/LBBB QRS.
+    lvh = (df.enlarged & (rng.random(n) < 0.85)) | (df.htn & (rng.random(n) < 0.06))
+    df["lvh_ecg"] = lvh & ~df.paced & ~df.lbbb
+    df["ctr"] = np.where(df.enlarged, 0.53 + 0.13 * df.enlarge_severity + rng.normal(0, 0.01, n),
+                         rng.uniform(0.37, 0.47, n)).round(3)
+    df["anchor_year"] = rng.integers(2110, 2186, n)
+    df["anchor_age"] = np.minimum(df.age, 91)
+    df["anchor_year_group"] = rng.choice(["2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019",
+                                          "2020 - 2022"], n)
+    df["modalities"] = rng.choice(["both", "cxr", "ecg"], n, p=[0.7, 0.15, 0.15])
+    return df
+
+
+def acute_state(rng: np.random.Generator, p: pd.Series, setting: str) -> dict:
+    """Acute findings of one occasion; probabilities rise with the chronic state (correlated findings)."""
+    scale = {"admission": 1.0, "outpatient": 0.3}[setting]
+    enl, healthy = bool(p.enlarged), bool(p.healthy)
+    base = 0.35 if healthy else 1.0
+    r = lambda q: bool(rng.random() < min(q * scale * base, 0.95))  # noqa: E731
+    pneumonia = r(0.22 + 0.08 * (p.age > 70))
+    edema = r(0.08 + 0.5 * enl)
+    effusion = r(0.07 + 0.35 * enl + 0.2 * edema + 0.15 * pneumonia)
+    return {
+        "pneumonia": pneumonia, "edema": edema, "effusion": effusion,
+        "atelectasis": r(0.06 + 0.2 * effusion), "nodule": r(0.04), "pneumothorax": r(0.025),
+        "fracture": r(0.03), "pleural_other": r(0.025),
+        "ischemia": r(0.05 + 0.35 * (p.mi_inferior or p.mi_anterior)),
+        "pvc": r(0.05 + 0.08 * enl), "pac": r(0.05),
+    }
+
+
+def severity(p: pd.Series, s: dict) -> float:
+    """Latent severity on a logit scale: drives death, readmission, ICU and length of stay."""
+    return (0.9 * p.enlarged + 1.2 * (p.enlarged and s["edema"]) + 1.1 * s["pneumonia"] + 0.9 * s["ischemia"]
+            + 0.5 * s["effusion"] + 0.4 * p.afib + 0.5 * s["pneumothorax"] + 0.045 * (p.age - 65))
+
+
+def _times(rng, start: pd.Timestamp, sev: float):
+    los_days = float(np.clip(rng.lognormal(np.log(2.5 + 1.2 * max(sev, 0)), 0.5), 0.3, 40))
+    admit = start.floor("min")
+    return admit, (admit + pd.Timedelta(days=los_days)).floor("min")
+
+
+def make_admissions(rng: np.random.Generator, patients: pd.DataFrame) -> pd.DataFrame:
+    """1-4 admissions per patient; death ends the series, readmission gaps depend on severity."""
+    rows = []
+    hadm_ids = iter(unique_ints(rng, 4 * len(patients) + 10, 20_000_000, 30_000_000))
+    for p in patients.itertuples(index=False):
+        n_adm = int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.18, 0.12]))
+        t = pd.Timestamp(f"{p.anchor_year}-01-01") + pd.Timedelta(days=float(rng.uniform(20, 700)),
+                                                                  hours=float(rng.uniform(0, 24)))
+        for k in range(n_adm):
+            s = acute_state(rng, pd.Series(p._asdict()), "admission")
+            sev = severity(pd.Series(p._asdict()), s)
+            admit, disch = _times(rng, t, sev)
+            died = bool(rng.random() < _sigmoid(-4.0 + 1.15 * sev))
+            readmit = bool(rng.random() < _sigmoid(-1.9 + 0.75 * sev))
+            severe = sev > 1.0 or rng.random() < 0.5
+            atype = rng.choice(ADMISSION_TYPES_SEVERE if severe else ADMISSION_TYPES_MILD)
+            ed = atype in ("EW EMER.", "EU OBSERVATION", "URGENT") and rng.random() < 0.85
+            row = dict(subject_id=p.subject_id, hadm_id=int(next(hadm_ids)), admittime=admit,
+                       dischtime=disch, admission_type=str(atype), severity=round(float(sev), 3),
+                       hospital_expire_flag=int(died), icu=bool(rng.random() < _sigmoid(-2.0 + 0.9 * sev)),
+                       edregtime=admit - pd.Timedelta(hours=float(rng.uniform(1, 8))) if ed else pd.NaT,
+                       edouttime=admit + pd.Timedelta(minutes=float(rng.uniform(5, 90))) if ed else pd.NaT,
+                       **s)
+            if died:
+                row["deathtime"] = disch
+            rows.append(row)
+            if died:
+                break
+            gap = rng.uniform(2, 29) if readmit else rng.uniform(45, 600)
+            t = disch + pd.Timedelta(days=float(gap), hours=float(rng.uniform(0, 24)))
+    adm = pd.DataFrame(rows)
+    adm["deathtime"] = pd.to_datetime(adm.get("deathtime"))
+    adm = adm.sort_values(["subject_id", "admittime"]).reset_index(drop=True)
+    nxt = adm.groupby("subject_id").admittime.shift(-1)
+    gap = (nxt - adm.dischtime).dt.total_seconds() / 86400
+    adm["readmit_30d"] = (adm.hospital_expire_flag == 0) & (gap > 0) & (gap <= 30)
+    return adm
+
+
+def _modal_flags(rng, group: str) -> tuple[bool, bool]:
+    if group == "cxr":
+        return True, False
+    if group == "ecg":
+        return False, True
+    u = rng.random()
+    return (True, True) if u < 0.76 else ((True, False) if u < 0.88 else (False, True))
+
+
+def make_visits(rng: np.random.Generator, patients: pd.DataFrame, adm: pd.DataFrame) -> pd.DataFrame:
+    """CXR/ECG occasions: work-up near each admittime, later follow-ups, and outpatient/ED visits."""
+    rows = []
+    pat = patients.set_index("subject_id")
+    for a in adm.itertuples(index=False):
+        p = pat.loc[a.subject_id]
+        state = {k: getattr(a, k) for k in ACUTE}
+        cxr, ecg = _modal_flags(rng, p.modalities)
+        t = a.admittime + pd.Timedelta(hours=float(rng.uniform(-6, 10)))
+        rows.append(dict(subject_id=a.subject_id, hadm_id=a.hadm_id, setting="admission", time=t, cxr=cxr,
+                         ecg=ecg, **state))
+        stay_h = (a.dischtime - a.admittime).total_seconds() / 3600
+        if stay_h > 72 and rng.random() < 0.45:   # follow-up study later in the stay, same state
+            cxr2, ecg2 = _modal_flags(rng, p.modalities)
+            t2 = a.admittime + pd.Timedelta(hours=float(rng.uniform(48, stay_h - 2)))
+            rows.append(dict(subject_id=a.subject_id, hadm_id=a.hadm_id, setting="followup", time=t2,
+                             cxr=cxr2, ecg=ecg2, **state))
+    for sid, g in adm.groupby("subject_id"):
+        p = pat.loc[sid]
+        for _ in range(int(rng.choice([0, 1, 2], p=[0.45, 0.4, 0.15]))):
+            first, last = g.admittime.min(), g.dischtime.max()
+            if rng.random() < 0.5 or g.hospital_expire_flag.any():
+                t = first - pd.Timedelta(days=float(rng.uniform(35, 400)), hours=float(rng.uniform(0, 24)))
+            else:
+                t = last + pd.Timedelta(days=float(rng.uniform(40, 300)), hours=float(rng.uniform(0, 24)))
+            cxr, ecg = _modal_flags(rng, p.modalities)
+            rows.append(dict(subject_id=sid, hadm_id=pd.NA, setting="outpatient", time=t, cxr=cxr, ecg=ecg,
+                             **acute_state(rng, p.rename(None), "outpatient")))
+    v = pd.DataFrame(rows)
+    v["time"] = v.time.dt.floor("s")
+    # ECG of the same occasion: within a few hours of the CXR (|dt| < 24 h), same latent state.
+    dt = np.clip(rng.normal(0, 4, len(v)), -20, 20) + np.where(rng.random(len(v)) < 0.05, 30, 0)
+    v["ecg_time"] = (v.time + pd.to_timedelta(dt, unit="h")).dt.floor("s")
+    v = v.sort_values(["subject_id", "time"]).reset_index(drop=True)
+    v.insert(0, "visit_id", np.arange(len(v)))
+    v["hadm_id"] = v.hadm_id.astype("Int64")
+    return v
+
+
+def make_cohort(rng: np.random.Generator, n_patients: int) -> Cohort:
+    patients = make_patients(rng, n_patients)
+    adm = make_admissions(rng, patients)
+    visits = make_visits(rng, patients, adm)
+    return Cohort(patients, adm, visits)
