@@ -74,6 +74,8 @@ save_figure(fig, cfg, "00_cxr_by_finding");
 # V1-V6, anti-aliased 500 -> 100 Hz, first 10 s).
 
 # %%
+import textwrap
+
 from medbind_lib.constants import ECG_SUPERCLASSES
 from medbind_lib.preprocess import ecg as pecg
 from medbind_lib.preprocess.text import ecg_text, label_ecg
@@ -88,7 +90,7 @@ for cls in ECG_SUPERCLASSES:
         continue
     row = hit.iloc[0]
     x = pecg.preprocess_record(row["path"], cfg, "mimic_ecg")
-    fig = ecg_12lead(x, cfg.ecg_fs, title=f"{cls}: {row['text'][:90]}")
+    fig = ecg_12lead(x, cfg.ecg_fs, title=f"{cls}: " + textwrap.shorten(row["text"], 120))
     save_figure(fig, cfg, f"00_ecg_{cls}")
 
 # %% [markdown]

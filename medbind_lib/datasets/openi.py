@@ -84,14 +84,15 @@ def _text_quality(df: pd.DataFrame, q: QualityLog, drop_empty_text: bool) -> pd.
         df[c] = df[c].fillna("").astype(str).str.strip()
     df["text"] = (df["findings"] + " " + df["impression"]).str.strip()
     q.seen(DATASET, "text", len(df))
-    q.exclude(DATASET, "text", "report has no FINDINGS (text = impression)",
-              records=df.loc[(df["findings"] == "") & (df["impression"] != ""), "report_id"])
-    q.exclude(DATASET, "text", "report has no IMPRESSION (text = findings)",
-              records=df.loc[(df["impression"] == "") & (df["findings"] != ""), "report_id"])
+    q.flag(DATASET, "text", "report has no FINDINGS (text = impression)",
+           records=df.loc[(df["findings"] == "") & (df["impression"] != ""), "report_id"])
+    q.flag(DATASET, "text", "report has no IMPRESSION (text = findings)",
+           records=df.loc[(df["impression"] == "") & (df["findings"] != ""), "report_id"])
     empty = df["text"] == ""
-    q.flag(DATASET, "text", "report has neither FINDINGS nor IMPRESSION" + (" (dropped)" if drop_empty_text
-                                                                                 else " (kept, text='')"),
-              records=df.loc[empty, "report_id"])
+    log = q.exclude if drop_empty_text else q.flag
+    log(DATASET, "text", "report has neither FINDINGS nor IMPRESSION" + (" (dropped)" if drop_empty_text
+                                                                       else " (kept, text='')"),
+        records=df.loc[empty, "report_id"])
     return df[~empty] if drop_empty_text else df
 
 
