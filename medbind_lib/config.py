@@ -99,6 +99,27 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "mimic_split": ("patient_random", "patient_random (seeded, shared by all MIMIC sources) or official_cxr "
                                       "(MIMIC-CXR split.csv.gz; other patients random)"),
     "chexpert_5x200_per_class": (200, "images per class in CheXpert 5x200 (GLoRIA rule, seeded)"),
+    # --- training (medbind_lib.train / medbind_lib.data; METHOD.md 1 "Training", 3 open_clip protocols)
+    "variants": (["ecg_clip", "cxr_clip", "medclip", "medbind_nm", "medbind_bd"],
+                 "systems notebook 02 trains (medbind_lib.losses.VARIANTS), same data and splits"),
+    "lr": (4e-4, "peak AdamW learning rate (paper 4e-4)"),
+    "weight_decay": (0.1, "AdamW weight decay; none on norms, biases, positions, CLS tokens, temperature"),
+    "epochs": (150, "training epochs (paper 150); an epoch = n_samples // batch_size batches"),
+    "batch_size": (128, "GLOBAL batch in samples (CXR, ECG or pair), split over DDP ranks (paper 128)"),
+    "warmup_steps": (0, "linear warm-up steps before the per-step cosine decay to 0 (open_clip)"),
+    "grad_clip": (1.0, "max global gradient norm; null or 0 = no clipping"),
+    "emcl_scale": ("constant", "EMCL n/m factor: constant (paper as printed) | negatives | none"),
+    "emcl_weight": (1.0, "weight of EMCL in MEDBind_BD's total loss"),
+    "loss_reduction": ("mean", "loss reduction over anchors: mean | sum (paper's sums) | batch"),
+    "pair_fraction": (None, "expected fraction of pairs per batch (Binomial per batch, so m varies); "
+                            "null = the pairs' share of the training samples"),
+    "ecg_noise_std": (0.05, "std of the Gaussian-noise ECG augmentation, in normalised (per-lead std) units"),
+    "text_dedup": (True, "encode each distinct text of a batch once (identical reports share one forward)"),
+    "compile": (False, "torch.compile the model (CUDA; falls back to eager if compilation fails)"),
+    "amp": ("auto", "autocast: auto (bf16 on CUDA, off on CPU) | bf16 | off"),
+    "eval_every_epochs": (1, "validation (loss, R@1) every N epochs and at the end"),
+    "max_steps": (None, "cap on optimizer steps (the schedule ends there); null = epochs x batches"),
+    "checkpoint_every_steps": (0, "also write the last checkpoint every N steps (0 = after each epoch only)"),
 }
 
 PATH_KEYS = tuple(k for k in SCHEMA if k.endswith(("_root", "_dir")))
