@@ -1,0 +1,184 @@
+"""Evaluation speed: the vectorised few-shot probe vs the scikit-learn loop, chunked retrieval vs dense.
+
+(a) Few-shot: the SAME 300 balanced support sets per (C, K) are fit by ``fewshot.probe_predictions``
+    (all sets at once) and by ``fewshot.sklearn_probe_predictions`` (one LogisticRegression each, the
+    reference); time ratio (best of ``--repeats``) and the difference in mean balanced accuracy.
+(b) Retrieval: Table-2 ranks at N x N (random unit vectors, d=256, duplicate texts: gallery = distinct
+    keys) with ``retrieval.target_ranks`` in query chunks vs a dense ``sim = q @ g.T``; each method runs
+    in its own subprocess; peak RSS above the loaded data (VmHWM after a clear_refs reset) is its own. Also the
+    MEDCSP top-K path (``relevant_in_topk``, K in 1..100).
+
+    python benchmarks/bench_eval.py [--threads 1] [--n-retrieval 25000] [--skip-dense]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _set_threads(n: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+def blobs(n_classes, d=256, n_train=5000, n_test=2000, scale=0.02, seed=0):
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(size=(n_classes, d))
+
+    def draw(n):
+        y = rng.integers(0, n_classes, n)
+        x = mu[y] * scale + rng.normal(size=(n, d)) * 3 / np.sqrt(d)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), y
+
+    return draw(n_train), draw(n_test)
+
+
+def bench_fewshot(args) -> list[dict]:
+    from medbind_lib.evaluate import (balanced_accuracy_batched, probe_predictions, sample_support_sets,
+                                      sklearn_probe_predictions)
+
+    rows = []
+    (xw, yw), _ = blobs(2, n_train=200, n_test=10)
+    probe_predictions(xw, yw, xw, sample_support_sets(yw, 2, 4), 2)            # warm-up (LAPACK init)
+    for c in (2, 5):
+        (xtr, ytr), (xte, yte) = blobs(c, seed=c)
+        for k in (1, 4, 16):
+            sup = sample_support_sets(ytr, k, args.n_sets, seed=0, n_classes=c)
+            t_vec, t_sk = [], []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                pv = probe_predictions(xtr, ytr, xte, sup, c)
+                t_vec.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                ps = sklearn_probe_predictions(xtr, ytr, xte, sup)
+                t_sk.append(time.perf_counter() - t0)
+            av = 100 * balanced_accuracy_batched(yte, pv, c)
+            as_ = 100 * balanced_accuracy_batched(yte, ps, c)
+            rows.append(dict(C=c, K=k, sets=args.n_sets, vec_s=min(t_vec), sk_s=min(t_sk),
+                             ratio=min(t_sk) / min(t_vec), acc_vec=av.mean(), acc_sk=as_.mean(),
+                             diff=av.mean() - as_.mean(), agree=float((pv == ps).mean())))
+            print(f"  fewshot C={c} K={k}: {rows[-1]['ratio']:.1f}x", file=sys.stderr, flush=True)
+    return rows
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _reset_peak_rss() -> int:
+    """Reset the kernel's peak-RSS mark (Linux clear_refs 5) so the peak measured next is this method's
+    own; returns the current RSS in KiB (falls back to ru_maxrss where clear_refs is unavailable)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmRSS")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _retrieval_child(method: str, n: int, chunk: int, threads: int) -> dict:
+    """Runs in a fresh process: data, then one method; peak RSS above the data."""
+    _set_threads(threads)
+    import torch
+
+    from medbind_lib.evaluate import dense_target_ranks, relevant_in_topk, target_ranks
+    rng = np.random.default_rng(0)
+    d = 256
+    keys = rng.integers(0, int(n * 0.8), n)                 # ~ 55% distinct texts at n: duplicates
+    codes = np.unique(keys, return_inverse=True)[1]
+    g = rng.normal(size=(codes.max() + 1, d)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    q = g[codes] + rng.normal(size=(n, d)).astype(np.float32) * 0.3    # noisy: R@1 well below 100
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    torch.zeros(1) @ torch.zeros(1)                          # init before the baseline RSS
+    base = _reset_peak_rss()
+    t0 = time.perf_counter()
+    if method == "dense":
+        r = dense_target_ranks(q, g, codes)
+    elif method == "chunked":
+        r = target_ranks(q, g, codes, chunk_size=chunk)
+    else:                                                   # MEDCSP top-K path, K up to 100
+        r = relevant_in_topk(q, g, codes, np.arange(len(g)), (1, 5, 10, 20, 50, 100), chunk_size=chunk)[0][:, 0]
+    secs = time.perf_counter() - t0
+    peak = _status_kib("VmHWM")
+    r1 = np.asarray(r) >= 1 if method == "topk" else np.asarray(r) < 1   # topk path returns hits in the top 1
+    return {"method": method, "n_queries": n, "n_gallery": len(g), "chunk": chunk, "seconds": secs,
+            "peak_extra_mib": max(peak - base, 0) / 1024, "r1": float(np.mean(r1) * 100),
+            "checksum": int(np.asarray(r, dtype=np.int64).sum()) if method != "topk" else None}
+
+
+def bench_retrieval(args) -> list[dict]:
+    runs = [("chunked", c) for c in (256, 1024, 4096)] + [("topk", 1024)]
+    if not args.skip_dense:
+        runs.insert(0, ("dense", 0))
+    out = []
+    for method, chunk in runs:
+        p = subprocess.run([sys.executable, __file__, "--child", method, "--n-retrieval", str(args.n_retrieval),
+                            "--chunk", str(chunk), "--threads", str(args.threads)], capture_output=True, text=True)
+        if p.returncode != 0:
+            out.append({"method": method, "chunk": chunk, "error": p.stderr.strip().splitlines()[-1:]})
+        else:
+            out.append(json.loads(p.stdout.strip().splitlines()[-1]))
+        print(f"  retrieval {method} chunk={chunk}: {out[-1].get('seconds', 'failed')}", file=sys.stderr, flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--n-sets", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--n-retrieval", type=int, default=25000)
+    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--skip-dense", action="store_true")
+    ap.add_argument("--skip-fewshot", action="store_true")
+    ap.add_argument("--child", default=None)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(_retrieval_child(args.child, args.n_retrieval, args.chunk, args.threads)))
+        return
+    _set_threads(args.threads)
+    from medbind_lib.runtime import device_info
+
+    info = device_info()
+    print(f"**Machine:** {info} ; torch/BLAS threads = {args.threads}; load average at start = "
+          f"{os.getloadavg()[0]:.2f}\n")
+    if not args.skip_fewshot:
+        rows = bench_fewshot(args)
+        print("### Few-shot probe: vectorised (torch) vs scikit-learn loop, same support sets\n")
+        print("| C | K | support sets | vectorised /s | sklearn loop /s | speed-up | bal. acc. vec | bal. acc. sklearn "
+              "| diff (points) | prediction agreement |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['C']} | {r['K']} | {r['sets']} | {r['vec_s']:.3f} | {r['sk_s']:.2f} | {r['ratio']:.1f}x | "
+                  f"{r['acc_vec']:.2f} | {r['acc_sk']:.2f} | {r['diff']:+.2f} | {100 * r['agree']:.2f}% |")
+        print()
+    rows = bench_retrieval(args)
+    print(f"### Retrieval ranks, {args.n_retrieval} queries (d=256, duplicate texts deduplicated)\n")
+    print("| method | chunk | gallery | time /s | peak extra RSS /MiB | R@1 | ranks checksum |")
+    print("|---|---|---|---|---|---|---|")
+    dense = next((r for r in rows if r.get("method") == "dense" and "seconds" in r), None)
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['method']} | {r['chunk'] or '-'} | - | failed: {r['error']} | | | |")
+            continue
+        rel = f" ({r['seconds'] / dense['seconds']:.2f}x dense)" if dense and r is not dense else ""
+        mem = f" ({r['peak_extra_mib'] / dense['peak_extra_mib']:.3f}x dense)" \
+            if dense and r is not dense and dense["peak_extra_mib"] > 0 else ""
+        print(f"| {r['method']} | {r['chunk'] or '-'} | {r['n_gallery']} | {r['seconds']:.2f}{rel} | "
+              f"{r['peak_extra_mib']:.0f}{mem} | {r['r1']:.2f} | {r['checksum']} |")
+
+
+if __name__ == "__main__":
+    main()
