@@ -32,11 +32,25 @@ def clean(nb):
     return nb
 
 
-def refresh(runs: Path = ROOT / "runs" / "smoke", golden: Path = GOLDEN) -> list[Path]:
+def executed_copy(notebook: Path, runs: Path) -> Path:
+    """The executed copy that stands for ``notebook``: itself, or the run of its default ``variant``."""
+    import papermill as pm
+
+    variant = pm.inspect_notebook(str(notebook)).get("variant")
+    if variant is None:
+        return runs / notebook.name
+    return runs / f"{notebook.stem}-{variant['default'].strip(chr(34) + chr(39))}.ipynb"
+
+
+def refresh(runs: Path = ROOT / "runs" / "smoke", golden: Path = GOLDEN,
+            notebooks: Path = ROOT / "notebooks") -> list[Path]:
     written = []
-    for src in sorted(runs.glob("[0-9][0-9]_*.ipynb")):
+    for nb_path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+        src = executed_copy(nb_path, runs)
+        if not src.exists():
+            raise SystemExit(f"{src} missing: run `python -m medbind_lib.run --profile smoke` first")
         nb = clean(nbformat.read(src, as_version=4))
-        dst = golden / src.name
+        dst = golden / nb_path.name
         write_text_atomic(dst, nbformat.writes(nb) + "\n")
         written.append(dst)
     return written

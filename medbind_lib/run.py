@@ -2,6 +2,8 @@
 
 Executed copies go to ``runs/<profile>/`` (never in place); the first failing notebook stops the run and
 is named. Parameters not declared in a notebook's ``parameters`` cell are an error (papermill only warns).
+A notebook that declares a ``variant`` parameter runs once per variant of the profile (``variants``),
+into ``runs/<profile>/<NN_name>-<variant>.ipynb`` (papermill's path templating for ablations).
 """
 from __future__ import annotations
 
@@ -44,11 +46,22 @@ def check_parameters(nb: Path, params: dict) -> None:
                              f"(declared: {sorted(declared)})")
 
 
-def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int, log_output: bool = False) -> Path:
+def executions(nb: Path, cfg) -> list[tuple[dict, str]]:
+    """(parameters, executed file name) for each run of ``nb``: one, or one per variant."""
+    import papermill as pm
+
+    base = {"profile": cfg.profile}
+    if "variant" not in pm.inspect_notebook(str(nb)):
+        return [(base, nb.name)]
+    return [({**base, "variant": v}, f"{nb.stem}-{v}.ipynb") for v in cfg.variants]
+
+
+def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int, log_output: bool = False,
+                 out_name: str | None = None) -> Path:
     import papermill as pm
 
     check_parameters(nb, params)
-    out = out_dir / nb.name
+    out = out_dir / (out_name or nb.name)
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(ROOT),
                             execution_timeout=timeout, log_output=log_output, progress_bar=False)
@@ -71,15 +84,15 @@ def main(argv=None) -> int:
     write_env(cfg, out_dir / "env.json")
     only = [s.strip().zfill(2) for s in args.only.split(",")] if args.only else None
     for nb in list_notebooks(only):
-        t0 = time.time()
-        print(f"[{args.profile}] {nb.name} ...", flush=True)
-        try:
-            out = run_notebook(nb, out_dir, {"profile": args.profile}, cfg.notebook_timeout, args.log_output)
-        except NotebookFailed as e:
-            print(f"FAILED: {e}", file=sys.stderr, flush=True)
-            return 1
-        print(f"[{args.profile}] {nb.name} done in {time.time() - t0:.1f} s -> {out}",
-              flush=True)
+        for params, name in executions(nb, cfg):
+            t0 = time.time()
+            print(f"[{args.profile}] {name} ...", flush=True)
+            try:
+                out = run_notebook(nb, out_dir, params, cfg.notebook_timeout, args.log_output, name)
+            except NotebookFailed as e:
+                print(f"FAILED: {e}", file=sys.stderr, flush=True)
+                return 1
+            print(f"[{args.profile}] {name} done in {time.time() - t0:.1f} s -> {out}", flush=True)
     return 0
 
 

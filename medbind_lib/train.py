@@ -226,6 +226,9 @@ def retrieval_r1(emb: dict, tables, text_identity: str = "lower_ws") -> dict:
         uk, first = np.unique(keys, return_index=True)
         g = emb[f"{mod}_text"][torch.as_tensor(first)]
         res[f"r1_{mod}_text"] = _r1(emb[mod], g, lambda i, j: keys[i] == uk[j])
+        res[f"n_gallery_{mod}_text"] = len(uk)  # chance R@1 = 1 / gallery size
+        # a collapsed encoder that always returns the most common text scores this share
+        res[f"majority_{mod}_text"] = 100.0 * np.bincount(np.searchsorted(uk, keys)).max() / len(keys)
     if "cxr" in emb and "ecg" in emb:
         pr = tables.samples[tables.is_pair]
         if len(pr):
@@ -236,6 +239,7 @@ def retrieval_r1(emb: dict, tables, text_identity: str = "lower_ws") -> dict:
             qc = np.unique(pr[:, 0])
             res["r1_cxr_ecg"] = _r1(emb["cxr"][torch.as_tensor(qc)], emb["ecg"][torch.as_tensor(ecg_rows)],
                                     lambda i, j: int(ecg_rows[j]) in partners[int(qc[i])])
+            res["n_gallery_cxr_ecg"] = len(ecg_rows)
     return res
 
 

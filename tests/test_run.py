@@ -55,3 +55,19 @@ def test_runner_stops_at_first_failure_and_names_it(nbdir, capsys):
     assert env["seed"] == 0 and env["params"]["profile"] == "smoke" and "torch" in env["packages"]
     executed = nbformat.read(runs / "00_ok.ipynb", as_version=4)
     assert "smoke 2" in executed.cells[-1].outputs[0]["text"]
+
+
+def test_variant_notebooks_run_once_per_variant(tmp_path, monkeypatch):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "smoke"\nvariant = "a"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("print(variant)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, d / "02_v.ipynb")
+    cfg = load_profile("smoke", overrides={"variants": ["medbind_bd", "ecg_clip"]})
+    assert run.executions(d / "02_v.ipynb", cfg) == [
+        ({"profile": "smoke", "variant": "medbind_bd"}, "02_v-medbind_bd.ipynb"),
+        ({"profile": "smoke", "variant": "ecg_clip"}, "02_v-ecg_clip.ipynb")]
+    from medbind_lib.golden import executed_copy
+    assert executed_copy(d / "02_v.ipynb", tmp_path).name == "02_v-a.ipynb"
