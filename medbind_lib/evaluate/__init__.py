@@ -18,5 +18,10 @@ from .retrieval import (TIES, cross_modal_recall, dense_target_ranks, modality_t
                         recall_from_ranks, relevant_in_topk, rsum_total, target_ranks,
                         text_to_image_precision_recall)
 from .zeroshot import PROMPT_POOLS, class_scores, embed_prompts, predict, zero_shot, zero_shot_multilabel
+# notebooks 03-06: table/figure builders on exported embeddings (tables) and the published numbers (paper)
+from . import paper, tables
+from .tables import (Artifacts, EvalSettings, System, SYSTEMS, crossmodal_recall_table, eval_settings,
+                     fig3_zero_few_shot, markdown_table, pair_embeddings, save_table, table2_retrieval,
+                     table2_wide, table3_crossmodal, table3_wide, tsne_pairs)
 
 __all__ = [n for n in dir() if not n.startswith("_")]
