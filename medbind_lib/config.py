@@ -81,6 +81,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "embed_dim": (256, "joint embedding size (paper: 256)"),
     "tau": (0.07, "contrastive temperature (paper: fixed 0.07)"),
     "learnable_temperature": (False, "learn 1/tau CLIP-style instead of the paper's fixed value"),
+    "text_lr_scale": (1.0, "learning-rate multiplier of the (pretrained) text encoder; 1 = one lr for all (paper)"),
     "shared_text_projection": (True, "CXR reports and ECG texts share one text projection"),
     # --- text
     "text_max_words": (100, "truncate texts to the first N words (paper: 100)"),
@@ -98,6 +99,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "split_fractions": ([0.7, 0.1, 0.2], "train / valid / test fractions of MIMIC patients"),
     "mimic_split": ("patient_random", "patient_random (seeded, shared by all MIMIC sources) or official_cxr "
                                       "(MIMIC-CXR split.csv.gz; other patients random)"),
+    "fewshot_support_sets": (300, "few-shot linear probe: random support sets per K (paper: 300)"),
+    "tsne_perplexity": (30.0, "openTSNE perplexity for Figure 2 (small cohorts need less)"),
     "chexpert_5x200_per_class": (200, "images per class in CheXpert 5x200 (GLoRIA rule, seeded)"),
     # --- training (medbind_lib.train / medbind_lib.data; METHOD.md 1 "Training", 3 open_clip protocols)
     "variants": (["ecg_clip", "cxr_clip", "medclip", "medbind_nm", "medbind_bd"],

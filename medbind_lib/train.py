@@ -123,7 +123,8 @@ def embed_batch(embedder, batch: Mapping, device, modalities: tuple[str, ...], c
 
 
 def build_optimizer(model, cfg, device) -> torch.optim.Optimizer:
-    groups = [g for g in model.param_groups(cfg.weight_decay) if g["params"]]
+    scales = {"encoders.text": float(cfg.text_lr_scale)} if cfg.text_lr_scale != 1.0 else None
+    groups = [g for g in model.param_groups(cfg.weight_decay, cfg.lr, scales) if g["params"]]
     kw = {}
     if torch.device(device).type == "cuda":
         kw["fused"] = True
@@ -426,6 +427,17 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
                 "untrained": untrained, "train_seconds": t_prev_total + (time.perf_counter() - t_start),
                 **extra})
 
+        def validate_and_keep_best(label: str) -> None:
+            """Validate, log, and write best.pt (recording the new best_val) when the validation loss improves."""
+            nonlocal best_val
+            v = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities, amp_ctx,
+                         cfg.batch_size, rank, world)
+            history.append({"epoch": epoch, "step": step, **v})
+            log(f"[{variant}] {label}: " + _fmt(v))
+            if v.get("val_loss", float("inf")) < best_val:
+                best_val = v["val_loss"]
+                save(best_path)
+
         if untrained is None and step == 0:
             untrained = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities,
                                  amp_ctx, cfg.batch_size, rank, world)
@@ -489,13 +501,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             if start >= bpe:  # epoch complete
                 epoch, start = epoch + 1, 0
                 if epoch % max(1, int(cfg.eval_every_epochs)) == 0 or step >= total:
-                    v = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities,
-                                 amp_ctx, cfg.batch_size, rank, world)
-                    history.append({"epoch": epoch, "step": step, **v})
-                    log(f"[{variant}] epoch {epoch} step {step}: " + _fmt(v))
-                    if v.get("val_loss", float("inf")) < best_val:
-                        best_val = v["val_loss"]
-                        save(best_path)
+                    validate_and_keep_best(f"epoch {epoch} step {step}")
                 write_logs()
                 save(last_path)
                 t_last = time.perf_counter()
@@ -507,13 +513,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             return {"variant": variant, "step": step, "interrupted": True, "out_dir": str(out)}
         # the run ended mid-epoch (max_steps): validate once more at the final step
         if not history or history[-1]["step"] != step:
-            v = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities, amp_ctx,
-                         cfg.batch_size, rank, world)
-            history.append({"epoch": epoch, "step": step, **v})
-            log(f"[{variant}] final step {step}: " + _fmt(v))
-            if v.get("val_loss", float("inf")) < best_val:
-                best_val = v["val_loss"]
-                save(best_path)
+            validate_and_keep_best(f"final step {step}")
             write_logs()
             save(last_path)
         if is_main and not best_path.exists():

@@ -13,10 +13,8 @@
 #   rows per class, mean over `n_support_sets` seeded balanced support sets, scored on the test split.
 #   A K above the smallest training class is infeasible and shown as such (never sampled with replacement).
 #
-# **Support-set count.** The profile schema has no evaluation keys and this notebook's parameters cell holds
-# only `profile`, so the protocol is `medbind_lib.evaluate.tables.eval_settings(cfg)`: the paper's 300 sets on
-# every profile except `smoke`, where the count is 50 (pure compute; the sd over sets is reported so the
-# reader can judge it). The value used is printed below and written with the table.
+# **Support-set count.** The profile key `fewshot_support_sets` (paper: 300; `smoke` uses 50, pure compute; the
+# sd over sets is reported so the reader can judge it). The value used is printed below and written with the table.
 # CIs: patient-level bootstrap 95% of the test set (few-shot: of the mean over support sets).
 # Writes `runs/<profile>/tables/fig3_zero_few_shot.*` and `figures/<profile>/05_fig3_zero_few_shot.{png,pdf}`.
 

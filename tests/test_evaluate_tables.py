@@ -144,7 +144,7 @@ def store(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------- settings
 def test_eval_settings_profile_rule():
-    smoke = tables.eval_settings(Cfg(profile="smoke", seed=3))
+    smoke = tables.eval_settings(Cfg(profile="smoke", seed=3, fewshot_support_sets=50, tsne_perplexity=5.0))
     paper_like = tables.eval_settings(Cfg(profile="paper", seed=3))
     assert paper_like.n_support_sets == 300 and paper_like.fewshot_ks == KS and paper_like.seed == 3
     assert smoke.n_support_sets < 300 and smoke.notes               # the reduction is documented with the numbers

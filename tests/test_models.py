@@ -311,3 +311,17 @@ def test_count_parameters_and_flops():
     total, per = flops_per_sample(ecg, {"ecg": torch.randn(2, 12, 1000)}, breakdown=True)
     assert total > 0 and per["MEDBindModel.encoders.ecg"] > 0.9 * total
     assert per["MEDBindModel.projections.ecg"] == 2 * 32 * EMB
+
+
+def test_param_groups_lr_scales_split_the_text_encoder():
+    from medbind_lib.models import build_model
+    from medbind_lib.config import load_profile
+
+    model = build_model(load_profile("smoke"))
+    groups = model.param_groups(0.1, lr=1e-3, lr_scales={"encoders.text": 0.01})
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        g = by_id[id(p)]
+        assert g["lr"] == pytest.approx(1e-5 if name.startswith("encoders.text") else 1e-3), name
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.1}

@@ -7,10 +7,9 @@ The notebooks stay thin: each calls one builder here on the artifacts notebook 0
 table carries the parameters that produced it (columns and ``df.attrs["params"]``; ``save_table`` also
 writes them beside the CSV and into the Markdown).
 
-Evaluation parameters (``EvalSettings``). The profile schema has no evaluation keys, so the evaluation
-protocol lives here with the paper's values as defaults; ``eval_settings(cfg)`` shrinks only what is
-pure compute for the CI profile (``cfg.profile == "smoke"``: 50 few-shot support sets instead of 300, t-SNE
-perplexity 5 for ~30 points); every other profile gets the paper protocol. Notebooks may pass
+Evaluation parameters (``EvalSettings``): the paper's protocol; ``eval_settings(cfg)`` takes only the
+pure-compute knobs from the profile (``fewshot_support_sets``: 300 in the paper, 50 on smoke;
+``tsne_perplexity``: 30, 5 on smoke for ~30 points). Notebooks may pass
 ``overrides``; whatever was used is recorded with the numbers.
 
 Systems (``SYSTEMS``): the trained variants of notebook 02, the encoder zoo (a CXR baseline's CXR
@@ -116,12 +115,14 @@ def _with_settings(fn):
 
 
 def eval_settings(cfg, **overrides) -> EvalSettings:
-    """The protocol for ``cfg``'s profile: the paper's values, with the compute-only knobs shrunk on smoke."""
+    """The protocol for ``cfg``: the paper's values, with the compute-only knobs the profile sets
+    (``fewshot_support_sets``, ``tsne_perplexity``)."""
     base = dict(profile=cfg["profile"], seed=int(cfg.get("seed", 0)),
-                text_identity=cfg.get("text_identity", "lower_ws"))
-    if cfg["profile"] == "smoke":
-        base.update(n_support_sets=50, tsne_perplexity=5.0,
-                    notes=("smoke: 50 few-shot support sets (paper 300) and t-SNE perplexity 5 (~30 points)",))
+                text_identity=cfg.get("text_identity", "lower_ws"),
+                n_support_sets=int(cfg.get("fewshot_support_sets", 300)),
+                tsne_perplexity=float(cfg.get("tsne_perplexity", 30.0)))
+    if base["n_support_sets"] != 300:
+        base["notes"] = (f"{base['n_support_sets']} few-shot support sets (paper: 300)",)
     base.update(overrides)
     return EvalSettings(**base)
 

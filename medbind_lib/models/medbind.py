@@ -139,17 +139,28 @@ class MEDBindModel(nn.Module):
         return self.projections[proj].weight.new_zeros(0, self.embed_dim)
 
     # ---------------------------------------------------------------- optimisation helpers
-    def param_groups(self, weight_decay: float) -> list[dict]:
+    def param_groups(self, weight_decay: float, lr: float | None = None,
+                     lr_scales: Mapping[str, float] | None = None) -> list[dict]:
         """open_clip convention: no weight decay on biases, norms (any 1-d / 0-d tensor), positions, CLS
-        tokens, relative-position tables and the temperature."""
+        tokens, relative-position tables and the temperature. ``lr_scales`` maps a parameter-name prefix
+        (e.g. ``encoders.text``) to a multiplier of ``lr`` (a pretrained encoder next to random ones)."""
         skip_names = ("pos_embed", "cls_token", "relative_position_bias_table", "absolute_pos_embed",
                       "log_logit_scale", "position_embeddings", "token_type_embeddings")
-        decay, no_decay = [], []
+        scales = dict(lr_scales or {})
+        groups: dict[tuple[bool, float], list] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim < 2 or any(s in name for s in skip_names) else decay).append(p)
-        return [{"params": decay, "weight_decay": float(weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+            no_decay = p.ndim < 2 or any(s in name for s in skip_names)
+            scale = next((v for k, v in scales.items() if name.startswith(k)), 1.0)
+            groups.setdefault((no_decay, scale), []).append(p)
+        out = []
+        for (no_decay, scale), params in sorted(groups.items()):
+            g = {"params": params, "weight_decay": 0.0 if no_decay else float(weight_decay)}
+            if lr is not None:
+                g["lr"] = float(lr) * scale
+            out.append(g)
+        return out
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, tau={self.tau:.4g}, learnable_temperature={self.learnable_temperature}, "
