@@ -763,6 +763,20 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
     return df
 
 
+def _shared_legend(fig, axes, extra: dict, bottom: float) -> None:
+    """One legend under a panel figure: each label once (first handle), the extra markers, a chance line."""
+    from matplotlib.lines import Line2D
+
+    seen: dict = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    seen.update(extra)
+    seen["chance"] = Line2D([], [], ls="--", color="k", lw=0.8)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 4), fontsize=8,
+               bbox_to_anchor=(0.5, bottom))
+
+
 def plot_fig3(df: pd.DataFrame):
     """One panel per dataset: few-shot curves (mean over support sets, CI band) and the zero-shot marker
     with its CI at x = 0, chance as a dashed line."""
@@ -797,16 +811,10 @@ def plot_fig3(df: pd.DataFrame):
         ax.set_title(f"{d['dataset_label'].iloc[0]} ({int(d['n_classes'].iloc[0])} classes)", fontsize=10)
         ax.set_ylim(0, 100)
     axes[0, 0].set_ylabel("balanced accuracy (%)")
-    seen: dict = {}
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
     from matplotlib.lines import Line2D
 
-    seen["zero-shot (star, 95% CI)"] = Line2D([], [], marker="*", ls="", color="0.3", ms=9)
-    seen["chance"] = Line2D([], [], ls="--", color="k", lw=0.8)
-    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 4), fontsize=8,
-               bbox_to_anchor=(0.5, -0.1))
+    _shared_legend(fig, axes[0], {"zero-shot (star, 95% CI)": Line2D([], [], marker="*", ls="", color="0.3", ms=9)},
+                   bottom=-0.1)
     fig.tight_layout()
     return fig
 
@@ -919,13 +927,8 @@ def plot_table2(df: pd.DataFrame):
     axes[0, 0].set_ylabel("modality -> text recall (%)")
     from matplotlib.lines import Line2D
 
-    seen: dict = {}
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    seen["paper (hollow: other text protocol)"] = Line2D([], [], marker="D", ls="", color="k", ms=5)
-    seen["chance"] = Line2D([], [], ls="--", color="k", lw=0.8)
-    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.12))
+    _shared_legend(fig, axes[0], {"paper (hollow: other text protocol)": Line2D([], [], marker="D", ls="", color="k",
+                                                                                ms=5)}, bottom=-0.12)
     fig.tight_layout()
     return fig
 
