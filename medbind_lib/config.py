@@ -123,6 +123,51 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "eval_every_epochs": (1, "validation (loss, R@1) every N epochs and at the end"),
     "max_steps": (None, "cap on optimizer steps (the schedule ends there); null = epochs x batches"),
     "checkpoint_every_steps": (0, "also write the last checkpoint every N steps (0 = after each epoch only)"),
+    # Table 4 (LLM prompt tuning): medbind_lib.llm, notebook 07. The paper names the model (BioBERT), LoRA, the
+    # linear projection inserted after the text and the tasks; everything else is a choice named here.
+    "llm_model_path": (None, "local Hugging Face BERT folder of the Table 4 language model (paper: BioBERT v1.1); "
+                             "null = the text encoder's text_model_path (null there = packaged MiniLM)"),
+    "llm_tasks": (["readmission", "mortality"], "Table 4 tasks: readmission (30-day, discharge text) and/or "
+                                                "mortality (in-hospital, Table A.2 demographics text)"),
+    "llm_systems": (["task_text", "text_only", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"],
+                    "Table 4 rows: task_text (task text alone, our reference), text_only (task text + expert CXR "
+                    "report / ECG text, paper row), encoder zoo, medbind_nm, medbind_bd"),
+    "llm_checkpoint": ("best", "notebook 02 checkpoint whose frozen encoders embed the CXR/ECG: best | last"),
+    "llm_admissions": ("all", "all (every labelled admission; a missing CXR/ECG is masked) | with_record (only "
+                              "admissions with a CXR or ECG in the window, as Table 1 counts them)"),
+    "llm_discharge_sections": (["chief complaint", "history of present illness", "brief hospital course",
+                                "discharge disposition", "discharge diagnosis"],
+                               "discharge-note sections (in this order) forming the readmission text; the paper "
+                               "says only 'discharge text'; [] = the whole note (its first tokens are the "
+                               "de-identified header)"),
+    "llm_max_length": (512, "word-piece budget of the text part (BERT limit 512); text_only: note and reports "
+                            "share it, the longer one truncated first"),
+    "llm_num_layers": (None, "keep only the first N transformer layers of the language model (a compute knob for "
+                             "CPU smoke runs); null = all layers (paper)"),
+    "llm_modality_tokens": (1, "tokens per CXR/ECG embedding: Linear(embed_dim, n x hidden) (paper: one linear "
+                               "projection)"),
+    "llm_pool": ("cls", "sequence representation for the head: cls (BERT convention, the text encoder's) | mean "
+                        "(attention-masked mean over text and present modality tokens)"),
+    "llm_lora_r": (8, "LoRA rank"),
+    "llm_lora_alpha": (16, "LoRA scaling alpha (update scaled by alpha / r)"),
+    "llm_lora_dropout": (0.1, "dropout on the LoRA branch"),
+    "llm_lora_targets": (["query", "value"], "BERT modules LoRA adapts (LoRA paper: W_q, W_v); e.g. add key, "
+                                             "dense"),
+    "llm_lr": (5e-4, "AdamW learning rate of LoRA, projections and head"),
+    "llm_weight_decay": (0.01, "AdamW weight decay (LoRA, projections, head weights)"),
+    "llm_epochs": (10, "fine-tuning epochs per (task, system, seed)"),
+    "llm_batch_size": (16, "fine-tuning batch size (admissions)"),
+    "llm_grad_clip": (1.0, "max gradient norm; 0 = no clipping"),
+    "llm_class_weighting": ("balanced", "loss weights: balanced (n / (2 n_class) from the training split; the "
+                                        "tasks are imbalanced) | none"),
+    "llm_select": ("valid_loss", "model selection over epochs on the validation split: valid_loss | valid_auroc "
+                                 "(falls back to loss where undefined) | last"),
+    "llm_threshold": ("fixed_0.5", "decision rule for accuracy: fixed_0.5 | valid_youden | valid_accuracy "
+                                   "(threshold fit on the validation split)"),
+    "llm_seeds": ([0, 1, 2], "fine-tuning seeds (at least 3); metrics are averaged over them"),
+    "llm_n_boot": (1000, "patient-level bootstrap replicates of the Table 4 CIs"),
+    "llm_torch_threads": (None, "CPU threads while fine-tuning (null = leave as is; 1 makes CPU numbers "
+                                "independent of the host's core count)"),
 }
 
 PATH_KEYS = tuple(k for k in SCHEMA if k.endswith(("_root", "_dir")))
@@ -241,6 +286,33 @@ def _check_values(v: dict) -> None:
             raise ConfigError(f"key {k!r} must be one of {allowed}, got {v[k]!r}")
     if v["n_patients"] < 10:
         raise ConfigError(f"n_patients must be at least 10, got {v['n_patients']}")
+    _check_llm_values(v)
+
+
+def _check_llm_values(v: dict) -> None:
+    """Table 4 keys: choices, at least 3 distinct seeds, known tasks and systems."""
+    choices = {"llm_checkpoint": ("best", "last"), "llm_admissions": ("all", "with_record"),
+               "llm_pool": ("cls", "mean"), "llm_class_weighting": ("balanced", "none"),
+               "llm_select": ("valid_loss", "valid_auroc", "last"),
+               "llm_threshold": ("fixed_0.5", "valid_youden", "valid_accuracy")}
+    for k, allowed in choices.items():
+        if v[k] not in allowed:
+            raise ConfigError(f"key {k!r} must be one of {allowed}, got {v[k]!r}")
+    seeds = v["llm_seeds"]
+    if len(set(seeds)) < 3 or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"llm_seeds must hold at least 3 distinct integer seeds, got {seeds}")
+    bad = sorted(set(v["llm_tasks"]) - {"readmission", "mortality"})
+    if bad or not v["llm_tasks"]:
+        raise ConfigError(f"llm_tasks must be a non-empty subset of ['readmission', 'mortality'], got {v['llm_tasks']}")
+    known = {"task_text", "text_only", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"}
+    bad = sorted(set(v["llm_systems"]) - known)
+    if bad or not v["llm_systems"]:
+        raise ConfigError(f"llm_systems: unknown {bad}; known: {sorted(known)}")
+    if v["llm_num_layers"] is not None and (not isinstance(v["llm_num_layers"], int) or v["llm_num_layers"] < 1):
+        raise ConfigError(f"key 'llm_num_layers' must be null or a positive integer, got {v['llm_num_layers']!r}")
+    for k in ("llm_max_length", "llm_modality_tokens", "llm_lora_r", "llm_epochs", "llm_batch_size", "llm_n_boot"):
+        if v[k] < (0 if k == "llm_n_boot" else 1):
+            raise ConfigError(f"key {k!r} must be positive, got {v[k]!r}")
 
 
 def describe() -> str:

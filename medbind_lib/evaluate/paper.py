@@ -87,3 +87,12 @@ def table3(task: str, system: str) -> float:
     if task not in TABLE3:
         raise ValueError(f"task must be one of {tuple(TABLE3)}, got {task!r}")
     return TABLE3[task].get(system, math.nan)
+
+
+def table4(task: str, system: str) -> float:
+    """Published Table 4 accuracy (percent) of ``system`` on ``task`` ('readmission' | 'mortality'); NaN for a
+    row the paper does not have (e.g. our task-text-only reference)."""
+    if task not in TABLE4_TASKS:
+        raise ValueError(f"task must be one of {TABLE4_TASKS}, got {task!r}")
+    v = TABLE4.get(system)
+    return math.nan if v is None else v[TABLE4_TASKS.index(task)]
