@@ -206,3 +206,26 @@ def test_torchrun_two_process_gloo(tmp_path, short_run):
     assert m["world_size"] == 2 and m["steps"] == 2
     assert m["untrained_valid"]["val_loss"] == pytest.approx(m1["untrained_valid"]["val_loss"], rel=1e-4)
     assert (tmp_path / "last.pt").exists()
+
+
+def test_retrieval_check_hand_computed():
+    """Ranks worked out by hand (no ties except the one noted): text directions over distinct texts,
+    CXR->ECG over pairs with a CXR paired twice (its best partner counts)."""
+    from types import SimpleNamespace
+
+    e = torch.eye(3)
+    q = torch.tensor([[1, .9, .1], [.9, .1, .8], [.3, .1, .5], [.2, .1, .9]])
+    cxr = pd.DataFrame({"text": ["a", "b", "a", "c"]})
+    ecg = pd.DataFrame({"text": ["x", "y", "x"]})
+    samples = np.array([[0, 1], [1, 0], [1, 2], [2, -1], [3, -1]])
+    tables = SimpleNamespace(cxr=cxr, ecg=ecg, samples=samples, is_pair=(samples >= 0).all(1))
+    emb = {"cxr": q, "cxr_text": e[[0, 1, 0, 2]], "ecg": e, "ecg_text": e[[0, 1, 0]]}
+    r = T.retrieval_check(emb, tables)
+    # CXR->text ranks (0-based) [0, 2, 1, 0]
+    assert r["r1_cxr_text"] == 50 and r["r5_cxr_text"] == 100 and r["medr_cxr_text"] == 1.5
+    assert r["n_gallery_cxr_text"] == 3 and r["blind_r1_cxr_text"] == 50 and r["blind_r5_cxr_text"] == 100
+    # ECG->text: ecg2 = e2 ties x and y at 0 -> pessimistic rank 1
+    assert r["r1_ecg_text"] == pytest.approx(200 / 3) and r["n_gallery_ecg_text"] == 2
+    # CXR->ECG: cxr0 -> ecg1 rank 1; cxr1 -> ecg0 rank 0 (ecg2 rank 1)
+    assert r["r1_cxr_ecg"] == 50 and r["r5_cxr_ecg"] == 100 and r["medr_cxr_ecg"] == 1.5
+    assert r["n_gallery_cxr_ecg"] == 3
