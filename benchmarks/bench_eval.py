@@ -1,14 +1,16 @@
 """Evaluation speed: the vectorised few-shot probe vs the scikit-learn loop, chunked retrieval vs dense.
 
 (a) Few-shot: the SAME 300 balanced support sets per (C, K) are fit by ``fewshot.probe_predictions``
-    (all sets at once) and by ``fewshot.sklearn_probe_predictions`` (one LogisticRegression each, the
-    reference); time ratio (best of ``--repeats``) and the difference in mean balanced accuracy.
+    (all sets at once; default solver "ncg", and the previous joint L-BFGS, solver="lbfgs") and by
+    ``fewshot.sklearn_probe_predictions`` (one LogisticRegression each, the reference); time ratio (best of
+    ``--repeats``, the three methods interleaved) and the difference in mean balanced accuracy.
 (b) Retrieval: Table-2 ranks at N x N (random unit vectors, d=256, duplicate texts: gallery = distinct
     keys) with ``retrieval.target_ranks`` in query chunks vs a dense ``sim = q @ g.T``; each method runs
     in its own subprocess; peak RSS above the loaded data (VmHWM after a clear_refs reset) is its own. Also the
     MEDCSP top-K path (``relevant_in_topk``, K in 1..100).
 
-    python benchmarks/bench_eval.py [--threads 1] [--n-retrieval 25000] [--skip-dense]
+    python benchmarks/bench_eval.py [--threads 1] [--repeats 2] [--n-retrieval 25000] [--skip-dense]
+                                    [--skip-fewshot] [--skip-retrieval]
 """
 from __future__ import annotations
 
@@ -46,28 +48,36 @@ def blobs(n_classes, d=256, n_train=5000, n_test=2000, scale=0.02, seed=0):
 def bench_fewshot(args) -> list[dict]:
     from medbind_lib.evaluate import (balanced_accuracy_batched, probe_predictions, sample_support_sets,
                                       sklearn_probe_predictions)
+    from medbind_lib.evaluate import fewshot
 
     rows = []
     (xw, yw), _ = blobs(2, n_train=200, n_test=10)
-    probe_predictions(xw, yw, xw, sample_support_sets(yw, 2, 4), 2)            # warm-up (LAPACK init)
+    for solver in ("ncg", "lbfgs"):                                           # warm-up (LAPACK / MKL init)
+        probe_predictions(xw, yw, xw, sample_support_sets(yw, 2, 4), 2, solver=solver)
     for c in (2, 5):
         (xtr, ytr), (xte, yte) = blobs(c, seed=c)
         for k in (1, 4, 16):
             sup = sample_support_sets(ytr, k, args.n_sets, seed=0, n_classes=c)
-            t_vec, t_sk = [], []
-            for _ in range(args.repeats):
+            t_vec, t_old, t_sk = [], [], []
+            for _ in range(args.repeats):               # interleaved, so load changes hit all three alike
                 t0 = time.perf_counter()
-                pv = probe_predictions(xtr, ytr, xte, sup, c)
+                pv = probe_predictions(xtr, ytr, xte, sup, c)                  # default solver: "ncg"
                 t_vec.append(time.perf_counter() - t0)
+                state = dict(fewshot._LAST_STATE)
+                t0 = time.perf_counter()
+                po = probe_predictions(xtr, ytr, xte, sup, c, solver="lbfgs")  # the previous joint L-BFGS
+                t_old.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 ps = sklearn_probe_predictions(xtr, ytr, xte, sup)
                 t_sk.append(time.perf_counter() - t0)
-            av = 100 * balanced_accuracy_batched(yte, pv, c)
-            as_ = 100 * balanced_accuracy_batched(yte, ps, c)
-            rows.append(dict(C=c, K=k, sets=args.n_sets, vec_s=min(t_vec), sk_s=min(t_sk),
-                             ratio=min(t_sk) / min(t_vec), acc_vec=av.mean(), acc_sk=as_.mean(),
-                             diff=av.mean() - as_.mean(), agree=float((pv == ps).mean())))
-            print(f"  fewshot C={c} K={k}: {rows[-1]['ratio']:.1f}x", file=sys.stderr, flush=True)
+            av, ao, as_ = (100 * balanced_accuracy_batched(yte, p, c) for p in (pv, po, ps))
+            rows.append(dict(C=c, K=k, sets=args.n_sets, vec_s=min(t_vec), old_s=min(t_old), sk_s=min(t_sk),
+                             ratio=min(t_sk) / min(t_vec), old_ratio=min(t_sk) / min(t_old), acc_vec=av.mean(),
+                             acc_sk=as_.mean(), diff=av.mean() - as_.mean(), old_diff=ao.mean() - as_.mean(),
+                             max_set_diff=float(np.abs(av - as_).max()), agree=float((pv == ps).mean()),
+                             iters=state.get("n_iter")))
+            print(f"  fewshot C={c} K={k}: {rows[-1]['ratio']:.1f}x (previous solver {rows[-1]['old_ratio']:.1f}x)",
+                  file=sys.stderr, flush=True)
     return rows
 
 
@@ -143,6 +153,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--skip-fewshot", action="store_true")
+    ap.add_argument("--skip-retrieval", action="store_true")
     ap.add_argument("--child", default=None)
     args = ap.parse_args()
     if args.child:
@@ -156,14 +167,20 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}\n")
     if not args.skip_fewshot:
         rows = bench_fewshot(args)
-        print("### Few-shot probe: vectorised (torch) vs scikit-learn loop, same support sets\n")
-        print("| C | K | support sets | vectorised /s | sklearn loop /s | speed-up | bal. acc. vec | bal. acc. sklearn "
-              "| diff (points) | prediction agreement |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print(f"### Few-shot probe: vectorised (torch) vs scikit-learn loop, same support sets (best of "
+              f"{args.repeats})\n")
+        print("| C | K | support sets | vectorised ncg /s | ncg iterations | sklearn loop /s | speed-up | "
+              "previous joint L-BFGS /s (speed-up) | bal. acc. ncg | bal. acc. sklearn | diff (points) | "
+              "largest per-set diff | prediction agreement | diff previous solver |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['C']} | {r['K']} | {r['sets']} | {r['vec_s']:.3f} | {r['sk_s']:.2f} | {r['ratio']:.1f}x | "
-                  f"{r['acc_vec']:.2f} | {r['acc_sk']:.2f} | {r['diff']:+.2f} | {100 * r['agree']:.2f}% |")
+            print(f"| {r['C']} | {r['K']} | {r['sets']} | {r['vec_s']:.4f} | {r['iters']} | {r['sk_s']:.3f} | "
+                  f"{r['ratio']:.1f}x | {r['old_s']:.4f} ({r['old_ratio']:.1f}x) | {r['acc_vec']:.2f} | "
+                  f"{r['acc_sk']:.2f} | {r['diff']:+.3f} | {r['max_set_diff']:.2f} | {100 * r['agree']:.2f}% | "
+                  f"{r['old_diff']:+.3f} |")
         print()
+    if args.skip_retrieval:
+        return
     rows = bench_retrieval(args)
     print(f"### Retrieval ranks, {args.n_retrieval} queries (d=256, duplicate texts deduplicated)\n")
     print("| method | chunk | gallery | time /s | peak extra RSS /MiB | R@1 | ranks checksum |")
