@@ -166,7 +166,10 @@ def build_caches(cfg, manifests: dict, quality: QualityLog) -> dict:
 
 
 def ecg_norm_stats(cfg, ecg_cached) -> dict:
-    """Normalisation statistic named by ``ecg_norm``, fit on the TRAINING split only."""
+    """Normalisation statistic named by ``ecg_norm``, fit on the TRAINING split only (methods that fit
+    nothing read no data)."""
+    if cfg.ecg_norm != "zscore_lead_train":
+        return pecg.fit_norm_stats((), cfg.ecg_norm)
     train = ecg_cached.manifest["split"].eq("train").to_numpy()
     idx = ecg_cached.manifest.loc[train, "index"].to_numpy()
     return pecg.fit_norm_stats(ecg_cached.array[np.sort(idx)], cfg.ecg_norm)

@@ -173,8 +173,7 @@ def load_pretrain(cfg, variant: str, splits=("train", "valid"), linked: dict | N
         caches["mimic_cxr"] = cohort.cxr_cache(cfg, "mimic_cxr", linked["cxr"], q)
     if "mimic_ecg" not in caches:
         caches["mimic_ecg"] = cohort.ecg_cache(cfg, "mimic_ecg", linked["ecg"], q)
-    stats = cohort.ecg_norm_stats(cfg, caches["mimic_ecg"]) if cfg.ecg_norm == "zscore_lead_train" \
-        else {"method": cfg.ecg_norm}
+    stats = cohort.ecg_norm_stats(cfg, caches["mimic_ecg"])
     tables = {s: build_tables(linked["cxr"], linked["ecg"], linked["pairs"], caches["mimic_cxr"],
                               caches["mimic_ecg"], s, variant) for s in splits}
     return {"tables": tables, "cxr_cached": caches["mimic_cxr"], "ecg_cached": caches["mimic_ecg"],

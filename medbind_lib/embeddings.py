@@ -147,8 +147,7 @@ def export_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None,
     def ecg_stats():
         nonlocal stats
         if stats is None:
-            stats = cohort.ecg_norm_stats(cfg, cache_of("mimic_ecg")) if cfg.ecg_norm == "zscore_lead_train" \
-                else {"method": cfg.ecg_norm}
+            stats = cohort.ecg_norm_stats(cfg, cache_of("mimic_ecg"))
         return stats
 
     written = {}

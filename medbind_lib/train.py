@@ -312,7 +312,7 @@ def _amp_dtype(cfg, device) -> Optional[torch.dtype]:
 # the loop
 # ----------------------------------------------------------------------------------------------------
 def default_out_dir(cfg, variant: str) -> Path:
-    return Path(cfg.runs_dir) / "02" / variant
+    return Path(cfg["runs_dir"]) / "02" / variant
 
 
 def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_steps: Optional[int] = None,

@@ -509,10 +509,7 @@ def _embed_records(art: Artifacts, variant: str, checkpoint: str, modality: str,
     cached = (cohort.cxr_cache if modality == "cxr" else cohort.ecg_cache)(cfg, f"mimic_{modality}", frame, q)
     man = cached.manifest.set_index(cached.manifest["record_id"].astype(str)).loc[list(record_ids)].reset_index(
         drop=True)
-    stats = None
-    if modality == "ecg":
-        stats = cohort.ecg_norm_stats(cfg, cached) if cfg["ecg_norm"] == "zscore_lead_train" \
-            else {"method": cfg["ecg_norm"]}
+    stats = cohort.ecg_norm_stats(cfg, cached) if modality == "ecg" else None
     model = art.model(variant, checkpoint)
     return embed_arrays(model, cached, man, modality, cfg, stats, art.device)
 

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..cache import file_signature
 from ..errors import DataError
 from ..io import atomic_path
 from ..quality import QualityLog
@@ -55,7 +56,9 @@ SYSTEMS: dict[str, LLMSystem] = {s.key: s for s in (
 
 def checkpoint_path(cfg, variant: str, checkpoint: str = "best") -> Path:
     """The checkpoint file, or a DataError naming it and the notebook that writes it."""
-    p = Path(cfg["runs_dir"]) / "02" / variant / f"{checkpoint}.pt"
+    from ..train import default_out_dir
+
+    p = default_out_dir(cfg, variant) / f"{checkpoint}.pt"
     if not p.is_file():
         raise DataError(p, f"checkpoint of {variant!r} missing: run notebook 02 for it first "
                            f"(python -m medbind_lib.run --profile {cfg['profile']} --only 02)")
@@ -69,8 +72,7 @@ def required_checkpoints(cfg, systems, checkpoint: str = "best") -> list[Path]:
 
 
 def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{path.name}:{file_signature(path)}"
 
 
 def report_texts(frame: pd.DataFrame, linked: Mapping[str, pd.DataFrame]) -> list[str | None]:
@@ -120,10 +122,7 @@ def embed_records(cfg, variant: str, modality: str, record_ids, checkpoint: str 
     present = [r for r in ids if r in man.index]
     excluded = sorted(set(ids) - set(present))
     log(excluded)
-    stats = None
-    if modality == "ecg":
-        stats = cohort.ecg_norm_stats(cfg, cached) if cfg["ecg_norm"] == "zscore_lead_train" \
-            else {"method": cfg["ecg_norm"]}
+    stats = cohort.ecg_norm_stats(cfg, cached) if modality == "ecg" else None
     model = _load_model(cfg, variant, ck, device)[0]
     emb = embed_arrays(model, cached, man.loc[present].reset_index(), modality, cfg, stats, device)
     store.parent.mkdir(parents=True, exist_ok=True)
