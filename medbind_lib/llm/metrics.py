@@ -14,6 +14,7 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
+from ..evaluate._common import balanced_accuracy_batched
 from ..evaluate.bootstrap import percentile_ci, resample_indices
 
 METRICS = ("accuracy", "auroc", "balanced_accuracy")
@@ -54,7 +55,7 @@ def balanced_accuracy_rows(y_true, pred) -> np.ndarray:
     p = np.atleast_2d(np.asarray(pred)).astype(int)
     if not ((y == 0).any() and (y == 1).any()):
         return np.full(len(p), np.nan)
-    return ((p[:, y == 0] == 0).mean(1) + (p[:, y == 1] == 1).mean(1)) / 2
+    return balanced_accuracy_batched(y, p, 2)
 
 
 def choose_threshold(rule: str, y_valid=None, p_valid=None) -> float:
