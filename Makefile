@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= default
+SET     ?=
+SETARGS := $(if $(strip $(SET)),--set $(SET))
 NBVAL_FLAGS := -o addopts=-ra --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:python
 
-.PHONY: setup data reproduce notebooks test test-unit test-notebooks golden bench clean
+.PHONY: setup data check reproduce notebooks test test-unit test-notebooks golden publish-figures bench clean
 
 setup: $(VENV)/.installed
 
@@ -16,11 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medbind)" >/dev/null
 	touch $@
 
-data: setup                 ## write the synthetic cohort of $(PROFILE)
-	$(PY) -m medbind_lib.synth --profile $(PROFILE)
+data: setup                 ## write the synthetic cohort of $(PROFILE) (refused, exit 2, for real-data profiles)
+	$(PY) -m medbind_lib.synth --profile $(PROFILE) $(SETARGS)
 
-reproduce: data             ## the main job: cohort + every notebook of $(PROFILE) into runs/$(PROFILE)/
-	$(PY) -m medbind_lib.run --profile $(PROFILE)
+check: setup                ## pre-flight: every missing dataset file of $(PROFILE), at once
+	$(PY) -m medbind_lib.check --profile $(PROFILE) $(SETARGS)
+
+reproduce: setup            ## the main job: cohort (synthetic profiles) + every notebook of $(PROFILE) into runs/$(PROFILE)/
+	$(PY) -m medbind_lib.synth --profile $(PROFILE) --if-synthetic $(SETARGS)
+	$(PY) -m medbind_lib.run --profile $(PROFILE) $(SETARGS)
 
 notebooks: setup            ## regenerate notebooks/*.ipynb from their jupytext .py sources (the source of truth)
 	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/[0-9][0-9]_*.py
@@ -39,8 +45,14 @@ golden: setup               ## re-execute the smoke profile and refresh tests/go
 	$(PY) -m medbind_lib.run --profile smoke
 	$(PY) -m medbind_lib.golden
 
+publish-figures:            ## copy runs/$(PROFILE)/figures/ over the committed figures/$(PROFILE)/ (after a full run)
+	test -d runs/$(PROFILE)/figures || { echo "runs/$(PROFILE)/figures missing: make reproduce PROFILE=$(PROFILE)"; exit 1; }
+	mkdir -p figures/$(PROFILE)
+	cp runs/$(PROFILE)/figures/*.png runs/$(PROFILE)/figures/*.pdf figures/$(PROFILE)/
+
 bench: setup
 	$(PY) benchmarks/bench_preprocess.py
 
 clean:
-	rm -rf runs/ data/ figures/smoke .pytest_cache
+	rm -rf runs/ .pytest_cache
+	for d in data/*/; do if [ -f "$$d/.synth_stamp.json" ]; then rm -rf "$$d"; fi; done   # synthetic cohorts only

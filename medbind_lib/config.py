@@ -7,6 +7,7 @@ reference other keys as ``{key}`` (e.g. ``{data_root}/mimic-cxr-jpg``).
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,7 +25,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "seed": (0, "one seed for Python, NumPy, torch and DataLoader workers"),
     "n_workers": (0, "DataLoader / preprocessing worker processes (0 = in-process)"),
     "progress": (True, "show tqdm progress bars"),
-    "notebook_timeout": (1800, "papermill per-cell timeout, seconds"),
+    "notebook_timeout": (None, "papermill per-cell hang guard, seconds; null = none (a slow or busy machine must "
+                               "never fail a legitimate run)"),
     # --- data sources
     "synthetic": (True, "write and use the synthetic cohort (False = real PhysioNet data at the roots below)"),
     "n_patients": (200, "synthetic cohort size: MIMIC patients; external datasets scale with it"),
@@ -45,7 +47,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                  "datasets this profile uses"),
     # --- outputs
     "runs_dir": ("runs/{profile}", "executed notebooks, caches, checkpoints, tables"),
-    "figures_dir": ("figures/{profile}", "regenerated figures (PNG and PDF)"),
+    "figures_dir": ("{runs_dir}/figures", "regenerated figures (PNG and PDF); git-ignored, so a run leaves the checkout "
+                                        "clean (`make publish-figures` copies them to the committed figures/<profile>/)"),
     "cache_dir": ("{runs_dir}/cache", "memory-mapped preprocessed arrays"),
     # --- ECG preprocessing
     "ecg_fs": (100, "target sampling rate, Hz (paper: 500 -> 100 Hz with anti-alias low-pass)"),
@@ -194,9 +197,41 @@ class Profile(dict):
 
 
 def _check_keys(d: Mapping, source: str) -> None:
+    """Unknown keys name the nearest valid key (a typo), not the whole schema."""
     unknown = sorted(set(d) - set(SCHEMA))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}. Valid keys: {sorted(SCHEMA)}")
+        hints = []
+        for k in unknown:
+            near = difflib.get_close_matches(str(k), SCHEMA, n=1, cutoff=0.6)
+            hints.append(f"{k!r} (did you mean {near[0]!r}?)" if near else repr(k))
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(hints)}; every key and its meaning: "
+                          f"python -c 'from medbind_lib.config import describe; print(describe())'")
+
+
+def parse_overrides(items) -> dict:
+    """``["lr=0.001", "variants=[medbind_bd]"]`` -> dict (values parsed as YAML), as every CLI's ``--set``."""
+    out = {}
+    for kv in items or ():
+        k, sep, v = kv.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {kv!r}: the value is not valid YAML ({e})") from e
+    return out
+
+
+def profiles_help() -> str:
+    """The shipped profiles with their one-line descriptions (for every CLI's --help)."""
+    lines = ["profiles (params/<name>.yaml):"]
+    for name in available_profiles():
+        try:
+            desc = (yaml.safe_load((PARAMS_DIR / f"{name}.yaml").read_text()) or {}).get("description", "")
+        except (OSError, yaml.YAMLError):
+            desc = "(unreadable)"
+        lines.append(f"  {name:<10} {desc}")
+    return "\n".join(lines)
 
 
 def _check_types(d: Mapping, source: str) -> None:
@@ -273,19 +308,72 @@ def load_profile(profile: str = "smoke", notebook: str | None = None, overrides:
     return Profile(values)
 
 
+# Allowed values of choice keys. Library modules hold the same tuples (losses.VARIANTS, ...); a test keeps
+# them equal, so a profile fails at load, not deep in training.
+CHOICES: dict[str, tuple] = {
+    "ecg_norm": ("zscore_lead_train", "zscore_record", "none"), "ecg_nan_policy": ("interpolate", "exclude"),
+    "cxr_resize": ("squash", "pad"), "text_identity": ("exact", "lower_ws"),
+    "ecg_text_source": ("note_else_machine", "machine"), "pair_policy": ("nearest", "all"),
+    "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
+    "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),
+    "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),
+}
+SUBSET_CHOICES: dict[str, tuple] = {
+    "variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
+    "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
+}
+# key: (lowest, highest, lowest allowed itself?) for numbers; None (null) passes where the default is None
+RANGES: dict[str, tuple] = {
+    "seed": (0, None, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
+    "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
+    "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),
+    "cxr_drop_path": (0, 1, True), "ecg_patch": (1, None, True), "ecg_dim": (1, None, True),
+    "ecg_depth": (1, None, True), "ecg_heads": (1, None, True), "ecg_mlp_ratio": (0, None, False),
+    "ecg_dropout": (0, 1, True), "ecg_samples": (1, None, True), "text_max_length": (1, None, True),
+    "embed_dim": (1, None, True), "tau": (0, None, False), "text_lr_scale": (0, None, True),
+    "text_max_words": (1, None, True), "pair_window_hours": (0, None, True),
+    "admission_window_hours": (0, None, True), "admission_pre_hours": (0, None, True),
+    "readmission_days": (1, None, True), "fewshot_support_sets": (1, None, True),
+    "tsne_perplexity": (0, None, False), "chexpert_5x200_per_class": (1, None, True), "lr": (0, None, False),
+    "weight_decay": (0, None, True), "epochs": (1, None, True), "batch_size": (1, None, True),
+    "warmup_steps": (0, None, True), "grad_clip": (0, None, True), "emcl_weight": (0, None, True),
+    "pair_fraction": (0, 1, False), "ecg_noise_std": (0, None, True), "eval_every_epochs": (1, None, True),
+    "max_steps": (1, None, True), "checkpoint_every_steps": (0, None, True), "llm_lr": (0, None, False),
+    "llm_weight_decay": (0, None, True), "llm_lora_alpha": (0, None, False), "llm_lora_dropout": (0, 1, True),
+    "llm_grad_clip": (0, None, True), "llm_torch_threads": (1, None, True),
+}
+
+
+def _check_range(k: str, x, lo, hi, lo_ok: bool) -> None:
+    if x is None:
+        return
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        raise ConfigError(f"key {k!r} must be a number, got {x!r}")
+    bad = (x < lo if lo_ok else x <= lo) if lo is not None else False
+    bad |= hi is not None and x > hi
+    if bad:
+        lo_s = "" if lo is None else (f">= {lo}" if lo_ok else f"> {lo}")
+        hi_s = "" if hi is None else f"<= {hi}"
+        raise ConfigError(f"key {k!r} must be {' and '.join(p for p in (lo_s, hi_s) if p)}, got {x!r}")
+
+
 def _check_values(v: dict) -> None:
     fr = v["split_fractions"]
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
         raise ConfigError(f"split_fractions must be three non-negative numbers summing to 1, got {fr}")
-    choices = {"ecg_norm": ("zscore_lead_train", "zscore_record", "none"),
-               "ecg_nan_policy": ("interpolate", "exclude"), "cxr_resize": ("squash", "pad"),
-               "text_identity": ("exact", "lower_ws"), "ecg_text_source": ("note_else_machine", "machine"),
-               "pair_policy": ("nearest", "all"), "mimic_split": ("patient_random", "official_cxr")}
-    for k, allowed in choices.items():
+    for k, allowed in CHOICES.items():
         if v[k] not in allowed:
             raise ConfigError(f"key {k!r} must be one of {allowed}, got {v[k]!r}")
+    for k, allowed in SUBSET_CHOICES.items():
+        bad = [x for x in v[k] if x not in allowed]
+        if bad or not v[k] or len(set(v[k])) != len(v[k]):
+            raise ConfigError(f"key {k!r} must be a non-empty list of distinct values from {allowed}, got {v[k]!r}")
+    for k, (lo, hi, lo_ok) in RANGES.items():
+        _check_range(k, v[k], lo, hi, lo_ok)
     if v["n_patients"] < 10:
         raise ConfigError(f"n_patients must be at least 10, got {v['n_patients']}")
+    if v["ecg_dim"] % v["ecg_heads"]:
+        raise ConfigError(f"ecg_dim ({v['ecg_dim']}) must be divisible by ecg_heads ({v['ecg_heads']})")
     _check_llm_values(v)
 
 

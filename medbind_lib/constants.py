@@ -2,7 +2,7 @@
 
 # Canonical ECG lead order used everywhere after loading (PTB-XL / CPSC order, mixed-case names).
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-# MIMIC-IV-ECG on-disk order: aVF BEFORE aVL (DATASETS.md 2.2). Map by name, never by index.
+# MIMIC-IV-ECG on-disk order: aVF BEFORE aVL (docs/DATASETS.md, MIMIC-IV-ECG). Map by name, never by index.
 LEADS_MIMIC = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 # PTB-XL / ICBEB-benchmark on-disk names (upper-case aVx).
 LEADS_PTBXL = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -28,7 +28,7 @@ ICBEB_CLASSES = ("NORM", "AFIB", "1AVB", "CLBBB", "CRBBB", "PAC", "VPC", "STD_",
 # CPSC2018 REFERENCE.csv integer codes -> PTB-XL benchmark scp codes.
 ICBEB_REFERENCE_CODES = {1: "NORM", 2: "AFIB", 3: "1AVB", 4: "CLBBB", 5: "CRBBB", 6: "PAC", 7: "VPC",
                          8: "STD_", 9: "STE_"}
-# SNOMED-CT codes of the CPSC classes in the PhysioNet/CinC Challenge headers (DATASETS.md 5.3).
+# SNOMED-CT codes of the CPSC classes in the PhysioNet/CinC Challenge headers (docs/DATASETS.md, ICBEB).
 ICBEB_SNOMED = {"426783006": "NORM", "164889003": "AFIB", "270492004": "1AVB", "164909002": "CLBBB",
                 "59118001": "CRBBB", "284470004": "PAC", "164884008": "VPC", "429622005": "STD_",
                 "164931005": "STE_"}

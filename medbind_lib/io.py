@@ -55,9 +55,18 @@ def check_unique(df: pd.DataFrame, cols, path, what: str = "id") -> None:
         raise DataError(path, f"duplicate {what} {cols}: {int(dup.sum())} rows, e.g. {ex}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
-    """Yield a temporary path beside ``path``; rename onto it only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename onto it only if the block succeeds.
+
+    The file ends with the permissions a plain ``open(path, "w")`` would give (0666 minus the umask), not
+    mkstemp's 0600, so a lab's shared ``runs/`` stays readable by the group."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
@@ -65,6 +74,8 @@ def atomic_path(path, suffix: str | None = None):
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():                  # writers that replace the temp file keep their own mode: set ours
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -31,7 +31,7 @@ HOUR = pd.Timedelta(hours=1)
 
 # Admission types treated as planned (elective) or observation stays when ``exclude_elective`` is on:
 # they are not counted as readmission EVENTS (an index admission skips them to the next qualifying
-# admission). MIMIC-IV 2.x values (DATASETS.md 3.2). SURGICAL SAME DAY ADMISSION is a planned
+# admission). MIMIC-IV 2.x values (docs/DATASETS.md, MIMIC-IV). SURGICAL SAME DAY ADMISSION is a planned
 # surgery (it was coded ELECTIVE in MIMIC-IV 1.0), so it is included.
 PLANNED_ADMISSION_TYPES = (
     "ELECTIVE", "SURGICAL SAME DAY ADMISSION",
@@ -185,7 +185,7 @@ def assign_admissions(records: pd.DataFrame, admissions: pd.DataFrame, quality=N
                       use_edregtime: bool = False) -> pd.DataFrame:
     """Copy of ``records`` with ``hadm_id`` (Int64, NA when none) = the admission covering the record time.
 
-    Rule (DATASETS.md 8): same subject and ``admittime <= time <= dischtime`` (both ends inclusive).
+    Rule (docs/DATASETS.md, MIMIC-IV): same subject and ``admittime <= time <= dischtime`` (both ends inclusive).
     With ``use_edregtime`` the interval starts at ``min(edregtime, admittime)`` so ED work-up before
     the admission (ECGs in particular) belongs to it.
 
@@ -379,10 +379,10 @@ def pair_counts(cxr: pd.DataFrame, ecg: pd.DataFrame, pairs: pd.DataFrame) -> di
 
 
 # --------------------------------------------------------------------------------------------------
-# labels (DATASETS.md 3.8)
+# labels (docs/DATASETS.md, MIMIC-IV)
 # --------------------------------------------------------------------------------------------------
 def mortality_labels(admissions: pd.DataFrame, quality=None) -> pd.DataFrame:
-    """In-hospital mortality per admission: ``mortality = hospital_expire_flag`` (DATASETS.md 3.8).
+    """In-hospital mortality per admission: ``mortality = hospital_expire_flag`` (docs/DATASETS.md, MIMIC-IV).
 
     The flag is the label; ``deathtime`` not null and ``discharge_location == 'DIED'`` are cross-checks.
     Disagreements are KEPT (label from the flag) and reported: as columns ``deathtime_set``,
@@ -427,7 +427,7 @@ def mortality_labels(admissions: pd.DataFrame, quality=None) -> pd.DataFrame:
 
 def readmission_labels(admissions: pd.DataFrame, days: float = 30, exclude_elective: bool = False, quality=None,
                        planned_types: Iterable[str] = PLANNED_ADMISSION_TYPES) -> pd.DataFrame:
-    """30-day readmission per index admission (DATASETS.md 3.8, canonical definition).
+    """30-day readmission per index admission (docs/DATASETS.md, MIMIC-IV).
 
     A subject's admissions are ordered by (admittime, hadm_id). For an index admission i with
     ``hospital_expire_flag == 0``: ``readmission = 1`` iff the NEXT admission j satisfies

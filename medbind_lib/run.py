@@ -1,9 +1,15 @@
 """Run the numbered notebooks in order with papermill: ``python -m medbind_lib.run --profile P [--only 00,01]``.
 
-Executed copies go to ``runs/<profile>/`` (never in place); the first failing notebook stops the run and
-is named. Parameters not declared in a notebook's ``parameters`` cell are an error (papermill only warns).
-A notebook that declares a ``variant`` parameter runs once per variant of the profile (``variants``),
-into ``runs/<profile>/<NN_name>-<variant>.ipynb`` (papermill's path templating for ablations).
+Before any notebook starts, a synthetic profile's cohort is written (or reused) and the pre-flight check
+(``medbind_lib.check``) lists every missing dataset file of the profile at once; each notebook's inputs from
+earlier notebooks are checked before its kernel starts (``medbind_lib.prereq``).
+Executed copies go to ``runs/<profile>/`` (never in place); the first failing notebook stops the run and is
+named with the failing cell and the executed copy holding the error, whatever the failure (an exception, a
+cell timeout, a dead kernel). Parameters not declared in a notebook's ``parameters`` cell are an error
+(papermill only warns). A notebook that declares a ``variant`` parameter runs once per variant of the
+profile (``variants``), into ``runs/<profile>/<NN_name>-<variant>.ipynb`` (papermill's path templating).
+``--set KEY=VALUE`` overrides profile keys in every notebook (passed as the ``overrides`` parameter).
+At the end the runner prints a time table and writes it to ``runs/<profile>/timings.csv``.
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ import time
 from pathlib import Path
 
 from . import ROOT
-from .config import load_profile
+from .config import load_profile, parse_overrides, profiles_help
+from .errors import ConfigError, DataError
 from .runtime import write_env
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -23,13 +30,24 @@ class NotebookFailed(RuntimeError):
     pass
 
 
+def parse_only(only: str | None) -> list[str] | None:
+    """``"0,1, 03"`` -> ``["00", "01", "03"]``; None = every notebook; an empty selection is an error."""
+    if only is None:
+        return None
+    picked = [s.strip().zfill(2) for s in only.split(",") if s.strip()]
+    if not picked:
+        raise SystemExit("--only: empty selection; give notebook numbers such as --only 00,01 (omit --only to "
+                         "run every notebook)")
+    return picked
+
+
 def list_notebooks(only: list[str] | None = None, directory: Path | None = None) -> list[Path]:
     """Notebooks named ``NN_*.ipynb`` in order; ``only`` filters by the NN prefix."""
     nbs = sorted(p for p in Path(directory or NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
-    if only:
+    if only is not None:
         known = {p.name[:2] for p in nbs}
         unknown = sorted(set(only) - known)
-        if unknown:
+        if unknown or not only:
             raise SystemExit(f"--only: no notebook numbered {unknown}; available: {sorted(known)}")
         nbs = [p for p in nbs if p.name[:2] in only]
     return nbs
@@ -46,18 +64,35 @@ def check_parameters(nb: Path, params: dict) -> None:
                              f"(declared: {sorted(declared)})")
 
 
-def executions(nb: Path, cfg) -> list[tuple[dict, str]]:
+def executions(nb: Path, cfg, overrides: dict | None = None) -> list[tuple[dict, str]]:
     """(parameters, executed file name) for each run of ``nb``: one, or one per variant."""
     import papermill as pm
 
-    base = {"profile": cfg.profile}
+    base = {"profile": cfg.profile, **({"overrides": dict(overrides)} if overrides else {})}
     if "variant" not in pm.inspect_notebook(str(nb)):
         return [(base, nb.name)]
     return [({**base, "variant": v}, f"{nb.stem}-{v}.ipynb") for v in cfg.variants]
 
 
-def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int, log_output: bool = False,
+def failed_cell(out: Path) -> tuple[int | None, str]:
+    """(1-based cell number in the executed copy, first source line) of the last cell papermill started."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(out, as_version=4)
+    except Exception:                                   # noqa: BLE001 - the copy may not exist or be partial
+        return None, ""
+    started = [(i, c) for i, c in enumerate(nb.cells, 1)
+               if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return None, ""
+    i, c = started[-1]
+    return i, c.source.strip().splitlines()[0] if c.source.strip() else ""
+
+
+def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int | None, log_output: bool = False,
                  out_name: str | None = None) -> Path:
+    """Execute ``nb`` into ``out_dir``; any failure becomes NotebookFailed naming notebook, cell and copy."""
     import papermill as pm
 
     check_parameters(nb, params)
@@ -68,31 +103,86 @@ def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int, log_output
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"notebook {nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                              f"executed copy with the error: {out}") from e
+    except Exception as e:                              # noqa: BLE001 - timeouts, dead kernels, ...
+        cell, first = failed_cell(out)
+        where = f"cell {cell} of the executed copy ({first!r})" if cell else "a cell"
+        hint = (f"\nthe per-cell hang guard notebook_timeout = {timeout} s was reached; raise it (or set it to "
+                f"null) with --set notebook_timeout=null" if "Timeout" in type(e).__name__ else "")
+        raise NotebookFailed(f"notebook {nb.name} stopped in {where}: {type(e).__name__}: {e}{hint}\n"
+                             f"executed copy with the error: {out}") from e
     return out
 
 
+def preflight(cfg) -> None:
+    """Write (or reuse) a synthetic profile's cohort, then fail in seconds on any missing dataset file."""
+    from . import check
+
+    if cfg.synthetic:
+        from .synth import write_cohort
+
+        summary = write_cohort(cfg)
+        print(f"[{cfg.profile}] synthetic cohort " + ("reused" if summary.get("reused")
+                                                      else f"written in {summary['seconds']:.0f} s"), flush=True)
+    problems = check.missing(cfg)
+    if problems:
+        raise ConfigError(check.report(cfg, problems))
+
+
+def _timings(rows: list[dict], profile: str, out_dir: Path) -> str:
+    import pandas as pd
+
+    from .io import write_csv_atomic
+
+    df = pd.DataFrame(rows, columns=["notebook", "seconds", "status"])
+    write_csv_atomic(df, out_dir / "timings.csv")
+    total = df["seconds"].sum()
+    lines = [f"[{profile}] time per notebook (runs/{profile}/timings.csv):"]
+    lines += [f"  {r.notebook:<48} {r.seconds:8.1f} s  {r.status}" for r in df.itertuples()]
+    lines.append(f"  {'total':<48} {total:8.1f} s  ({total / 60:.1f} min)")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m medbind_lib.run", description=__doc__)
-    ap.add_argument("--profile", default="smoke")
+    ap = argparse.ArgumentParser(prog="python -m medbind_lib.run", description=__doc__, epilog=profiles_help(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="smoke", help="params/<profile>.yaml (default: smoke)")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
+                    help="profile overrides for every notebook, e.g. --set epochs=1 'variants=[medbind_bd]'")
     ap.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
     args = ap.parse_args(argv)
 
-    cfg = load_profile(args.profile)
-    out_dir = Path(cfg.runs_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_env(cfg, out_dir / "env.json")
-    only = [s.strip().zfill(2) for s in args.only.split(",")] if args.only else None
-    for nb in list_notebooks(only):
-        for params, name in executions(nb, cfg):
+    try:
+        overrides = parse_overrides(args.set)
+        cfg = load_profile(args.profile, overrides=overrides or None)
+        notebooks = list_notebooks(parse_only(args.only))
+        preflight(cfg)
+        out_dir = Path(cfg.runs_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_env(cfg, out_dir / "env.json")
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    from . import prereq
+
+    rows, t_all = [], time.time()
+    for nb in notebooks:
+        for params, name in executions(nb, cfg, overrides):
             t0 = time.time()
             print(f"[{args.profile}] {name} ...", flush=True)
             try:
+                prereq.require(cfg, nb.name[:2])
                 out = run_notebook(nb, out_dir, params, cfg.notebook_timeout, args.log_output, name)
-            except NotebookFailed as e:
+            except (NotebookFailed, prereq.MissingArtifacts) as e:
+                rows.append({"notebook": name, "seconds": round(time.time() - t0, 1), "status": "FAILED"})
+                print(_timings(rows, args.profile, out_dir), flush=True)
                 print(f"FAILED: {e}", file=sys.stderr, flush=True)
                 return 1
+            rows.append({"notebook": name, "seconds": round(time.time() - t0, 1), "status": "ok"})
             print(f"[{args.profile}] {name} done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    print(_timings(rows, args.profile, out_dir), flush=True)
+    print(f"[{args.profile}] all done in {(time.time() - t_all) / 60:.1f} min; tables: {out_dir / 'tables'}, "
+          f"figures: {cfg.figures_dir}", flush=True)
     return 0
 
 

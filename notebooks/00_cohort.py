@@ -9,6 +9,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
@@ -18,7 +19,7 @@ from medbind_lib.datasets import load_manifest, load_tables
 from medbind_lib.quality import QualityLog
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="00")
+cfg = load_profile(profile, notebook="00", overrides=overrides)
 seed_everything(cfg.seed)
 pd.set_option("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 80)
 print(f"profile={cfg.profile} synthetic={cfg.synthetic} n_patients={cfg.n_patients} seed={cfg.seed}")

@@ -10,6 +10,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
@@ -19,7 +20,7 @@ from medbind_lib.config import load_profile
 from medbind_lib.quality import QualityLog
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="01")
+cfg = load_profile(profile, notebook="01", overrides=overrides)
 seed_everything(cfg.seed)
 pd.set_option("display.width", 180, "display.max_columns", 20, "display.max_colwidth", 70)
 quality = QualityLog()

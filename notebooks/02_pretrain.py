@@ -10,6 +10,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 variant = "medbind_bd"
 
 # %%
@@ -21,10 +22,12 @@ import pandas as pd
 import torch
 
 from medbind_lib.config import load_profile
+from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
 from medbind_lib.train import default_out_dir, train
 
-cfg = load_profile(profile, notebook="02")
+cfg = load_profile(profile, notebook="02", overrides=overrides)
+require(cfg, "02")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 out = default_out_dir(cfg, variant)
 gpus = torch.cuda.device_count()

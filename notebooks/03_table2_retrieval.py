@@ -13,19 +13,22 @@
 # in the top K, a different protocol (chance R@1 = 20%), so the paper's numbers are marked † there.
 # Every number has a patient-level bootstrap 95% CI. Reads `runs/<profile>/embeddings/` (and the checkpoints,
 # for the prompt embeddings); writes `runs/<profile>/tables/table2_retrieval.{csv,md,params.json}` and
-# `figures/<profile>/03_table2_retrieval.{png,pdf}`.
+# `runs/<profile>/figures/03_table2_retrieval.{png,pdf}`.
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
 
 from medbind_lib.config import load_profile
 from medbind_lib.evaluate import tables
+from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="03")
+cfg = load_profile(profile, notebook="03", overrides=overrides)
+require(cfg, "03")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 pd.set_option("display.width", 220, "display.max_columns", 30, "display.max_colwidth", 40)
 settings = tables.eval_settings(cfg)

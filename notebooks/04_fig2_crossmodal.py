@@ -8,10 +8,11 @@
 # (black ring: cardiomegaly on the CXR). Right: CXR -> ECG Recall@1/5/10 over the distinct test ECGs, with
 # patient-level bootstrap 95% CIs, chance (K / gallery) and the untrained MEDBind_BD initialisation.
 # Reads `runs/<profile>/embeddings/` and notebook 01's pairs; writes
-# `runs/<profile>/tables/fig2_crossmodal_recall.*` and `figures/<profile>/04_fig2_{tsne,recall}.{png,pdf}`.
+# `runs/<profile>/tables/fig2_crossmodal_recall.*` and `runs/<profile>/figures/04_fig2_{tsne,recall}.{png,pdf}`.
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
@@ -19,9 +20,11 @@ import pandas as pd
 from medbind_lib.config import load_profile
 from medbind_lib.evaluate import tables
 from medbind_lib.plots import save_figure
+from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="04")
+cfg = load_profile(profile, notebook="04", overrides=overrides)
+require(cfg, "04")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 pd.set_option("display.width", 200, "display.max_columns", 20)
 settings = tables.eval_settings(cfg)

@@ -16,10 +16,11 @@
 # **Support-set count.** The profile key `fewshot_support_sets` (paper: 300; `smoke` uses 50, pure compute; the
 # sd over sets is reported so the reader can judge it). The value used is printed below and written with the table.
 # CIs: patient-level bootstrap 95% of the test set (few-shot: of the mean over support sets).
-# Writes `runs/<profile>/tables/fig3_zero_few_shot.*` and `figures/<profile>/05_fig3_zero_few_shot.{png,pdf}`.
+# Writes `runs/<profile>/tables/fig3_zero_few_shot.*` and `runs/<profile>/figures/05_fig3_zero_few_shot.{png,pdf}`.
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
@@ -27,9 +28,11 @@ import pandas as pd
 from medbind_lib.config import load_profile
 from medbind_lib.evaluate import tables
 from medbind_lib.plots import save_figure
+from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="05")
+cfg = load_profile(profile, notebook="05", overrides=overrides)
+require(cfg, "05")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 pd.set_option("display.width", 220, "display.max_columns", 30)
 settings = tables.eval_settings(cfg)

@@ -15,10 +15,11 @@
 # Test embeddings come from `runs/<profile>/embeddings/`; the training pairs were not exported by notebook 02,
 # so they are embedded here from the `best.pt` checkpoints through the same cache and code path (cached in
 # `runs/<profile>/06/support_embeddings/`). Writes `runs/<profile>/tables/table3_crossmodal_zeroshot.*` and
-# `figures/<profile>/06_table3_crossmodal_zeroshot.{png,pdf}`.
+# `runs/<profile>/figures/06_table3_crossmodal_zeroshot.{png,pdf}`.
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
@@ -26,9 +27,11 @@ import pandas as pd
 from medbind_lib.config import load_profile
 from medbind_lib.evaluate import tables
 from medbind_lib.plots import save_figure
+from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="06")
+cfg = load_profile(profile, notebook="06", overrides=overrides)
+require(cfg, "06")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 pd.set_option("display.width", 220, "display.max_columns", 30)
 settings = tables.eval_settings(cfg)

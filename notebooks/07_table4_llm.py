@@ -20,10 +20,11 @@
 # accuracy (the paper's metric), AUROC and balanced accuracy on the test split are averaged over seeds, with a
 # patient-level bootstrap 95% CI. Fits are stored in `runs/<profile>/07/predictions/` and reused while settings,
 # data and checkpoints are unchanged. Writes `runs/<profile>/tables/table4_llm.{csv,md,params.json}` and
-# `figures/<profile>/07_table4_llm.{png,pdf}`.
+# `runs/<profile>/figures/07_table4_llm.{png,pdf}`.
 
 # %% tags=["parameters"]
 profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
 
 # %%
 import pandas as pd
@@ -32,10 +33,12 @@ from medbind_lib.cohort import load_linked
 from medbind_lib.config import load_profile
 from medbind_lib.llm import features, llm_settings, table, tasks
 from medbind_lib.plots import save_figure
+from medbind_lib.prereq import require
 from medbind_lib.quality import QualityLog
 from medbind_lib.runtime import seed_everything
 
-cfg = load_profile(profile, notebook="07")
+cfg = load_profile(profile, notebook="07", overrides=overrides)
+require(cfg, "07")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 pd.set_option("display.width", 220, "display.max_columns", 30, "display.max_colwidth", 60)
 settings = llm_settings(cfg)

@@ -30,12 +30,13 @@ def test_templates_resolve_from_repo_root():
     assert load_profile("paper").mimic_cxr_root == "/data/physionet/mimic-cxr-jpg/2.1.0"
 
 
-def test_unknown_key_lists_valid_keys(tmp_path):
-    (tmp_path / "p.yaml").write_text("seed: 1\nlerning_rate: 3\n")
+def test_unknown_key_suggests_the_nearest(tmp_path):
+    (tmp_path / "p.yaml").write_text("seed: 1\nepoch: 3\nlerning_rate: 3\n")
     with pytest.raises(ConfigError) as e:
         load_profile("p", params_dir=tmp_path)
     msg = str(e.value)
-    assert "lerning_rate" in msg and "p.yaml" in msg and "ecg_fs" in msg
+    assert "p.yaml" in msg and "'epoch' (did you mean 'epochs'?)" in msg and "'lerning_rate'" in msg
+    assert "ecg_fs" not in msg and "describe()" in msg            # no dump of ~120 names, a pointer instead
 
 
 def test_unknown_override_key():
@@ -58,6 +59,54 @@ def test_float_keys_accept_ints():
 def test_bad_values(key, value):
     with pytest.raises(ConfigError, match=key.split("_")[0]):
         load_profile("smoke", overrides={key: value})
+
+
+@pytest.mark.parametrize("key,value", [
+    ("lr", 0), ("lr", -1e-3), ("epochs", 0), ("batch_size", 0), ("tau", 0.0), ("weight_decay", -0.1),
+    ("pair_fraction", 1.5), ("ecg_dropout", 1.2), ("warmup_steps", -1), ("max_steps", 0), ("llm_lr", 0.0),
+    ("notebook_timeout", 0), ("notebook_timeout", "soon"), ("ecg_heads", 3)])
+def test_ranges_are_checked_at_load(key, value):
+    with pytest.raises(ConfigError, match=key):
+        load_profile("smoke", overrides={key: value})
+
+
+@pytest.mark.parametrize("key,value", [
+    ("variants", ["medbind_bd", "medbind_xx"]), ("variants", []), ("variants", ["ecg_clip", "ecg_clip"]),
+    ("amp", "fp16"), ("emcl_scale", "n_over_m"), ("loss_reduction", "avg"), ("cxr_pool", "cls"),
+    ("datasets", ["mimic"])])
+def test_choices_are_checked_at_load(key, value):
+    with pytest.raises(ConfigError, match=key):
+        load_profile("smoke", overrides={key: value})
+
+
+def test_config_choices_match_the_library():
+    """The loader's choice lists are the ones the library enforces later (they cannot drift apart)."""
+    from medbind_lib import losses
+    from medbind_lib.config import CHOICES, SUBSET_CHOICES
+    from medbind_lib.models import text
+
+    assert set(SUBSET_CHOICES["variants"]) == set(losses.VARIANTS)
+    assert CHOICES["emcl_scale"] == losses.EMCL_SCALES and CHOICES["loss_reduction"] == losses.REDUCTIONS
+    assert CHOICES["text_pool"] == text.POOLS
+
+
+def test_parse_overrides():
+    from medbind_lib.config import parse_overrides
+
+    assert parse_overrides(["lr=0.001", "variants=[medbind_bd, ecg_clip]", "max_steps=null"]) == \
+        {"lr": 0.001, "variants": ["medbind_bd", "ecg_clip"], "max_steps": None}
+    for bad in (["lr"], ["=3"], ["variants=[a,"]):
+        with pytest.raises(ConfigError):
+            parse_overrides(bad)
+
+
+def test_profiles_help_lists_every_profile():
+    from medbind_lib.config import profiles_help
+
+    text = profiles_help()
+    for name in available_profiles():
+        assert name in text
+    assert "the papers' setting" in text
 
 
 def test_notebook_layer_and_precedence(tmp_path):

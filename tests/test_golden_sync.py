@@ -37,3 +37,7 @@ def test_parameters_cell(nb_path):
     nb = nbformat.read(nb_path, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and 'profile = "smoke"' in tagged[0].source
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(nb_path))          # papermill must parse every line (--set needs overrides)
+    assert {"profile", "overrides"} <= set(declared), sorted(declared)

@@ -1,11 +1,14 @@
 """Shared helpers: tolerant CSV reading, duplicate checks, atomic writes, the data-quality log."""
 import gzip
+import os
+import stat
 
 import pandas as pd
 import pytest
 
 from medbind_lib.errors import DataError
-from medbind_lib.io import atomic_path, check_unique, find_table, read_table, write_csv_atomic
+from medbind_lib.io import (atomic_path, check_unique, find_table, read_table, write_csv_atomic, write_json_atomic,
+                            write_parquet_atomic)
 from medbind_lib.quality import QualityLog
 
 
@@ -51,6 +54,24 @@ def test_atomic_path_leaves_nothing_on_crash(tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
     write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "t.csv.gz")
     assert pd.read_csv(tmp_path / "t.csv.gz").a.tolist() == [1]
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
+    """Atomic writes get the mode a plain open() would (mkstemp alone gives 0600 whatever the umask)."""
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "env.json", {"a": 1})
+        write_parquet_atomic(pd.DataFrame({"a": [1]}), tmp_path / "t.parquet")
+        with atomic_path(tmp_path / "ck.pt") as tmp:
+            tmp.write_bytes(b"x")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(plain.stat().st_mode) == mode
+    for name in ("env.json", "t.parquet", "ck.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
 
 
 def test_quality_log_counts_and_examples():

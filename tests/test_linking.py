@@ -427,7 +427,7 @@ def test_real_demo_mortality(demo):
 
 def test_real_demo_link_cohort_splits(demo):
     adm, pat = demo
-    cxr = manifest([("d1", "10000032", "2180-05-06 21:30")])          # DATASETS.md 0 example, before admittime
+    cxr = manifest([("d1", "10000032", "2180-05-06 21:30")])          # a CXR before admittime
     ecg = manifest([("40689238", "10000032", "2180-07-23 08:44")], "mimic_ecg")
     linked = link_cohort({"seed": 0}, cxr, ecg, {"admissions": adm, "patients": pat}, QualityLog())
     a = linked["admissions"].set_index("hadm_id")

@@ -1,16 +1,18 @@
-"""The papermill runner: order, --only, undeclared parameters, and the first failing notebook is named."""
+"""The papermill runner: order, --only, --set, undeclared parameters, pre-flight checks, and the first failing
+notebook is named with its cell and executed copy whatever the failure (exception, timeout)."""
 import json
+import time
 
 import nbformat
 import pytest
 
-from medbind_lib import run
+from medbind_lib import prereq, run
 from medbind_lib.config import load_profile
 
 
-def _nb(path, *sources):
+def _nb(path, *sources, params='profile = "smoke"\noverrides = {}'):
     nb = nbformat.v4.new_notebook()
-    cells = [nbformat.v4.new_code_cell('profile = "smoke"', metadata={"tags": ["parameters"]})]
+    cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
     nb.cells = cells
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -26,7 +28,10 @@ def nbdir(tmp_path, monkeypatch):
     _nb(d / "02_never.ipynb", "open('never-ran', 'w').close()")
     monkeypatch.setattr(run, "NOTEBOOKS", d)
     runs = tmp_path / "runs"
-    monkeypatch.setattr(run, "load_profile", lambda p: load_profile(p, overrides={"runs_dir": str(runs)}))
+    monkeypatch.setattr(run, "load_profile",
+                        lambda p, overrides=None: load_profile(p, overrides={"runs_dir": str(runs), **(overrides or {})}))
+    monkeypatch.setattr(run, "preflight", lambda cfg: None)              # no cohort for toy notebooks
+    monkeypatch.setattr(prereq, "NEEDS", {"05": ("01", "02")})           # only the toy 05 reads earlier outputs
     return d, runs
 
 
@@ -36,11 +41,15 @@ def test_list_and_only(nbdir):
     assert [p.name for p in run.list_notebooks(["02"], directory=d)] == ["02_never.ipynb"]
     with pytest.raises(SystemExit, match="07"):
         run.list_notebooks(["07"], directory=d)
+    assert run.parse_only(None) is None and run.parse_only("0, 2") == ["00", "02"]
+    for empty in ("", " , "):
+        with pytest.raises(SystemExit, match="empty selection"):
+            run.parse_only(empty)
 
 
 def test_undeclared_parameter_is_an_error(nbdir):
     d, _ = nbdir
-    with pytest.raises(run.NotebookFailed, match=r"\['lr'\].*declared: \['profile'\]"):
+    with pytest.raises(run.NotebookFailed, match=r"\['lr'\].*declared: \['overrides', 'profile'\]"):
         run.check_parameters(d / "00_ok.ipynb", {"profile": "smoke", "lr": 1})
 
 
@@ -55,6 +64,69 @@ def test_runner_stops_at_first_failure_and_names_it(nbdir, capsys):
     assert env["seed"] == 0 and env["params"]["profile"] == "smoke" and "torch" in env["packages"]
     executed = nbformat.read(runs / "00_ok.ipynb", as_version=4)
     assert "smoke 2" in executed.cells[-1].outputs[0]["text"]
+    timings = (runs / "timings.csv").read_text().splitlines()
+    assert timings[0] == "notebook,seconds,status" and timings[1].startswith("00_ok.ipynb,")
+    assert timings[2].endswith(",FAILED") and len(timings) == 3
+
+
+def test_cell_timeout_is_reported_with_cell_and_copy(nbdir, capsys):
+    d, runs = nbdir
+    _nb(d / "03_slow.ipynb", "x = 1", "import time\ntime.sleep(60)")
+    t0 = time.time()
+    assert run.main(["--profile", "smoke", "--only", "03", "--set", "notebook_timeout=3"]) == 1
+    assert time.time() - t0 < 55
+    err = capsys.readouterr().err
+    assert "notebook 03_slow.ipynb stopped in cell 4 of the executed copy ('import time')" in err and "Timeout" in err
+    assert "notebook_timeout = 3 s" in err and str(runs / "03_slow.ipynb") in err and "Traceback" not in err
+
+
+def test_set_reaches_every_notebook(nbdir, capsys):
+    d, runs = nbdir
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "smoke"\noverrides = {}', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from medbind_lib.config import load_profile\n"
+                                          "print(load_profile(profile, overrides=overrides).lr)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, d / "04_set.ipynb")
+    assert run.main(["--profile", "smoke", "--only", "04", "--set", "lr=0.125"]) == 0
+    assert "0.125" in nbformat.read(runs / "04_set.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+    # a notebook without an `overrides` parameter cannot silently ignore --set
+    _nb(d / "06_old.ipynb", "x = 1", params='profile = "smoke"')
+    assert run.main(["--profile", "smoke", "--only", "06", "--set", "lr=0.125"]) == 1
+    assert "['overrides'] not declared" in capsys.readouterr().err
+
+
+def test_bad_set_and_unknown_key_are_clean_errors(nbdir, capsys):
+    assert run.main(["--profile", "smoke", "--set", "epoch=3"]) == 2
+    assert "did you mean 'epochs'?" in capsys.readouterr().err
+    assert run.main(["--profile", "smoke", "--set", "lr=-1"]) == 2
+    assert "'lr' must be > 0" in capsys.readouterr().err
+
+
+def test_missing_earlier_notebook_is_named_before_the_kernel_starts(nbdir, capsys):
+    d, runs = nbdir
+    _nb(d / "05_table.ipynb", "open('never-ran', 'w').close()")
+    assert run.main(["--profile", "smoke", "--only", "05"]) == 1
+    err = capsys.readouterr().err
+    assert "run them first: python -m medbind_lib.run --profile smoke --only 01,02" in err
+    assert not (runs / "05_table.ipynb").exists()
+
+
+def test_paper_without_data_fails_in_seconds(tmp_path, capsys):
+    t0 = time.time()
+    assert run.main(["--profile", "paper", "--set", f"data_root={tmp_path / 'none'}",
+                     f"runs_dir={tmp_path / 'runs'}"]) == 2
+    assert time.time() - t0 < 30
+    err = capsys.readouterr().err
+    assert "11 missing path(s); nothing was run" in err and "mimic_iv_root" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_the_profiles(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    out = capsys.readouterr().out
+    assert "profiles (params/<name>.yaml)" in out and "paper" in out and "--set" in out
 
 
 def test_variant_notebooks_run_once_per_variant(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""One reader per real dataset: its on-disk layout (DATASETS.md) -> a tidy pandas manifest.
+"""One reader per real dataset: its on-disk layout (docs/DATASETS.md) -> a tidy pandas manifest.
 
 Every manifest has the common columns ``dataset, record_id, subject_id, path, time, split``
 (``constants.MANIFEST_COLUMNS``, checked by ``schema.validate_manifest``) plus the dataset's own columns,

@@ -1,4 +1,4 @@
-"""ICBEB 2018 / CPSC2018 in any of its three distributions (DATASETS.md section 5).
+"""ICBEB 2018 / CPSC2018 in any of its three distributions (docs/DATASETS.md, ICBEB).
 
 ``read(root, quality=None, form="auto", seed=0, keep_unlabelled=False, record_prefix="A", strict=False,
 test_fraction=0.2)``

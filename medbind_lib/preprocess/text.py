@@ -26,7 +26,7 @@ def normalize_ws(text: str) -> str:
 
 # ----------------------------------------------------------------------------------------------------
 # MIMIC-CXR sections: a re-implementation of the logic of the official parser (MIT-LCP mimic-cxr
-# txt/section_parser.py) as described in DATASETS.md 1.6.
+# txt/section_parser.py) as docs/DATASETS.md (MIMIC-CXR) summarises.
 
 _HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s", re.DOTALL)
 # lower-cased header -> normalised name (the frequent headers and the typos seen in MIMIC-CXR)

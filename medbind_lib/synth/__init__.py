@@ -1,11 +1,15 @@
-"""Synthetic cohort in the real on-disk layouts of all nine datasets (see DESIGN.md, DATASETS.md).
+"""Synthetic cohort in the real on-disk layouts of all nine datasets (docs/DATASETS.md).
 
 ``write_cohort(cfg)`` draws latent patients (latent.py), renders their chest films (cxr.py) and
 12-lead ECGs (ecg.py), writes reports (reports.py), EHR tables and notes (ehr.py) into the MIMIC
 layouts (mimic.py) and draws the external datasets with a domain shift (external.py). Everything is
-generated into a staging directory beside ``data_root`` and renamed into place; the stamp
+generated into a fresh staging directory beside ``data_root`` and renamed into place; the stamp
 ``<data_root>/.synth_stamp.json`` is written last, so an interrupted run never looks complete.
 The latent ground truth goes to ``<data_root>/_synth_truth/{patients,admissions,visits,records}.parquet``.
+
+Safety: the generator only ever replaces what it wrote. It refuses a profile with ``synthetic: false``
+(whose roots are a user's real downloads), and before generating anything it refuses every existing root
+that is neither empty nor marked by a ``.medbind-synthetic`` file (each generated root carries one).
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,13 +29,16 @@ from ..io import write_json_atomic
 from . import external, latent, mimic
 from .common import rng_for
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
 STAMP_NAME = ".synth_stamp.json"
+MARKER_NAME = ".medbind-synthetic"
+STAGING_MARK = ".medbind-synth-staging"
 TRUTH_DIR = "_synth_truth"
 ROOT_KEYS = ("mimic_cxr_root", "mimic_cxr_reports_root", "mimic_ecg_root", "mimic_iv_root", "mimic_note_root",
              "ptbxl_root", "icbeb_root", "chexpert_root", "covid_root", "rsna_root", "openi_root")
 
-__all__ = ["write_cohort", "external_sizes", "truth_paths", "GENERATOR_VERSION", "STAMP_NAME"]
+__all__ = ["write_cohort", "external_sizes", "truth_paths", "foreign_roots", "GENERATOR_VERSION", "STAMP_NAME",
+           "MARKER_NAME"]
 
 
 def external_sizes(n_patients: int) -> dict:
@@ -86,6 +95,52 @@ def _stamp_ok(stamp: Path, h: str, targets: dict) -> dict | None:
     return data
 
 
+def _is_ours(path: Path, data_root: Path) -> bool:
+    """A root the generator may replace: absent, an empty directory, or one it marked when it wrote it.
+
+    Cohorts of generator 1.0.0 predate the marker: their roots count as ours when they lie inside a
+    ``data_root`` whose stamp says 1.0.0 (under a newer stamp an unmarked root is not ours)."""
+    if not path.exists():
+        return True
+    if not path.is_dir():
+        return False
+    if (path / MARKER_NAME).is_file() or next(path.iterdir(), None) is None:
+        return True
+    legacy = (_read_stamp(data_root / STAMP_NAME) or {}).get("params", {}).get("generator_version") == "1.0.0"
+    return legacy and data_root in path.parents
+
+
+def _read_stamp(stamp: Path) -> dict | None:
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "generator_version" in data.get("params", {}) else None
+
+
+def foreign_roots(cfg) -> dict[str, Path]:
+    """Roots of ``cfg`` that exist and were not written by this generator (it must never replace them)."""
+    data_root = Path(cfg.data_root).resolve()
+    out = {k: p for k, p in _targets(cfg).items() if not _is_ours(p, data_root)}
+    stamp = data_root / STAMP_NAME
+    if stamp.exists() and _read_stamp(stamp) is None:
+        out["stamp"] = stamp
+    return out
+
+
+def _refuse_foreign(cfg) -> None:
+    if not cfg.synthetic:
+        raise ConfigError(f"profile {cfg.profile!r} has synthetic: false: its roots are real datasets, which the "
+                          f"synthetic generator never writes to. Check them with `python -m medbind_lib.check "
+                          f"--profile {cfg.profile}`; to generate a cohort use a synthetic profile (smoke, default, gpu)")
+    foreign = foreign_roots(cfg)
+    if foreign:
+        lines = "\n".join(f"  {k} = {p}" for k, p in foreign.items())
+        raise ConfigError(f"profile {cfg.profile!r}: refusing to write the synthetic cohort over path(s) it did not "
+                          f"create (not empty, no {MARKER_NAME} marker):\n{lines}\nPoint these keys at new "
+                          f"folders (e.g. data_root), or move the folders away yourself.")
+
+
 def _move(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -100,6 +155,35 @@ def _install(staging: Path, staged: dict[Path, Path]) -> None:
         if target.exists():
             _move(target, staging / "old" / str(i))
         _move(staged[target], target)
+
+
+def _make_staging(data_root: Path) -> Path:
+    """A fresh staging folder beside data_root, marked with its owner; stale ones of dead runs are removed."""
+    parent, prefix = data_root.parent, f".{data_root.name}.synth-staging-"
+    parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for old in parent.glob(prefix + "*"):
+        try:
+            owner = json.loads((old / STAGING_MARK).read_text())
+        except (OSError, ValueError):
+            continue                                      # not ours: never touched
+        if owner.get("host") == host and not _pid_alive(int(owner.get("pid", -1))):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (staging / STAGING_MARK).write_text(json.dumps({"host": host, "pid": os.getpid()}))
+    return staging
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _generate(cfg, paths: dict[str, Path]) -> dict:
@@ -164,7 +248,9 @@ def write_cohort(cfg, force: bool = False) -> dict:
 
     Reuse: skipped when ``<data_root>/.synth_stamp.json`` matches the generator parameters (seed,
     n_patients, synth_image_size, GENERATOR_VERSION) and every root exists, unless ``force``.
+    Raises ``ConfigError`` for a non-synthetic profile and for roots it did not create (``foreign_roots``).
     """
+    _refuse_foreign(cfg)
     data_root = Path(cfg.data_root).resolve()
     params, targets = _params(cfg), _targets(cfg)
     h = _hash(params)
@@ -172,15 +258,16 @@ def write_cohort(cfg, force: bool = False) -> dict:
     if not force and (old := _stamp_ok(stamp, h, targets)):
         return {**old["summary"], "reused": True}
     stamp.unlink(missing_ok=True)                        # from here on the cohort is not complete
-    data_root.parent.mkdir(parents=True, exist_ok=True)
-    staging = data_root.parent / f".{data_root.name}.synth-staging"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = _make_staging(data_root)
     distinct = {p: staging / "new" / str(i) for i, p in enumerate(dict.fromkeys(targets.values()))}
     t0 = time.perf_counter()
     try:
         for p in distinct.values():
             p.mkdir(parents=True)
         counts = _generate(cfg, {k: distinct[p] for k, p in targets.items()})
+        for key, p in targets.items():
+            write_json_atomic(distinct[p] / MARKER_NAME, {"generator": "medbind_lib.synth", "key": key, **params})
+        _refuse_foreign(cfg)                             # nothing appeared at a root while generating
         _install(staging, distinct)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
