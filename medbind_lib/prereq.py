@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .constants import UNTRAINED_REFERENCE
+
 __all__ = ["MissingArtifacts", "missing", "require", "NEEDS"]
 
 # notebook -> producer notebooks whose outputs it reads
@@ -27,7 +29,9 @@ def _outputs(cfg, producer: str) -> list[Path]:
     if producer == "02":
         out = []
         for v in cfg.variants:
-            out += [runs / "02" / v / "best.pt", runs / "embeddings" / v, runs / "embeddings" / f"{v}_untrained"]
+            out += [runs / "02" / v / "best.pt", runs / "embeddings" / v]
+            if v == UNTRAINED_REFERENCE:
+                out.append(runs / "embeddings" / f"{v}_untrained")
         return out
     raise KeyError(producer)
 

@@ -14,14 +14,17 @@ At the end the runner prints a time table and writes it to ``runs/<profile>/timi
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
 from . import ROOT
 from .config import load_profile, parse_overrides, profiles_help
 from .errors import ConfigError, DataError
-from .runtime import write_env
+from .runtime import LOG_MARK, PROGRESS_LOG_ENV, write_env
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -90,13 +93,63 @@ def failed_cell(out: Path) -> tuple[int | None, str]:
     return i, c.source.strip().splitlines()[0] if c.source.strip() else ""
 
 
+class ProgressTail(threading.Thread):
+    """Show a running notebook's progress in the terminal: every ``every`` s, the newest line of each of its
+    progress bars (``runtime.progress`` mirrors them into ``path``) when it changed, and its log lines."""
+
+    def __init__(self, path: Path, every: float = 5.0, out=None):
+        super().__init__(daemon=True)
+        self.path, self.every, self.out = Path(path), every, out or sys.stdout
+        self._stop_event, self._pos, self._last = threading.Event(), 0, {}
+
+    def run(self):
+        while not self._stop_event.wait(self.every):
+            self.flush()
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(timeout=10)
+        self.flush()
+
+    def flush(self):
+        try:
+            with open(self.path, "r", errors="replace") as f:
+                f.seek(self._pos)
+                text = f.read()
+                self._pos = f.tell()
+        except FileNotFoundError:
+            return
+        latest: dict[str, str] = {}                          # the newest status of each bar in this chunk
+        for seg in (_ANSI.sub("", s).strip() for s in re.split(r"[\r\n]", text)):
+            if seg.startswith(LOG_MARK.strip()):
+                print(f"    {seg[len(LOG_MARK):].strip()}", file=self.out, flush=True)
+            elif seg:
+                latest[seg.split(":", 1)[0]] = seg
+        for name, seg in latest.items():
+            if self._last.get(name) != seg:
+                self._last[name] = seg
+                print(f"    {seg}", file=self.out, flush=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int | None, log_output: bool = False,
                  out_name: str | None = None) -> Path:
-    """Execute ``nb`` into ``out_dir``; any failure becomes NotebookFailed naming notebook, cell and copy."""
+    """Execute ``nb`` into ``out_dir``; any failure becomes NotebookFailed naming notebook, cell and copy.
+
+    The notebook's progress bars and training log lines are shown in the terminal as it runs (a tail of
+    ``runs/<profile>/progress/<name>.log``), one line per bar every ~20 s at most."""
     import papermill as pm
 
     check_parameters(nb, params)
     out = out_dir / (out_name or nb.name)
+    prog = out_dir / "progress" / f"{Path(out.name).stem}.log"
+    prog.parent.mkdir(parents=True, exist_ok=True)
+    prog.write_text("")
+    os.environ[PROGRESS_LOG_ENV] = str(prog)                # the kernel inherits the runner's environment
+    tail = ProgressTail(prog)
+    tail.start()
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(ROOT),
                             execution_timeout=timeout, log_output=log_output, progress_bar=False)
@@ -110,6 +163,9 @@ def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int | None, log
                 f"null) with --set notebook_timeout=null" if "Timeout" in type(e).__name__ else "")
         raise NotebookFailed(f"notebook {nb.name} stopped in {where}: {type(e).__name__}: {e}{hint}\n"
                              f"executed copy with the error: {out}") from e
+    finally:
+        os.environ.pop(PROGRESS_LOG_ENV, None)
+        tail.stop()
     return out
 
 

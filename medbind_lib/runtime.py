@@ -36,12 +36,82 @@ def seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+PROGRESS_LOG_ENV = "MEDBIND_PROGRESS_LOG"      # set by the runner: bars are mirrored as text into this file
+PROGRESS_EVERY_ENV = "MEDBIND_PROGRESS_EVERY"  # seconds between mirrored lines (default 20)
+
+
 def progress(iterable=None, *, enabled: bool = True, **kw):
-    """The one progress-bar helper (tqdm.auto with explicit ``disable``; TQDM_DISABLE misses widgets)."""
+    """The one progress-bar helper (tqdm.auto with explicit ``disable``; TQDM_DISABLE misses widgets).
+
+    Under the runner (``MEDBIND_PROGRESS_LOG`` set) each bar is also mirrored, as plain text at most every
+    ``MEDBIND_PROGRESS_EVERY`` seconds, into that file, which the runner shows in the terminal: the same
+    description, counts, postfix (loss, samples/s) and ETA as the notebook's widget."""
     from tqdm.auto import tqdm
 
     disable = (not enabled) or os.environ.get("MEDBIND_NO_PROGRESS") == "1"
-    return tqdm(iterable, disable=disable, dynamic_ncols=True, mininterval=1.0, **kw)
+    bar = tqdm(iterable, disable=disable, dynamic_ncols=True, mininterval=1.0, **kw)
+    path = os.environ.get(PROGRESS_LOG_ENV)
+    if disable or not path:
+        return bar
+    return MirroredBar(bar, path, float(os.environ.get(PROGRESS_EVERY_ENV, "20")), kw)
+
+
+class MirroredBar:
+    """A tqdm bar plus a plain-text twin appended to a file (what the runner prints in the terminal)."""
+
+    _BOTH = ("update", "set_postfix", "set_postfix_str", "set_description", "set_description_str", "reset",
+             "refresh")
+
+    def __init__(self, bar, path: str, every: float, kw: dict):
+        from tqdm import tqdm as plain
+
+        self._bar = bar
+        self._file = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
+        twin_kw = {k: v for k, v in kw.items() if k in ("desc", "unit", "unit_scale", "postfix")}
+        self._twin = plain(total=bar.total, initial=bar.n, file=self._file, mininterval=every, maxinterval=every,
+                           ascii=True, ncols=120, dynamic_ncols=False, **twin_kw)
+
+    def __getattr__(self, name):
+        if name in MirroredBar._BOTH:
+            def both(*a, **k):
+                getattr(self._twin, name)(*a, **k)
+                return getattr(self._bar, name)(*a, **k)
+            return both
+        return getattr(self._bar, name)
+
+    def __iter__(self):
+        for x in self._bar:
+            yield x
+            self._twin.update(1)
+        self.close()
+
+    def __len__(self):
+        return len(self._bar)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        self._bar.close()
+        if not self._file.closed:
+            self._twin.close()
+            self._file.close()
+
+
+LOG_MARK = "@@ "                               # marks a log line (not a bar refresh) in the progress file
+
+
+def log_line(msg: str) -> None:
+    """Print ``msg`` (the notebook shows it) and, under the runner, mirror it to the terminal too."""
+    print(msg, flush=True)
+    path = os.environ.get(PROGRESS_LOG_ENV)
+    if path and os.environ.get("MEDBIND_NO_PROGRESS") != "1":
+        with open(path, "a") as f:
+            f.write("\n" + LOG_MARK + msg.rstrip("\n") + "\n")
 
 
 def git_commit() -> str | None:

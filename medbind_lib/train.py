@@ -18,8 +18,9 @@ rank) is checkpointed with the sampler position, so on CPU a resumed run ends wi
 an uninterrupted one.
 
 Outputs in ``out_dir`` (default ``runs/<profile>/02/<variant>/``), all written atomically:
-``last.pt`` (after every epoch, every ``checkpoint_every_steps`` and on interruption), ``best.pt``
-(lowest validation loss), ``steps.parquet`` (per step: loss terms, m, n, samples/s, data wait, lr, grad
+``last.pt`` (after every epoch, every ``checkpoint_every_steps`` and on interruption: the full state for an
+exact resume; once the run has finished it is rewritten without optimizer, scheduler and sampler state, a
+third of the size), ``best.pt`` (lowest validation loss; weights and metadata only), ``steps.parquet`` (per step: loss terms, m, n, samples/s, data wait, lr, grad
 norm), ``epochs.csv`` (validation per epoch), ``metrics.json`` (results + params + env).
 A non-finite loss or gradient norm stops training with :class:`NonFiniteLoss` naming the step and terms,
 before the optimizer step (the last checkpoint stays clean).
@@ -48,7 +49,7 @@ from . import data as mdata
 from . import distributed as D
 from .io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from .losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
-from .runtime import env_info, progress, seed_everything
+from .runtime import env_info, log_line, progress, seed_everything
 
 __all__ = ["train", "NonFiniteLoss", "Embedder", "embed_batch", "model_for_variant", "build_optimizer",
            "cosine_lambda", "save_checkpoint", "load_checkpoint", "validate", "retrieval_check", "main"]
@@ -332,7 +333,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         raise ValueError(f"loss_reduction must be one of {REDUCTIONS}, got {cfg.loss_reduction!r}")
     rank, world, local, created = _init_distributed()
     is_main = rank == 0
-    log = log or (lambda msg: print(msg, flush=True) if is_main else None)
+    log = log or (lambda msg: log_line(msg) if is_main else None)
     if device is None:
         device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -394,8 +395,13 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             if ck.get("variant") != variant:
                 raise ValueError(f"{last_path} holds variant {ck.get('variant')!r}, not {variant!r}")
             model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
+            if "optimizer" in ck:
+                opt.load_state_dict(ck["optimizer"])
+                sched.load_state_dict(ck["scheduler"])
+            elif ck["step"] < total:
+                raise ValueError(f"{last_path} is the slim checkpoint of a run that finished at step {ck['step']}; "
+                                 f"the settings now ask for {total} steps and no optimizer state is left to "
+                                 f"continue exactly: move {last_path.parent} away to train afresh")
             sampler.load_state_dict(ck["sampler"])
             step, epoch, start = ck["step"], ck["epoch"], ck["sampler"]["start"]
             best_val, history, untrained = ck["best_val"], ck["history"], ck.get("untrained")
@@ -422,18 +428,20 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             if is_main and history:
                 write_csv_atomic(pd.DataFrame(history), out / "epochs.csv")
 
-        def save(path, **extra):
+        def save(path, weights_only: bool = False, finished: bool = False):
+            """Full state for an exact resume, or (best.pt, a finished last.pt) weights + metadata only: the
+            AdamW moments are twice the model's size and nothing reads them once training stops."""
             rng_all = gather_rng()
             if not is_main:
                 return
-            save_checkpoint(path, {
-                "version": CKPT_VERSION, "variant": variant, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "sampler": {**sampler.state_dict(), "epoch": epoch, "start": start},
-                "step": step, "epoch": epoch, "total_steps": total, "rng": rng_all, "cfg": dict(cfg),
-                "model_config": model.model_config, "best_val": best_val, "history": history,
-                "untrained": untrained, "train_seconds": t_prev_total + (time.perf_counter() - t_start),
-                **extra})
+            state = {"version": CKPT_VERSION, "variant": variant, "model": model.state_dict(), "step": step,
+                     "epoch": epoch, "total_steps": total, "cfg": dict(cfg), "model_config": model.model_config,
+                     "best_val": best_val, "history": history, "untrained": untrained, "finished": finished,
+                     "train_seconds": t_prev_total + (time.perf_counter() - t_start), "rng": rng_all,
+                     "sampler": {**sampler.state_dict(), "epoch": epoch, "start": start}}
+            if not (weights_only or finished):
+                state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict())
+            save_checkpoint(path, state)
 
         def validate_and_keep_best(label: str) -> None:
             """Validate, log, and write best.pt (recording the new best_val) when the validation loss improves."""
@@ -444,7 +452,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             log(f"[{variant}] {label}: " + _fmt(v))
             if v.get("val_loss", float("inf")) < best_val:
                 best_val = v["val_loss"]
-                save(best_path)
+                save(best_path, weights_only=True)
 
         if untrained is None and step == 0:
             untrained = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities,
@@ -511,7 +519,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
                 if epoch % max(1, int(cfg.eval_every_epochs)) == 0 or step >= total:
                     validate_and_keep_best(f"epoch {epoch} step {step}")
                 write_logs()
-                save(last_path)
+                save(last_path, finished=step >= total)
                 t_last = time.perf_counter()
         bar.close()
         if interrupted:
@@ -523,9 +531,9 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         if not history or history[-1]["step"] != step:
             validate_and_keep_best(f"final step {step}")
             write_logs()
-            save(last_path)
-        if is_main and not best_path.exists():
-            save(best_path)
+            save(last_path, finished=True)
+        if best_val == float("inf"):           # no finite validation loss: keep the final weights (every rank
+            save(best_path, weights_only=True)  # takes this branch, as save gathers RNG states collectively)
         train_seconds = t_prev_total + (time.perf_counter() - t_start)
         metrics = None
         if is_main:

@@ -106,11 +106,14 @@ print(check.round(1).to_string())
 
 # %% [markdown]
 # ## Export embeddings of every evaluation dataset
-# For the trained model (best validation loss) and the untrained reference.
+# For the trained model (best validation loss) and, for MEDBind_BD, the untrained initialisation that is the
+# tables' untrained reference row (no table reads the other variants' untrained embeddings).
 
 # %%
+from medbind_lib.constants import UNTRAINED_REFERENCE
 from medbind_lib.embeddings import export_embeddings
 
 paths = export_embeddings(cfg, variant, "best")
-export_embeddings(cfg, variant, "untrained")
+if variant == UNTRAINED_REFERENCE:
+    export_embeddings(cfg, variant, "untrained")
 print(sorted(paths))

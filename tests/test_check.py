@@ -94,15 +94,15 @@ def test_notebooks_name_the_notebook_to_run_first(tmp_path):
     (runs / "01").mkdir(parents=True)
     (runs / "01" / "link_params.json").write_text("{}")
     prereq.require(cfg, "02")
+    for tag in ("medbind_bd", "ecg_clip", "medbind_bd_untrained"):     # the untrained reference: BD's alone
+        (runs / "embeddings" / tag).mkdir(parents=True)
+        (runs / "embeddings" / tag / "mimic_ecg.npz").write_bytes(b"")
     for v in cfg.variants:
         (runs / "02" / v).mkdir(parents=True)
         (runs / "02" / v / "best.pt").write_bytes(b"")
-        for tag in (v, f"{v}_untrained"):
-            (runs / "embeddings" / tag).mkdir(parents=True)
-            (runs / "embeddings" / tag / "mimic_ecg.npz").write_bytes(b"")
-    (runs / "embeddings" / "ecg_clip_untrained" / "mimic_ecg.npz").unlink()    # export interrupted
-    with pytest.raises(prereq.MissingArtifacts, match=r"ecg_clip_untrained[\s\S]*--only 02$"):
+    (runs / "embeddings" / "medbind_bd_untrained" / "mimic_ecg.npz").unlink()    # export interrupted
+    with pytest.raises(prereq.MissingArtifacts, match=r"medbind_bd_untrained[\s\S]*--only 02$"):
         prereq.require(cfg, "07")
-    (runs / "embeddings" / "ecg_clip_untrained" / "mimic_ecg.npz").write_bytes(b"")
+    (runs / "embeddings" / "medbind_bd_untrained" / "mimic_ecg.npz").write_bytes(b"")
     for nb in ("03", "04", "05", "06", "07"):
         prereq.require(cfg, nb)

@@ -143,3 +143,38 @@ def test_variant_notebooks_run_once_per_variant(tmp_path, monkeypatch):
         ({"profile": "smoke", "variant": "ecg_clip"}, "02_v-ecg_clip.ipynb")]
     from medbind_lib.golden import executed_copy
     assert executed_copy(d / "02_v.ipynb", tmp_path).name == "02_v-a.ipynb"
+
+
+def test_terminal_shows_the_notebooks_bars_and_log_lines(nbdir, capsys, monkeypatch):
+    d, _ = nbdir
+    monkeypatch.delenv("MEDBIND_NO_PROGRESS", raising=False)              # CI disables bars; this test needs them
+    monkeypatch.setenv("MEDBIND_PROGRESS_EVERY", "0")
+    _nb(d / "07_bars.ipynb", "from medbind_lib.runtime import log_line, progress\n"
+                             "bar = progress(total=30, desc='toy fits')\n"
+                             "for i in range(30):\n    bar.update(1)\n    bar.set_postfix(loss=f'{3 - i / 10:.2f}')\n"
+                             "bar.close()\nlog_line('[toy] epoch 1 valid: r1=0.500')\n"
+                             "for _ in progress(range(4), desc='embed cxr'):\n    pass")
+    assert run.main(["--profile", "smoke", "--only", "07"]) == 0
+    out = capsys.readouterr().out
+    lines = [s.strip() for s in out.splitlines()]
+    assert "[toy] epoch 1 valid: r1=0.500" in lines
+    assert any(s.startswith("toy fits: 100%") and "30/30" in s and "loss=0.10" in s for s in lines), out
+    assert any(s.startswith("embed cxr: 100%") and "4/4" in s for s in lines), out
+    assert len(lines) < 20                                                 # the newest line per poll, no flood
+
+
+def test_mirrored_bar_writes_plain_text(tmp_path, monkeypatch):
+    from medbind_lib.runtime import PROGRESS_LOG_ENV, MirroredBar, progress
+
+    monkeypatch.delenv("MEDBIND_NO_PROGRESS", raising=False)
+    monkeypatch.setenv(PROGRESS_LOG_ENV, str(tmp_path / "p.log"))
+    monkeypatch.setenv("MEDBIND_PROGRESS_EVERY", "0")
+    with progress(total=5, desc="medbind_bd") as bar:
+        assert isinstance(bar, MirroredBar)
+        for _ in range(5):
+            bar.update(1)
+            bar.set_postfix(loss="1.234", sps="55.0")
+        assert bar.n == 5
+    text = (tmp_path / "p.log").read_text()
+    assert "medbind_bd: 100%" in text and "5/5" in text and "loss=1.234, sps=55.0" in text
+    assert progress(range(3), enabled=False).disable                       # disabled bars mirror nothing

@@ -55,10 +55,18 @@ def test_short_run_writes_logs_checkpoints_metrics(short_run):
         assert key in metrics["final_valid"] and key in metrics["untrained_valid"]
     ck = T.load_checkpoint(out / "last.pt")
     assert ck["step"] == 3 and ck["variant"] == "medbind_bd" and ck["cfg"]["batch_size"] == 16
-    assert {"python", "numpy", "torch"} <= set(ck["rng"][0]) and "optimizer" in ck and "scheduler" in ck
-    # a finished run is not retrained on resume
+    assert {"python", "numpy", "torch"} <= set(ck["rng"][0]) and ck["finished"]
+    # finished run and best weights: no optimizer state (AdamW's moments are 2x the model's size)
+    best = T.load_checkpoint(out / "best.pt")
+    assert "optimizer" not in ck and "scheduler" not in ck and "optimizer" not in best
+    n_model = sum(v.numel() * v.element_size() for v in best["model"].values())
+    assert (out / "best.pt").stat().st_size < 1.2 * n_model
+    assert set(best["model"]) == set(ck["model"]) and best["step"] in {h["step"] for h in ck["history"]}
+    # a finished run is not retrained on resume; asking it for more steps is a clear error, not a silent restart
     m2 = T.train(_cfg(), "medbind_bd", out_dir=out, resume=True, data=None)
     assert m2["steps"] == 3 and len(pd.read_parquet(out / "steps.parquet")) == 3
+    with pytest.raises(ValueError, match="slim checkpoint of a run that finished at step 3"):
+        T.train(_cfg(max_steps=5), "medbind_bd", out_dir=out, resume=True, data=None)
 
 
 def test_cosine_schedule_with_warmup():
@@ -107,12 +115,16 @@ def test_resume_equals_uninterrupted(tmp_path, data_bd):
     assert b1["interrupted"] and b1["step"] == 2
     mid = T.load_checkpoint(tmp_path / "b" / "last.pt")
     assert mid["step"] == 2 and mid["sampler"]["start"] == 2
+    # optimizer state at step 4 (full checkpoints): uninterrupted vs resumed from step 2
+    T.train(cfg, "medbind_bd", out_dir=tmp_path / "a4", resume=False, data=data_bd, stop_after_steps=4)
+    T.train(cfg, "medbind_bd", out_dir=tmp_path / "b", resume=True, data=data_bd, stop_after_steps=4)
+    sa = T.load_checkpoint(tmp_path / "a4" / "last.pt")["optimizer"]["state"]
+    sb = T.load_checkpoint(tmp_path / "b" / "last.pt")["optimizer"]["state"]
+    assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
     b = T.train(cfg, "medbind_bd", out_dir=tmp_path / "b", resume=True, data=data_bd)
     assert a["steps"] == b["steps"] == 4
     ca, cb = T.load_checkpoint(tmp_path / "a" / "last.pt"), T.load_checkpoint(tmp_path / "b" / "last.pt")
     assert _state_equal(ca["model"], cb["model"]) == []
-    sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
-    assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
     la = pd.read_parquet(tmp_path / "a" / "steps.parquet")
     lb = pd.read_parquet(tmp_path / "b" / "steps.parquet")
     assert la["loss"].tolist() == lb["loss"].tolist() and la["m_pairs"].tolist() == lb["m_pairs"].tolist()

@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..constants import UNTRAINED_REFERENCE
 from . import paper
 from ._common import as_numpy
 from .bootstrap import bootstrap_mean, percentile_ci, resample_indices
@@ -77,7 +78,7 @@ class EvalSettings:
     probe_C: float = 1.0                    # inverse L2 strength of the logistic-regression probe
     tsne_perplexity: float = 30.0           # capped at (n - 1) / 3 for small sets
     cardiomegaly_uncertain: str = "exclude"  # CheXpert -1.0 for Cardiomegaly: exclude | negative
-    untrained_variant: str = "medbind_bd"   # whose untrained initialisation is the untrained row
+    untrained_variant: str = UNTRAINED_REFERENCE  # whose untrained initialisation is the untrained row
     torch_threads: int | None = 1           # CPU intra-op threads while a builder runs (None = leave as is)
     notes: tuple = ()
 
