@@ -85,6 +85,9 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "tau": (0.07, "contrastive temperature (paper: fixed 0.07)"),
     "learnable_temperature": (False, "learn 1/tau CLIP-style instead of the paper's fixed value"),
     "text_lr_scale": (1.0, "learning-rate multiplier of the (pretrained) text encoder; 1 = one lr for all (paper)"),
+    "text_freeze": (False, "freeze the pretrained text BERT (only the text projection learns) and encode each "
+                           "distinct text once per run, reusing it every epoch (a CPU compute choice; the paper "
+                           "fine-tunes the text encoder: False)"),
     "shared_text_projection": (True, "CXR reports and ECG texts share one text projection"),
     # --- text
     "text_max_words": (100, "truncate texts to the first N words (paper: 100)"),

@@ -59,8 +59,7 @@ def progress(iterable=None, *, enabled: bool = True, **kw):
 class MirroredBar:
     """A tqdm bar plus a plain-text twin appended to a file (what the runner prints in the terminal)."""
 
-    _BOTH = ("update", "set_postfix", "set_postfix_str", "set_description", "set_description_str", "reset",
-             "refresh")
+    _BOTH = ("update", "set_postfix", "set_postfix_str", "set_description", "set_description_str", "reset")
 
     def __init__(self, bar, path: str, every: float, kw: dict):
         from tqdm import tqdm as plain
@@ -74,7 +73,10 @@ class MirroredBar:
     def __getattr__(self, name):
         if name in MirroredBar._BOTH:
             def both(*a, **k):
-                getattr(self._twin, name)(*a, **k)
+                if name.startswith("set_"):          # the twin redraws on its own clock (mininterval), not on
+                    getattr(self._twin, name)(*a, **{**k, "refresh": False})   # every set_postfix call
+                else:
+                    getattr(self._twin, name)(*a, **k)
                 return getattr(self._bar, name)(*a, **k)
             return both
         return getattr(self._bar, name)

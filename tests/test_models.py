@@ -177,6 +177,42 @@ def test_text_pool_and_truncation(text_encoder):
         TextEncoder(None, pool="max")
 
 
+def test_frozen_text_encoder_caches_and_matches_the_live_one(text_encoder):
+    live = text_encoder.eval()
+    frozen = TextEncoder(None, pool="cls", max_length=32).freeze()
+    frozen.load_state_dict(live.state_dict())
+    tok = live.tokenize(TEXTS)
+    with torch.no_grad():
+        ref = live(**tok)
+    a = frozen.train()(**tok)                          # train() must not switch the frozen BERT's dropout on
+    assert not frozen.model.training and not a.requires_grad
+    assert torch.allclose(a, ref, atol=1e-5) and (frozen.cache_misses, frozen.cache_hits) == (3, 1)
+    # the same texts padded differently (other batch) hit the cache and give the same features
+    tok2 = live.tokenize([TEXTS[2], "a new text", TEXTS[0]])
+    b = frozen(**tok2)
+    assert (frozen.cache_misses, frozen.cache_hits) == (4, 3)
+    assert torch.equal(b[0], a[2]) and torch.equal(b[2], a[0])
+    assert all(not p.requires_grad for p in frozen.parameters())
+    # loading other weights invalidates the cache
+    sd = {k: v + 0.01 if v.is_floating_point() else v for k, v in live.state_dict().items()}
+    frozen.load_state_dict(sd)
+    c = frozen(**tok)
+    assert frozen.cache_misses == 7 and not torch.allclose(c, a, atol=1e-4)
+
+
+def test_frozen_text_in_a_model_trains_only_the_projection(text_encoder):
+    cfg = ModelConfig(modalities=("ecg", "text"), ecg_patch=10, ecg_dim=32, ecg_depth=1, embed_dim=EMB,
+                      text_max_length=32, text_freeze=True)
+    model = build_model(cfg)
+    names = [n for g in model.param_groups(0.1) for p in g["params"] for n, q in model.named_parameters() if q is p]
+    assert names and not any(n.startswith("encoders.text") for n in names)
+    assert any(n.startswith("projections.text") for n in names)
+    tok = model.tokenize(TEXTS)
+    loss = model.encode_text(tok).sum() + model.encode_ecg(torch.randn(2, 12, 1000)).sum()
+    loss.backward()
+    assert model.projections["text"].weight.grad is not None
+
+
 # ---------------------------------------------------------------- local weights
 def test_missing_pretrained_paths_raise_naming_path_and_key(tmp_path):
     missing = tmp_path / "weights" / "swin_tiny.pth"

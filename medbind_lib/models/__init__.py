@@ -62,6 +62,7 @@ class ModelConfig:
     text_model_path: Optional[str] = None             #: local HF folder (BioBERT); None = packaged MiniLM
     text_pool: str = "cls"                            #: cls (paper) | mean
     text_max_length: Optional[int] = None             #: word-piece truncation; None = tokenizer max (512)
+    text_freeze: bool = False                         #: frozen text BERT, pooled outputs cached per text
     # --- joint space
     embed_dim: int = 256
     tau: float = 0.07
@@ -130,6 +131,8 @@ def build_encoders(cfg: ModelConfig) -> dict[str, nn.Module]:
                                     mlp_ratio=cfg.ecg_mlp_ratio, dropout=cfg.ecg_dropout)
     if "text" in cfg.modalities:
         enc["text"] = TextEncoder(cfg.text_model_path, pool=cfg.text_pool, max_length=cfg.text_max_length)
+        if cfg.text_freeze:
+            enc["text"].freeze()
     return enc
 
 

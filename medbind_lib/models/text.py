@@ -101,14 +101,59 @@ class TextEncoder(nn.Module):
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+    # ------------------------------------------------------------ frozen encoder with a feature cache
+    frozen: bool = False
+
+    def freeze(self) -> "TextEncoder":
+        """Freeze the BERT (no gradients, dropout off) and cache its pooled output per distinct token sequence.
+
+        A frozen encoder's output for a text never changes, so each distinct text is encoded once per
+        process (the first epoch; every later epoch, validation and export reuse it) and never back-
+        propagated: on a CPU profile the text tower is most of a training step. Loading weights clears
+        the cache."""
+        self.frozen = True
+        self.requires_grad_(False)
+        self.model.eval()
+        self._cache: dict[bytes, torch.Tensor] = {}
+        self.cache_hits = self.cache_misses = 0
+        self._register_load_state_dict_pre_hook(lambda *a, **k: self._cache.clear())
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    def _pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         h = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pool == "cls":
             return h[:, 0]
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    @torch.no_grad()
+    def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = input_ids.cpu(), attention_mask.cpu().bool()
+        keys = [ids[i][mask[i]].numpy().tobytes() for i in range(len(ids))]
+        first = {}                                       # a row of each distinct text not cached yet
+        for i, k in enumerate(keys):
+            if k not in self._cache:
+                first.setdefault(k, i)
+        if first:
+            rows = list(first.values())
+            for k, f in zip(first, self._pool(input_ids[rows], attention_mask[rows])):
+                self._cache[k] = f
+        self.cache_misses += len(first)
+        self.cache_hits += len(keys) - len(first)
+        return torch.stack([self._cache[k] for k in keys])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if self.frozen:
+            return self._cached(input_ids, attention_mask)
+        return self._pool(input_ids, attention_mask)
 
     def extra_repr(self) -> str:
         return f"path={str(self.path)!r}, pool={self.pool}, max_length={self.max_length}, out_dim={self.out_dim}"
