@@ -152,7 +152,8 @@ def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int | None, log
     tail.start()
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(ROOT),
-                            execution_timeout=timeout, log_output=log_output, progress_bar=False)
+                            execution_timeout=timeout, log_output=log_output, progress_bar=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])   # no per-kernel TCP warning
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"notebook {nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                              f"executed copy with the error: {out}") from e
@@ -235,6 +236,7 @@ def main(argv=None) -> int:
                 print(f"FAILED: {e}", file=sys.stderr, flush=True)
                 return 1
             rows.append({"notebook": name, "seconds": round(time.time() - t0, 1), "status": "ok"})
+            _timings(rows, args.profile, out_dir)            # on disk after each notebook (an interrupted run too)
             print(f"[{args.profile}] {name} done in {time.time() - t0:.1f} s -> {out}", flush=True)
     print(_timings(rows, args.profile, out_dir), flush=True)
     print(f"[{args.profile}] all done in {(time.time() - t_all) / 60:.1f} min; tables: {out_dir / 'tables'}, "
