@@ -400,12 +400,6 @@ def clean_stale(cache_dir, name: str | None = None) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from .runtime import pid_alive
+
+    return pid == os.getpid() or pid_alive(pid)

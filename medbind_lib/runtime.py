@@ -27,6 +27,19 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (owners of stale temporary folders are checked with it)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: derive NumPy/random seeds from torch's per-worker seed."""
     import torch

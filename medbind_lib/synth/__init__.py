@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..io import write_json_atomic
+from ..runtime import pid_alive
 from . import external, latent, mimic
 from .common import rng_for
 
@@ -167,23 +168,11 @@ def _make_staging(data_root: Path) -> Path:
             owner = json.loads((old / STAGING_MARK).read_text())
         except (OSError, ValueError):
             continue                                      # not ours: never touched
-        if owner.get("host") == host and not _pid_alive(int(owner.get("pid", -1))):
+        if owner.get("host") == host and not pid_alive(int(owner.get("pid", -1))):
             shutil.rmtree(old, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     (staging / STAGING_MARK).write_text(json.dumps({"host": host, "pid": os.getpid()}))
     return staging
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _generate(cfg, paths: dict[str, Path]) -> dict:
