@@ -123,15 +123,17 @@ def _exists(root: Path, rel: str) -> bool:
 
 def missing(cfg) -> list[dict]:
     """One row per unmet need of the profile's datasets (empty list = ready)."""
-    rows = []
+    rows, absent_roots = [], set()
     for name in cfg.datasets:
         src = SOURCES[name]
         for need in src.needs:
             if need.when is not None and not need.when(cfg):
                 continue
             root = Path(cfg[need.root_key])
-            if not root.is_dir():
-                rows.append({"dataset": name, "key": need.root_key, "path": str(root), "what": "root folder"})
+            if not root.is_dir():                      # a missing root is reported once, not once per file
+                if (need.root_key, root) not in absent_roots:
+                    absent_roots.add((need.root_key, root))
+                    rows.append({"dataset": name, "key": need.root_key, "path": str(root), "what": "root folder"})
                 continue
             if any(all(_exists(root, rel) for rel in alt) for alt in need.alternatives):
                 continue
@@ -140,18 +142,7 @@ def missing(cfg) -> list[dict]:
     for key, what in WEIGHT_KEYS.items():
         if cfg.get(key) and not Path(cfg[key]).expanduser().exists():
             rows.append({"dataset": None, "key": key, "path": str(cfg[key]), "what": what})
-    return _dedup(rows)
-
-
-def _dedup(rows: list[dict]) -> list[dict]:
-    """A missing root is reported once, not once per file under it."""
-    seen, out = set(), []
-    for r in rows:
-        k = (r["key"], r["path"], r["what"])
-        if k not in seen:
-            seen.add(k)
-            out.append(r)
-    return out
+    return rows
 
 
 def report(cfg, rows: list[dict]) -> str:
