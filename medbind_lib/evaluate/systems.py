@@ -1,0 +1,100 @@
+"""The rows of the MEDBind tables (``System``: which trained variant embeds each modality) and
+``Artifacts``, read-only access to notebook 02's exported embeddings and checkpoints."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class System:
+    """A row of a table: which variant's encoder embeds each modality (None = the system lacks it)."""
+    key: str
+    label: str
+    cxr: str | None = None
+    ecg: str | None = None
+    checkpoint: str = "best"
+    note: str = ""
+
+    def variant(self, modality: str) -> str | None:
+        return self.cxr if modality == "cxr" else self.ecg
+
+    def tag(self, modality: str) -> str | None:
+        v = self.variant(modality)
+        return None if v is None else v + ("_untrained" if self.checkpoint == "untrained" else "")
+
+
+def _systems(untrained_variant: str = "medbind_bd") -> dict[str, System]:
+    s = [System("untrained", "Untrained (MEDBind_BD init.)", untrained_variant, untrained_variant, "untrained",
+                "same architecture and seed, never trained"),
+         System("clip", "CLIP (general)", note="no offline checkpoint: paper number only"),
+         System("medclip", "MedCLIP-style", cxr="medclip"),
+         System("cxr_clip", "CXR-CLIP-style", cxr="cxr_clip"),
+         System("ecg_clip", "ECG-CLIP", ecg="ecg_clip"),
+         System("medclip+ecg_clip", "Zoo: MedCLIP-style + ECG-CLIP", cxr="medclip", ecg="ecg_clip",
+                note="two separately trained models"),
+         System("cxr_clip+ecg_clip", "Zoo: CXR-CLIP-style + ECG-CLIP", cxr="cxr_clip", ecg="ecg_clip",
+                note="two separately trained models"),
+         System("medbind_nm", "MEDBind_NM", "medbind_nm", "medbind_nm"),
+         System("medbind_bd", "MEDBind_BD", "medbind_bd", "medbind_bd")]
+    return {x.key: x for x in s}
+
+
+SYSTEMS = _systems()
+
+
+class Artifacts:
+    """Read-only access to notebook 02's outputs of one profile, with small caches.
+
+    ``embeddings_dir``/<variant>[_untrained]/<dataset>.npz (``embeddings.export_embeddings``) and, for text
+    encoders and training-split embeddings, the checkpoints ``runs/<profile>/02/<variant>/best.pt``."""
+
+    def __init__(self, cfg, embeddings_dir=None, device="cpu"):
+        self.cfg = cfg
+        self.root = Path(embeddings_dir) if embeddings_dir is not None else Path(cfg["runs_dir"]) / "embeddings"
+        self.device = device
+        self._npz: dict = {}
+        self._models: dict = {}
+        self._linked = None
+
+    def path(self, tag: str, dataset: str) -> Path:
+        return self.root / tag / f"{dataset}.npz"
+
+    def has(self, tag: str | None, dataset: str) -> bool:
+        return tag is not None and self.path(tag, dataset).is_file()
+
+    def load(self, tag: str, dataset: str) -> dict:
+        key = (tag, dataset)
+        if key not in self._npz:
+            from ..embeddings import load_embeddings
+
+            p = self.path(tag, dataset)
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} missing: run notebook 02 (python -m medbind_lib.run --profile "
+                                        f"{self.cfg['profile']} --only 02)")
+            self._npz[key] = load_embeddings(p)
+        return self._npz[key]
+
+    def model(self, variant: str, checkpoint: str = "best"):
+        key = (variant, checkpoint)
+        if key not in self._models:
+            from ..embeddings import _load_model
+
+            self._models[key] = _load_model(self.cfg, variant, checkpoint, self.device)[0]
+        return self._models[key]
+
+    def text_encoder(self, variant: str, checkpoint: str = "best", modality: str = "cxr") -> Callable:
+        """``encode_text(list[str]) -> np.ndarray [n, d]`` of the variant's trained (or untrained) text tower
+        (each distinct text encoded once; the same function that exported the report embeddings)."""
+        from ..embeddings import embed_texts
+
+        model = self.model(variant, checkpoint)
+        return lambda texts: embed_texts(model, list(texts), modality, self.device)
+
+    def linked(self) -> dict:
+        if self._linked is None:
+            from ..cohort import load_linked
+
+            self._linked = load_linked(self.cfg)
+        return self._linked
