@@ -7,10 +7,11 @@
 # at K = the query's own text among the top K. Datasets: MIMIC-CXR test, CheXpert 5x200, Open-I (CXR);
 # MIMIC-ECG test, PTB-XL test fold (ECG; PTB-XL's own report texts).
 #
-# CheXpert 5x200: the paper retrieves its reports. When the cohort's `chexpert_5x200.csv` carries
-# `Report Impression` the reports are used the same way; otherwise (public CheXpert, the synthetic cohort) the
-# gallery is `chexpert_prompts_per_class` MedCLIP prompts per class and a hit = any prompt of the image's class
-# in the top K, a different protocol (chance R@1 = 20%), so the paper's numbers are marked † there.
+# CheXpert 5x200, instance-level as the paper (one text per image, hit = its own text): when the cohort's
+# `chexpert_5x200.csv` carries `Report Impression` the reports are used; otherwise (public CheXpert, the
+# synthetic cohort) each image gets one seeded MedCLIP prompt of its class, and images that draw the same prompt
+# share one gallery item. The older 5-way reading (`c5x200_protocol: class_prompts`, chance R@10 ~92%) is an
+# option only: its cells are marked † and a CXR RSUM that contains it is not set beside the paper's.
 # Every number has a patient-level bootstrap 95% CI. Reads `runs/<profile>/embeddings/` (and the checkpoints,
 # for the prompt embeddings); writes `runs/<profile>/tables/table2_retrieval.{csv,md,params.json}` and
 # `runs/<profile>/figures/03_table2_retrieval.{png,pdf}`.
@@ -34,7 +35,7 @@ pd.set_option("display.width", 220, "display.max_columns", 30, "display.max_colw
 settings = tables.eval_settings(cfg)
 art = tables.Artifacts(cfg)
 print({k: v for k, v in settings.as_dict().items() if k in ("n_boot", "ties", "text_identity", "retrieval_ks",
-                                                              "chexpert_prompts_per_class", "seed")})
+                                                              "c5x200_protocol", "seed")})
 
 # %%
 t2 = tables.table2_retrieval(cfg, settings, art)

@@ -136,13 +136,14 @@ def test_prompt_sets_sizes_and_sampling():
     assert "small left bilateral pleural effusion" in p.prompts["Pleural Effusion"]   # MedCLIP key order
     c1, c2 = covid_prompts(n=10, seed=1), covid_prompts(n=10, seed=1)
     assert c1.prompts == c2.prompts and len(c1.prompts["COVID"]) == 10 and c1.n_generated == {"COVID": 12}
-    assert c1.prompts["Normal"] == ["No " + s for s in c1.prompts["COVID"]]
+    pn = covid_prompts("pos_vs_no", n=10, seed=1)                   # the older rule, kept as an option
+    assert pn.prompts["Normal"] == ["No " + s for s in c1.prompts["COVID"]]
     assert covid_prompts(n=10, seed=2).prompts != c1.prompts
     # RSNA: 6*4*13 minus the all-empty combination
     assert len(rsna_prompts("positive_only").prompts["Pneumonia"]) == 311
     assert rsna_prompts("fixed").prompts == {"Normal": ["No evidence of pneumonia."],
                                              "Pneumonia": ["Findings suggesting pneumonia."]}
-    assert ecg_prompts("ptbxl").prompts["HYP"] == ["This ECG shows hypertrophy."]
+    assert ecg_prompts("ptbxl").prompts["HYP"] == ["This ECG shows Hypertrophy."]
     assert len(ecg_prompts("icbeb").classes) == 9
     with pytest.raises(ValueError):
         rsna_prompts("bogus")
@@ -183,6 +184,24 @@ def test_binary_rules_hand_computed(rule, expected):
     r = zero_shot(x, y, rsna_prompts(rule), encode_text=_encode, n_boot=0)
     assert r["balanced_accuracy"] == pytest.approx(expected)
     assert r["binary_rule"] == rule and r["prompt_set"] == f"medclip_rsna/{rule}"
+
+
+def test_table_a1_prompts_and_auroc_beside_balanced_accuracy():
+    ps = rsna_prompts()                                               # default: Table A.1's pair
+    assert ps.prompts == {"Normal": ["No evidence of pneumonia."], "Pneumonia": ["Findings suggesting pneumonia."]}
+    cv = covid_prompts()
+    assert cv.binary_rule == "table_a1" and len(cv.prompts["COVID"]) == 10
+    assert cv.prompts["Normal"][:2] == ["Heart size is normal and the lungs are clear.",
+                                        "The heart is normal in size and contour."]
+    assert not any(p.startswith("No ") and p[3:] in cv.prompts["COVID"] for p in cv.prompts["Normal"])
+    ecg = ecg_prompts("ptbxl").prompts
+    assert ecg["NORM"] == ["This ECG shows Normal sinus rhythm."] and ecg["STTC"] == ["This ECG shows STT Changes."]
+    # scores s(Pneumonia) - s(Normal) with the fake encoder: -.2, .2, 1.4, -1.4; y = 0, 1, 0, 0
+    # balanced accuracy (argmax): preds 0, 1, 1, 0 -> 83.33; AUROC: the positive (.2) beats 2 of 3 negatives
+    x = np.array([[.6, .8], [.8, .6], [.6, -.8], [-.6, .8]], dtype=np.float32)
+    r = zero_shot(x, [0, 1, 0, 0], ps, encode_text=_encode, n_boot=200, groups=["a", "b", "c", "d"])
+    assert r["balanced_accuracy"] == pytest.approx(250 / 3) and r["auroc"] == pytest.approx(200 / 3)
+    assert r["auroc_lo"] <= r["auroc"] <= r["auroc_hi"]
 
 
 def test_zero_shot_multilabel_protocol():

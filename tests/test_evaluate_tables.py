@@ -7,6 +7,7 @@ if metrics, CI columns, paper columns or recorded parameters go missing or misal
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -20,8 +21,10 @@ import pytest
 from medbind_lib import ROOT
 from medbind_lib.evaluate import paper, tables
 from medbind_lib.evaluate.fewshot import KS
+from medbind_lib.evaluate.prompts import chexpert5x200_instance_texts
 
 D = 32
+CLASSES5 = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
 
 
 class Cfg(dict):
@@ -105,8 +108,7 @@ def store(tmp_path_factory):
     }
 
     # ---- external sets: CheXpert 5x200 (no reports), Open-I, PTB-XL, COVID, RSNA, ICBEB
-    classes5 = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
-    lab5 = np.repeat(classes5, 6)
+    lab5 = np.repeat(CLASSES5, 6)
     for tag in (good, bad):
         _save(root, tag, "chexpert_5x200", emb=unit(rng.normal(size=(30, D))), label=lab5,
               target=np.repeat(np.arange(5), 6), record_id=np.array([f"x{i}" for i in range(30)]),
@@ -184,12 +186,50 @@ def test_table2_rows_columns_and_paper_alignment(store):
     assert tot.loc["cxr", "rsum"] == pytest.approx(cxr["rsum"].sum())
     assert np.allclose(cxr["rsum"], cxr["R@1"] + cxr["R@10"])
     assert tot.loc["cxr", "rsum_lo"] <= tot.loc["cxr", "rsum"] <= tot.loc["cxr", "rsum_hi"]
-    # CheXpert 5x200 without reports: class prompts, marked as not comparable, chance = any of 3 of 15 in top K
+    # CheXpert 5x200 without reports: instance-level, one prompt of its class per image, hit = its own text;
+    # recomputed here by brute force from the fake text tower
     c5 = bd.loc["chexpert_5x200"]
-    assert "prompts" in c5["text_source"] and not c5["comparable_to_paper"] and c5["n_gallery"] == 15
+    texts = chexpert5x200_instance_texts(np.repeat(CLASSES5, 6), s.seed)
+    gallery = list(dict.fromkeys(texts))
+    assert "one MedCLIP prompt" in c5["text_source"] and c5["comparable_to_paper"]
+    assert c5["n_gallery"] == len(gallery) and c5["chance_R@1"] == pytest.approx(100 / len(gallery))
+    emb = art.load("medbind_bd", "chexpert_5x200")["emb"]
+    sims = emb @ np.stack([text_vec(t) for t in gallery]).T
+    own = sims[np.arange(30), [gallery.index(t) for t in texts]]
+    rank = (sims > own[:, None]).sum(1)
+    assert c5["R@1"] == pytest.approx(100 * (rank < 1).mean()) and c5["R@10"] == pytest.approx(100 * (rank < 10).mean())
+    assert df.attrs["params"]["n_boot"] == 50 and "metric" in df.attrs["params"]
+
+
+def test_table2_class_prompt_option_never_beside_the_paper(store):
+    cfg, art, s = store
+    s5 = dataclasses.replace(s, c5x200_protocol="class_prompts")
+    df = tables.table2_retrieval(cfg, s5, art, systems=("medbind_bd",))
+    bd = df.set_index(["modality", "dataset"])
+    c5 = bd.loc[("cxr", "chexpert_5x200")]
+    assert "class prompts" in c5["text_source"] and not c5["comparable_to_paper"] and c5["n_gallery"] == 15
+    # 5-way classification scored as retrieval: chance = any of 3 relevant among 15 in the top K
     assert c5["chance_R@1"] == pytest.approx(20.0)
     assert c5["chance_R@10"] == pytest.approx(100 * (1 - math.comb(12, 10) / math.comb(15, 10)))
-    assert df.attrs["params"]["n_boot"] == 50 and "metric" in df.attrs["params"]
+    # its CXR RSUM is computed but not set beside the paper's 211.4; the ECG RSUM (all comparable) is
+    assert math.isnan(bd.loc[("cxr", "all"), "paper_rsum"]) and "not compared" in bd.loc[("cxr", "all"), "note"]
+    assert bd.loc[("ecg", "all"), "paper_rsum"] == 168.9
+    w = tables.table2_wide(df, "cxr").set_index("System")
+    assert w.loc["MEDBind_BD", "CheXpert 5x200 R@1"].endswith("(2.4†)")
+    with pytest.raises(ValueError, match="c5x200_protocol"):
+        dataclasses.replace(s, c5x200_protocol="classes")
+
+
+def test_chexpert5x200_instance_texts():
+    from medbind_lib.evaluate.prompts import CHEXPERT_CLASS_PROMPTS, product_prompts
+
+    labels = np.repeat(CLASSES5, 40)
+    t = chexpert5x200_instance_texts(labels, seed=3)
+    assert t == chexpert5x200_instance_texts(labels, seed=3) and t != chexpert5x200_instance_texts(labels, seed=4)
+    assert all(x in product_prompts(CHEXPERT_CLASS_PROMPTS[c]) for x, c in zip(t, labels))
+    assert len(set(t[40:80])) < 40                        # Cardiomegaly has 15 prompts: repeats share a gallery item
+    with pytest.raises(ValueError, match="Pneumonia"):
+        chexpert5x200_instance_texts(["Pneumonia"])
 
 
 def test_table2_wide_and_saved_files(store):
@@ -200,7 +240,7 @@ def test_table2_wide_and_saved_files(store):
     assert w.columns[-1] == "RSUM" and "MIMIC-CXR R@1" in w.columns
     cell = w.set_index("System").loc["MEDBind_BD", "MIMIC-CXR R@1"]
     assert re.fullmatch(r"100\.0 \[\d+\.\d, \d+\.\d\] \(44\.7\)", cell), cell
-    assert w.set_index("System").loc["MEDBind_BD", "CheXpert 5x200 R@1"].endswith("(2.4†)")
+    assert w.set_index("System").loc["MEDBind_BD", "CheXpert 5x200 R@1"].endswith("(2.4)")
     paths = tables.save_table(df, cfg, "t2_unit", title="unit", display={"CXR": w})
     back = pd.read_csv(paths["csv"])
     assert len(back) == len(df) and "R@1_lo" in back.columns
@@ -240,7 +280,10 @@ def test_fig3_zero_and_few_shot(store):
     for (ds, sy), d in df.groupby(["dataset", "system"]):
         assert sorted(d["K"]) == [0, *KS], (ds, sy)                    # zero-shot + every K, feasible or not
     covid = df[(df["dataset"] == "covid") & (df["system"] == "medbind_bd")].set_index("K")
-    assert covid.loc[0, "binary_rule"] == "pos_vs_no" and covid.loc[0, "n_test"] == 20
+    assert covid.loc[0, "binary_rule"] == "table_a1" and covid.loc[0, "n_test"] == 20
+    assert covid.loc[0, "auroc_lo"] <= covid.loc[0, "auroc"] <= covid.loc[0, "auroc_hi"]
+    assert "Heart size is normal and the lungs are clear." in art.encoded      # COVID's Normal prompts (Table A.1)
+    assert {"Findings suggesting pneumonia.", "No evidence of pneumonia."} <= set(art.encoded)   # RSNA's pair
     assert covid.loc[16, "balanced_accuracy"] > 90                     # separable blobs
     assert df["n_support_sets"].eq(4).all()
     # ICBEB: 5 training rows per class -> K = 8, 16 infeasible, flagged, not silently resampled

@@ -27,8 +27,8 @@ def _fig3_data(art: Artifacts, tag: str, dataset: str, s: EvalSettings):
     split = d["split"]
     groups = d["subject_id"] if "subject_id" in d else None
     if dataset in ("covid", "rsna"):
-        ps = covid_prompts(s.binary_rule, s.covid_n_prompts, s.seed) if dataset == "covid" \
-            else rsna_prompts(s.binary_rule, s.rsna_n_prompts, s.seed)
+        ps = covid_prompts(s.covid_prompt_rule, s.covid_n_prompts, s.seed) if dataset == "covid" \
+            else rsna_prompts(s.rsna_prompt_rule, s.rsna_n_prompts, s.seed)
         keep = np.isin(d["label"], ps.classes)
         y = np.array([ps.classes.index(v) if v in ps.classes else -1 for v in d["label"]])
         tr, te = keep & (split == "train"), keep & (split == "test")
@@ -46,9 +46,11 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
                        progress: Callable | None = None) -> pd.DataFrame:
     """Fig. 3 in long form: per (dataset, system) one zero-shot row (``K = 0``) and one row per few-shot K.
 
-    Zero-shot: cosine to the class prompts of the system's own text tower (COVID / RSNA binary with
-    ``binary_rule``; PTB-XL / ICBEB: argmax over the classes on single-label test records, macro AUROC on
-    all). Few-shot: balanced linear probe on frozen training-split embeddings, mean over ``n_support_sets``
+    Zero-shot: cosine to the class prompts of the system's own text tower (each dataset's Table A.1 prompts,
+    or the rule in ``covid_prompt_rule`` / ``rsna_prompt_rule``; PTB-XL / ICBEB: argmax over the classes on
+    single-label test records). Beside balanced accuracy, ``auroc``: of the positive-minus-negative class score
+    for COVID / RSNA (with CI; it does not read the prompts' offset, which balanced accuracy does), the macro
+    one-vs-rest AUROC on every labelled record for PTB-XL / ICBEB. Few-shot: balanced linear probe on frozen training-split embeddings, mean over ``n_support_sets``
     seeded sets, CI = patient bootstrap of that mean over the test set. A K larger than the smallest
     training class is infeasible and recorded as such (never silently sampled with replacement)."""
     s = settings or eval_settings(cfg)
@@ -75,6 +77,8 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
             rows.append({**base, "setting": "zero-shot", "K": 0, "balanced_accuracy": z["balanced_accuracy"],
                          "lo": z.get("balanced_accuracy_lo", math.nan), "hi": z.get("balanced_accuracy_hi", math.nan),
                          "sd_over_sets": math.nan, "n_test": z.get("n_single_label", z.get("n")),
+                         "auroc": z.get("auroc", z.get("macro_auroc", math.nan)),
+                         "auroc_lo": z.get("auroc_lo", math.nan), "auroc_hi": z.get("auroc_hi", math.nan),
                          "macro_auroc": z.get("macro_auroc", math.nan), "prompt_set": z["prompt_set"],
                          "binary_rule": z["binary_rule"], "n_prompts": json.dumps(z["n_prompts"]),
                          "chance": 100.0 / len(ps.classes), "note": ""})
@@ -101,7 +105,7 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
                                  "note": f"infeasible: smallest training class has {int(counts.min())} rows "
                                          f"({ps.classes[int(counts.argmin())]})"})
     df = pd.DataFrame(rows)
-    params = {**s.as_dict(), "figure": "Fig. 3, zero-shot (K=0) and few-shot balanced accuracy",
+    params = {**s.as_dict(), "figure": "Fig. 3, zero-shot (K=0) and few-shot balanced accuracy; zero-shot AUROC",
               "splits": "train = support pool, test = evaluation (PTB-XL folds 1-8 / 10)",
               "multilabel_protocol": "PTB-XL / ICBEB: single-label records (balanced acc); macro AUROC on all",
               "ci": "patient-level cluster bootstrap of the test set (few-shot: of the mean over support sets)"}
@@ -168,7 +172,10 @@ def describe_fig3(df: pd.DataFrame) -> list[str]:
             b = zs.loc[zs["balanced_accuracy"].idxmax()]
             n_above = int((zs["lo"] > chance).sum())
             const = zs[(zs["lo"] == zs["hi"]) & (zs["balanced_accuracy"].round(6) == round(chance, 6))]
-            line += (f"zero-shot best {b['system_label']} {b['balanced_accuracy']:.1f} [{b['lo']:.1f}, {b['hi']:.1f}],"
+            auc = b.get("auroc", math.nan)
+            auc_s = "" if pd.isna(auc) else f" (AUROC {auc:.1f})"
+            line += (f"zero-shot best {b['system_label']} {b['balanced_accuracy']:.1f} [{b['lo']:.1f}, {b['hi']:.1f}]"
+                     f"{auc_s},"
                      f" {n_above} of {len(zs)} trained systems with a CI above chance"
                      + (f" ({len(const)} predict one class for every test record)" if len(const) else "") + "; ")
         fs = d[(d["K"] > 0)].dropna(subset=["balanced_accuracy"])

@@ -8,13 +8,16 @@ lists in the dict's key order (``generate_chexpert_class_prompts``; for Pleural 
 order is severity, location, subtype), with whitespace collapsed and exact duplicates removed (MedCLIP's
 Pleural Effusion subtype list repeats an entry).
 
-MEDBind Table A.1 (as summarised in METHOD.md): COVID uses 10 of the generated prompts per class
-(seeded sample; the paper says 20 were generated - MedCLIP's COVID lists generate 12, we sample from those
-and record ``n_generated``); PTB-XL / ICBEB use ``"This ECG shows {label}."`` with readable label names
-(our wording of the names; the paper's exact names are not available).
+MEDBind Table A.1 gives each zero-shot dataset its own prompts; ``rule="table_a1"`` (the default) follows it:
 
-Binary tasks (COVID, RSNA) have prompts for the positive class only, so the negative side is a rule,
-``binary_rule``:
+- COVID: COVID = 10 of MedCLIP's generated COVID prompts (seeded sample; the paper says 20 were generated -
+  MedCLIP's COVID lists generate 12, we sample from those and record ``n_generated``); Normal = normal-finding
+  sentences (``COVID_NORMAL_PROMPTS``: the two the paper quotes, plus our own wording of the same findings).
+- RSNA: one pair, "Findings suggesting pneumonia." vs "No evidence of pneumonia.".
+- PTB-XL / ICBEB: ``"This ECG shows {label name}."`` with Table A.1's label names where the paper gives them
+  ("Normal sinus rhythm", "STT Changes"; ``ECG_LABEL_NAMES``), the classes' standard names otherwise.
+
+The older single-rule options stay, for the prompt-sensitivity ablation (binary tasks only):
 
 - ``positive_only``: predict positive iff the score against the positive prompts is > 0 (MedCLIP's
   single-logit binary mode: sigmoid(logit) > 0.5).
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 
 from ..constants import CHEXPERT_5X200_CLASSES, ECG_SUPERCLASSES, ICBEB_CLASSES
 
-BINARY_RULES = ("positive_only", "pos_vs_no", "fixed")
+BINARY_RULES = ("table_a1", "positive_only", "pos_vs_no", "fixed")
 
 CHEXPERT_CLASS_PROMPTS = {
     "Atelectasis": {
@@ -101,13 +104,25 @@ RSNA_CLASS_PROMPTS = {
     },
 }
 
-# Readable names for "This ECG shows {label}." (our wording).
+# COVID's Normal class (Table A.1): normal-finding sentences. The first two are the paper's; the rest are our
+# wording of the same normal findings, so that both classes have 10 prompts.
+COVID_NORMAL_PROMPTS = [
+    "Heart size is normal and the lungs are clear.", "The heart is normal in size and contour.",
+    "The lungs are clear without focal consolidation.", "No acute cardiopulmonary process.",
+    "No pleural effusion or pneumothorax.", "The cardiomediastinal silhouette is within normal limits.",
+    "Lungs are clear bilaterally.", "Normal chest radiograph.",
+    "No focal consolidation, pleural effusion or pneumothorax.", "Heart size and mediastinal contours are normal.",
+]
+
+# Label names for "This ECG shows {label}.": Table A.1's where the paper gives them (NORM "Normal sinus rhythm",
+# STTC "STT Changes"), otherwise the PTB-XL superclass and CPSC2018 class names.
 ECG_LABEL_NAMES = {
-    "NORM": "a normal ECG", "MI": "myocardial infarction", "STTC": "ST/T changes",
-    "CD": "a conduction disturbance", "HYP": "hypertrophy",
-    "AFIB": "atrial fibrillation", "1AVB": "first degree AV block", "CLBBB": "left bundle branch block",
-    "CRBBB": "right bundle branch block", "PAC": "premature atrial contractions",
-    "VPC": "premature ventricular contractions", "STD_": "ST depression", "STE_": "ST elevation",
+    "NORM": "Normal sinus rhythm", "MI": "Myocardial Infarction", "STTC": "STT Changes",
+    "CD": "Conduction Disturbance", "HYP": "Hypertrophy",
+    "AFIB": "Atrial fibrillation", "1AVB": "First-degree atrioventricular block",
+    "CLBBB": "Left bundle branch block", "CRBBB": "Right bundle branch block",
+    "PAC": "Premature atrial contraction", "VPC": "Premature ventricular contraction",
+    "STD_": "ST-segment depression", "STE_": "ST-segment elevation",
 }
 ECG_TEMPLATE = "This ECG shows {}."
 
@@ -158,12 +173,29 @@ def chexpert5x200_prompts(n: int | None = None, seed: int = 0) -> PromptSet:
                      source="MedCLIP constants.CHEXPERT_CLASS_PROMPTS")
 
 
+def chexpert5x200_instance_texts(labels, seed: int = 0) -> list[str]:
+    """One text per C5x200 image for instance-level retrieval where the data carries no report: a prompt drawn
+    (seeded, independently per image) from MedCLIP's generated prompts of the image's class. Images that draw
+    the same prompt share one gallery item, as identical reports do."""
+    gen = {c: product_prompts(CHEXPERT_CLASS_PROMPTS[c]) for c in CHEXPERT_5X200_CLASSES}
+    labels = [str(v) for v in labels]
+    bad = sorted(set(labels) - set(gen))
+    if bad:
+        raise ValueError(f"CheXpert 5x200 labels must be among {list(gen)}, got {bad}")
+    rng = random.Random(seed)
+    return [rng.choice(gen[c]) for c in labels]
+
+
 def binary_prompt_set(name: str, negative_class: str, positive_class: str, positive_prompts: list[str],
-                      binary_rule: str, disease: str, **kw) -> PromptSet:
-    """Apply the negative-prompt rule to a positive-only prompt list (see module docstring)."""
+                      binary_rule: str, disease: str, negative_prompts: list[str] | None = None,
+                      **kw) -> PromptSet:
+    """Apply the negative-prompt rule to a positive-only prompt list (see module docstring);
+    ``table_a1`` uses the dataset's own ``negative_prompts`` (or the ``fixed`` pair where it has none)."""
     if binary_rule not in BINARY_RULES:
         raise ValueError(f"binary_rule must be one of {BINARY_RULES}, got {binary_rule!r}")
-    if binary_rule == "positive_only":
+    if binary_rule == "table_a1" and negative_prompts is not None:
+        prompts = {negative_class: list(negative_prompts), positive_class: list(positive_prompts)}
+    elif binary_rule == "positive_only":
         prompts = {positive_class: list(positive_prompts)}
     elif binary_rule == "pos_vs_no":
         prompts = {negative_class: [f"No {p}" for p in positive_prompts], positive_class: list(positive_prompts)}
@@ -174,20 +206,25 @@ def binary_prompt_set(name: str, negative_class: str, positive_class: str, posit
                      binary_rule=binary_rule, **kw)
 
 
-def covid_prompts(binary_rule: str = "pos_vs_no", n: int | None = 10, seed: int = 0) -> PromptSet:
-    """COVID vs Normal (Table A.1: ``n`` = 10 sampled prompts, seeded). Classes ``("Normal", "COVID")``."""
+def covid_prompts(binary_rule: str = "table_a1", n: int | None = 10, seed: int = 0) -> PromptSet:
+    """COVID vs Normal (Table A.1: ``n`` = 10 sampled COVID prompts, seeded, vs the normal-finding sentences).
+    Classes ``("Normal", "COVID")``."""
     gen = product_prompts(COVID_CLASS_PROMPTS["COVID"])
     return binary_prompt_set("medclip_covid", "Normal", "COVID", sample_prompts(gen, n, seed), binary_rule,
-                             "COVID-19 pneumonia", n_sample=n, seed=seed, n_generated={"COVID": len(gen)},
-                             source="MedCLIP constants.COVID_CLASS_PROMPTS")
+                             "COVID-19 pneumonia", negative_prompts=COVID_NORMAL_PROMPTS, n_sample=n, seed=seed,
+                             n_generated={"COVID": len(gen)},
+                             source="MedCLIP constants.COVID_CLASS_PROMPTS; Normal: Table A.1 normal findings")
 
 
-def rsna_prompts(binary_rule: str = "pos_vs_no", n: int | None = None, seed: int = 0) -> PromptSet:
-    """RSNA Normal vs Pneumonia. Classes ``("Normal", "Pneumonia")`` (= ``constants.RSNA_CLASSES``)."""
+def rsna_prompts(binary_rule: str = "table_a1", n: int | None = None, seed: int = 0) -> PromptSet:
+    """RSNA Normal vs Pneumonia (Table A.1: "No evidence of pneumonia." vs "Findings suggesting pneumonia.";
+    the other rules sample ``n`` of MedCLIP's pneumonia prompts). Classes ``("Normal", "Pneumonia")``."""
     gen = product_prompts(RSNA_CLASS_PROMPTS["Pneumonia"])
     return binary_prompt_set("medclip_rsna", "Normal", "Pneumonia", sample_prompts(gen, n, seed), binary_rule,
-                             "pneumonia", n_sample=n, seed=seed, n_generated={"Pneumonia": len(gen)},
-                             source="MedCLIP constants.RSNA_CLASS_PROMPTS")
+                             "pneumonia", n_sample=None if binary_rule in ("table_a1", "fixed") else n, seed=seed,
+                             n_generated={"Pneumonia": len(gen)},
+                             source="Table A.1 pair" if binary_rule in ("table_a1", "fixed") else
+                             "MedCLIP constants.RSNA_CLASS_PROMPTS")
 
 
 def ecg_prompts(dataset: str = "ptbxl", template: str = ECG_TEMPLATE) -> PromptSet:
@@ -196,4 +233,5 @@ def ecg_prompts(dataset: str = "ptbxl", template: str = ECG_TEMPLATE) -> PromptS
     if classes is None:
         raise ValueError(f"dataset must be ptbxl or icbeb, got {dataset!r}")
     return PromptSet(f"ecg_template_{dataset}", tuple(classes),
-                     {c: [template.format(ECG_LABEL_NAMES[c])] for c in classes}, source="Table A.1 template")
+                     {c: [template.format(ECG_LABEL_NAMES[c])] for c in classes}, binary_rule="table_a1",
+                     source="Table A.1 template and label names")

@@ -12,6 +12,9 @@ from ..constants import UNTRAINED_REFERENCE
 from .fewshot import KS
 
 
+C5X200_PROTOCOLS = ("instance", "class_prompts")
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """The evaluation protocol (METHOD.md 1 "Evaluations"); recorded beside every number."""
@@ -23,8 +26,11 @@ class EvalSettings:
     text_identity: str = "lower_ws"         # identical texts = one gallery item (the profile's key)
     retrieval_ks: tuple = (1, 10)           # Table 2 (RSUM = R@1 + R@10 per dataset)
     crossmodal_ks: tuple = (1, 5, 10)       # Fig. 2 right
-    chexpert_prompts_per_class: int = 10    # C5x200 without reports: gallery = this many prompts per class
-    binary_rule: str = "pos_vs_no"          # COVID / RSNA negative prompts ("No X" vs "X")
+    c5x200_protocol: str = "instance"       # instance: one text per image (its report, else one generated
+                                            # prompt), hit = its own text; class_prompts: 5-way, not the paper's
+    chexpert_prompts_per_class: int = 10    # class_prompts only: gallery = this many prompts per class
+    covid_prompt_rule: str = "table_a1"     # table_a1 | positive_only | pos_vs_no | fixed (prompts.BINARY_RULES)
+    rsna_prompt_rule: str = "table_a1"      # table_a1 = "Findings suggesting pneumonia." vs "No evidence of ..."
     prompt_pool: str = "mean_cosine"        # class score = mean cosine over the class's prompts
     covid_n_prompts: int | None = 10        # Table A.1: 10 sampled COVID prompts
     rsna_n_prompts: int | None = 10         # 10 sampled RSNA prompts, as for COVID (MedCLIP samples n too)
@@ -36,6 +42,15 @@ class EvalSettings:
     untrained_variant: str = UNTRAINED_REFERENCE  # whose untrained initialisation is the untrained row
     torch_threads: int | None = 1           # CPU intra-op threads while a builder runs (None = leave as is)
     notes: tuple = ()
+
+    def __post_init__(self):
+        from .prompts import BINARY_RULES
+
+        if self.c5x200_protocol not in C5X200_PROTOCOLS:
+            raise ValueError(f"c5x200_protocol must be one of {C5X200_PROTOCOLS}, got {self.c5x200_protocol!r}")
+        for k in ("covid_prompt_rule", "rsna_prompt_rule"):
+            if getattr(self, k) not in BINARY_RULES:
+                raise ValueError(f"{k} must be one of {BINARY_RULES}, got {getattr(self, k)!r}")
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)

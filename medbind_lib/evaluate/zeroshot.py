@@ -73,11 +73,27 @@ def _prompt_embeddings(prompt_set, encode_text, prompt_embeddings):
     return prompt_embeddings
 
 
+def _binary_auroc(y, score) -> float:
+    """AUROC (fraction) of a score for class 1; NaN when a class is absent (a bootstrap replicate can be)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def binary_class_score(scores: np.ndarray, binary_rule: str | None) -> np.ndarray:
+    """One score per row for the positive class of a binary set: positive minus negative pooled score, or the
+    positive score alone (``positive_only``). Its AUROC does not depend on the decision offset that balanced
+    accuracy reads."""
+    return scores[:, -1] if binary_rule == "positive_only" or scores.shape[1] == 1 else scores[:, 1] - scores[:, 0]
+
+
 def zero_shot(x, y, prompt_set: PromptSet, *, encode_text: Callable | None = None,
               prompt_embeddings: dict | None = None, prompt_pool: str = "mean_cosine", groups=None,
               n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, device=None,
               return_predictions: bool = False) -> dict:
-    """Single-label zero-shot balanced accuracy (percent) with a patient-level bootstrap CI.
+    """Single-label zero-shot balanced accuracy (percent) with a patient-level bootstrap CI; for a binary set
+    also the AUROC of ``binary_class_score`` (percent, same CI).
 
     ``y``: class indices into ``prompt_set.classes`` or class names. Give ``encode_text`` (list of str ->
     [P, d]) or precomputed ``prompt_embeddings`` (class -> [P, d])."""
@@ -91,11 +107,23 @@ def zero_shot(x, y, prompt_set: PromptSet, *, encode_text: Callable | None = Non
     if n_boot:
         ci = bootstrap_balanced_accuracy(yi, pred, groups, c, n_boot=n_boot, seed=seed, alpha=alpha)
         out["balanced_accuracy_lo"], out["balanced_accuracy_hi"] = 100 * ci["lo"], 100 * ci["hi"]
+    if c == 2:
+        out.update(_auroc_with_ci(yi, binary_class_score(scores, prompt_set.binary_rule), groups, n_boot, seed,
+                                  alpha))
     out.update(n=len(yi), classes=list(prompt_set.classes), prompt_pool=prompt_pool, n_boot=n_boot, seed=seed,
                groups="patients" if groups is not None else "rows", **prompt_set.meta())
     if return_predictions:
         out["scores"], out["predictions"] = scores, pred
     return out
+
+
+def _auroc_with_ci(y, score, groups, n_boot: int, seed: int, alpha: float) -> dict:
+    from .bootstrap import with_ci
+
+    if n_boot:
+        r = with_ci(_binary_auroc, y, score, groups=groups, n_boot=n_boot, seed=seed, alpha=alpha)
+        return {"auroc": 100 * r["value"], "auroc_lo": 100 * r["lo"], "auroc_hi": 100 * r["hi"]}
+    return {"auroc": 100 * _binary_auroc(y, score)}
 
 
 def zero_shot_multilabel(x, y_multi, prompt_set: PromptSet, *, encode_text: Callable | None = None,
