@@ -52,9 +52,12 @@ def attach_cxr_text(cxr: pd.DataFrame, cfg, quality: QualityLog) -> pd.DataFrame
 
 
 def attach_ecg_text(ecg: pd.DataFrame, cfg, quality: QualityLog) -> pd.DataFrame:
-    """Add the Table A.2 ``text`` and Table A.3 labels. ECGs with a disallowed phrase (Table A.3) or no
-    statement at all are dropped and counted; unlabelled ones stay for pre-training (``labelled`` False)."""
-    text = [ptext.ecg_text(r, None, cfg.ecg_text_source) for r in ecg["machine_reports"]]
+    """Add the Table A.2 ``text`` (from the machine statements: MIMIC-IV-ECG's free-text notes are not public)
+    and Table A.3 labels. ECGs with a disallowed phrase (Table A.3) or no statement at all are dropped and
+    counted; so are ECGs the Table A.3 rules cannot label when ``mimic_ecg_unlabelled`` is ``exclude`` (the
+    paper: Table A.4's labelled counts make up Table 1's MIMIC-ECG), else they stay for pre-training and
+    retrieval with ``labelled`` False."""
+    text = [ptext.ecg_text(r, None, "machine") for r in ecg["machine_reports"]]
     out = ecg.assign(text=[ptext.truncate_words(t, cfg.text_max_words) for t in text])
     labels = ptext.ecg_label_frame(pd.Series(text, index=out.index))
     out = pd.concat([out, labels], axis=1)
@@ -64,7 +67,13 @@ def attach_ecg_text(ecg: pd.DataFrame, cfg, quality: QualityLog) -> pd.DataFrame
     quality.exclude("mimic_ecg", "ECG text", "no machine statement", records=out.loc[no_text, "record_id"])
     dropped = out["dropped"] & ~no_text
     quality.exclude("mimic_ecg", "ECG text", "disallowed phrase (Table A.3)", records=out.loc[dropped, "record_id"])
-    return out[~(no_text | dropped)].drop(columns="dropped").reset_index(drop=True)
+    unlabelled = ~out["labelled"].astype(bool) & ~no_text & ~dropped
+    if cfg.mimic_ecg_unlabelled == "exclude":
+        quality.exclude("mimic_ecg", "ECG text", "no Table A.3 class (mimic_ecg_unlabelled: exclude)",
+                        records=out.loc[unlabelled, "record_id"])
+    else:
+        unlabelled[:] = False
+    return out[~(no_text | dropped | unlabelled)].drop(columns="dropped").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------------- cohort

@@ -93,7 +93,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "text_max_words": (100, "truncate texts to the first N words (paper: 100)"),
     "text_identity": ("lower_ws", "when two texts are 'identical' for TMCL/retrieval: exact | lower_ws"),
     "cxr_text_sections": (["findings", "impression"], "MIMIC-CXR report sections joined into the text"),
-    "ecg_text_source": ("note_else_machine", "ECG text: note_else_machine (Table A.2) or machine"),
+    "mimic_ecg_unlabelled": ("exclude", "MIMIC-ECG records no Table A.3 rule labels: exclude (paper: Table 1 "
+                                        "counts labelled ECGs only; counted) | keep (pre-training and retrieval)"),
     # --- linking and labels
     "pair_window_hours": (24.0, "MIMIC-PAIR: max |t_cxr - t_ecg| for same-subject pairs without a shared hadm_id"),
     "pair_policy": ("nearest", "MIMIC-PAIR: nearest (one ECG per CXR, closest in time) or all"),
@@ -117,9 +118,14 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "batch_size": (128, "GLOBAL batch in samples (CXR, ECG or pair), split over DDP ranks (paper 128)"),
     "warmup_steps": (0, "linear warm-up steps before the per-step cosine decay to 0 (open_clip)"),
     "grad_clip": (1.0, "max global gradient norm; null or 0 = no clipping"),
-    "emcl_scale": ("constant", "EMCL n/m factor: constant (paper as printed) | negatives | none"),
+    "emcl_scale": ("constant", "EMCL n/m factor: constant (Eq. 2 as printed: adds log(n/m), changes NO gradient, "
+                               "identical training to none) | negatives (n/m on negatives only: changes training) | none"),
     "emcl_weight": (1.0, "weight of EMCL in MEDBind_BD's total loss"),
-    "loss_reduction": ("mean", "loss reduction over anchors: mean | sum (paper's sums) | batch"),
+    "loss_reduction": ("mean", "over anchors: mean (each term over its own anchors: EMCL weighs ~n/m times more "
+                               "than in Eq. 1-2) | batch (the paper's sums / batch size n: the paper's weighting) | "
+                               "sum (the paper's sums)"),
+    "select_on": ("tmcl", "best.pt criterion: tmcl (validation TMCL of the variant's modalities, fixed tau: the "
+                          "same for every variant) | loss (each variant's own validation loss)"),
     "pair_fraction": (None, "expected fraction of pairs per batch (Binomial per batch, so m varies); "
                             "null = the pairs' share of the training samples"),
     "ecg_noise_std": (0.05, "std of the Gaussian-noise ECG augmentation, in normalised (per-lead std) units"),
@@ -316,7 +322,8 @@ def load_profile(profile: str = "smoke", notebook: str | None = None, overrides:
 CHOICES: dict[str, tuple] = {
     "ecg_norm": ("zscore_lead_train", "zscore_record", "none"), "ecg_nan_policy": ("interpolate", "exclude"),
     "cxr_resize": ("squash", "pad"), "text_identity": ("exact", "lower_ws"),
-    "ecg_text_source": ("note_else_machine", "machine"), "pair_policy": ("nearest", "all"),
+    "mimic_ecg_unlabelled": ("exclude", "keep"), "pair_policy": ("nearest", "all"),
+    "select_on": ("tmcl", "loss"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
     "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),

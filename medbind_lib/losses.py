@@ -35,7 +35,8 @@ EMCL (Eq. 2) over the m pairs (c_u, e_u), n = samples in the batch:
              (log(n/m) added to the off-diagonal logits only: changes training)
   e->c likewise; EMCL = (red_u L^{c->e}_u + red_u L^{e->c}_u) / 2.
   m = 0 or 1: EMCL = 0 (a zero that stays in the autograd graph; zero gradients, never NaN).
-CLIP InfoNCE (CXR-CLIP-style baseline): TMCL with every item its own only positive (labels = arange).
+CLIP InfoNCE (the CXR-CLIP row; plain image-text InfoNCE, none of CXR-CLIP's image-image or
+text-text terms): TMCL with every item its own only positive (labels = arange).
 MedCLIP soft semantic matching (MedCLIP, Wang et al. 2022; official ``ImageTextContrastiveLoss``):
   S = sim(labels_img, labels_txt) [n, n]; targets Y = softmax(S, dim=1) for image anchors and
   softmax(S^T, dim=1) for text anchors; L = (soft-CE(s z t^T, Y) + soft-CE(s t z^T, Y')) / 2 with
@@ -422,7 +423,7 @@ class MEDBindLoss(nn.Module):
       ``medbind_bd``  TMCL_cxr + TMCL_ecg + emcl_weight * EMCL
       ``medbind_nm``  TMCL_cxr + TMCL_ecg
       ``ecg_clip``    TMCL_ecg
-      ``cxr_clip``    CLIP InfoNCE(cxr, cxr_text)           (CXR-CLIP-style image-text baseline)
+      ``cxr_clip``    CLIP InfoNCE(cxr, cxr_text)           (plain CLIP InfoNCE: the CXR-CLIP row)
       ``medclip``     MedCLIP soft semantic matching(cxr, cxr_text, cxr_labels)
 
     Batch contract (one mini-batch = a set of samples; a sample has a CXR with its report text, an

@@ -20,8 +20,9 @@ an uninterrupted one.
 Outputs in ``out_dir`` (default ``runs/<profile>/02/<variant>/``), all written atomically:
 ``last.pt`` (after every epoch, every ``checkpoint_every_steps`` and on interruption: the full state for an
 exact resume; once the run has finished it is rewritten without optimizer, scheduler and sampler state, a
-third of the size), ``best.pt`` (lowest validation loss; weights and metadata only), ``steps.parquet`` (per step: loss terms, m, n, samples/s, data wait, lr, grad
-norm), ``epochs.csv`` (validation per epoch), ``metrics.json`` (results + params + env).
+third of the size), ``best.pt`` (lowest validation ``select_on`` criterion - by default the TMCL of the
+variant's modalities, the same for every variant; weights and metadata only), ``steps.parquet`` (per step: loss
+terms, m, n, samples/s, data wait, lr, grad norm), ``epochs.csv`` (validation per epoch), ``metrics.json`` (results + params + env).
 A non-finite loss or gradient norm stops training with :class:`NonFiniteLoss` naming the step and terms,
 before the optimizer step (the last checkpoint stays clean).
 """
@@ -253,6 +254,20 @@ def retrieval_check(emb: dict, tables, text_identity: str = "lower_ws", ks=RETRI
     return res
 
 
+SELECT_ON = ("tmcl", "loss")
+
+
+def selection_loss(batch: Mapping, modalities, tau: float) -> torch.Tensor:
+    """The criterion every variant's ``best.pt`` is chosen on (``select_on: tmcl``): TMCL (mean reduction,
+    fixed ``tau``) summed over the variant's modalities, whatever loss the variant trains with. Selecting on
+    each variant's own loss would favour cross-modal alignment for MEDBind_BD (its loss holds EMCL) and
+    nothing of the kind for the others."""
+    from .losses import tmcl
+
+    return sum(tmcl(batch[m], batch[f"{m}_text"], batch[f"{m}_text_keys"], tau, reduction="mean")
+               for m in modalities)
+
+
 @torch.no_grad()
 def validate(model, embedder, loss_fn, ds_valid, tables, collate, cfg, device, modalities, amp_ctx,
              batch_size: int, rank: int = 0, world: int = 1, retrieval: bool = True) -> dict:
@@ -265,6 +280,7 @@ def validate(model, embedder, loss_fn, ds_valid, tables, collate, cfg, device, m
         with amp_ctx():
             li = embed_batch(embedder, batch, device, modalities, cfg.cxr_channels_last)
             terms = loss_fn(li)
+            terms["select"] = selection_loss(li, modalities, cfg.tau)
         n = int(terms["n_samples"])
         vals = {k: float(D.all_reduce_mean(v)) for k, v in terms.items()
                 if torch.is_tensor(v) and v.ndim == 0 and not k.startswith(("n_", "m_"))}
@@ -329,6 +345,8 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if cfg.emcl_scale not in EMCL_SCALES:
         raise ValueError(f"emcl_scale must be one of {EMCL_SCALES}, got {cfg.emcl_scale!r}")
+    if cfg.select_on not in SELECT_ON:
+        raise ValueError(f"select_on must be one of {SELECT_ON}, got {cfg.select_on!r}")
     if cfg.loss_reduction not in REDUCTIONS:
         raise ValueError(f"loss_reduction must be one of {REDUCTIONS}, got {cfg.loss_reduction!r}")
     rank, world, local, created = _init_distributed()
@@ -450,8 +468,9 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
                          cfg.batch_size, rank, world)
             history.append({"epoch": epoch, "step": step, **v})
             log(f"[{variant}] {label}: " + _fmt(v))
-            if v.get("val_loss", float("inf")) < best_val:
-                best_val = v["val_loss"]
+            crit = v.get("val_select" if cfg.select_on == "tmcl" else "val_loss", float("inf"))
+            if crit < best_val:
+                best_val = crit
                 save(best_path, weights_only=True)
 
         if untrained is None and step == 0:
@@ -569,10 +588,11 @@ def _metrics(cfg, variant, out, data, steps_log, history, untrained, best_val, t
         "m_pairs_mean": float(sl["m_pairs"].mean()) if "m_pairs" in sl else None,
         "first_loss": float(sl["loss"].iloc[0]) if len(sl) else None,
         "last_loss": float(sl["loss"].iloc[-1]) if len(sl) else None,
-        "best_val_loss": best_val, "final_valid": final, "untrained_valid": untrained, "history": history,
+        "best_val_criterion": best_val, "select_on": cfg.select_on, "final_valid": final, "untrained_valid": untrained, "history": history,
         "checkpoints": {"last": str(out / "last.pt"), "best": str(out / "best.pt")},
         "params": {k: cfg[k] for k in ("seed", "lr", "weight_decay", "epochs", "batch_size", "warmup_steps",
-                                       "grad_clip", "emcl_scale", "emcl_weight", "loss_reduction", "pair_fraction",
+                                       "grad_clip", "emcl_scale", "emcl_weight", "loss_reduction", "select_on",
+                                       "pair_fraction",
                                        "ecg_noise_std", "tau", "amp", "compile", "max_steps", "text_dedup")},
         "env": env_info(cfg),
     }
@@ -603,7 +623,7 @@ def main(argv=None) -> int:
         m = train(cfg, v, out_dir=args.out_dir if len(variants) == 1 else None, resume=not args.no_resume)
         if m and "samples_per_s_median" in m:
             print(json.dumps({k: m[k] for k in ("variant", "steps", "train_seconds", "samples_per_s_median",
-                                                 "best_val_loss")}, default=str))
+                                                 "best_val_criterion")}, default=str))
     return 0
 
 

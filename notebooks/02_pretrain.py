@@ -2,9 +2,12 @@
 # # 02 · Pre-training one system
 #
 # One notebook per variant (the runner executes it once for each of the profile's `variants`):
-# MEDBind_BD (TMCL + EMCL), MEDBind_NM (TMCL), ECG-CLIP (TMCL on ECG-text), CXR-CLIP-style (image-text
-# InfoNCE) and MedCLIP-style (soft semantic matching). All use the same loop, data and patient-level splits
-# from notebook 01. A finished run is not retrained (the loop resumes from `last.pt`); with several GPUs the
+# MEDBind_BD (TMCL + EMCL), MEDBind_NM (TMCL), ECG-CLIP (TMCL on ECG-text), the CXR-CLIP row (plain image-text
+# CLIP InfoNCE: none of CXR-CLIP's image-image or text-text terms) and MedCLIP-style (soft semantic matching).
+# All use the same loop, data and patient-level splits from notebook 01. Every variant keeps as `best.pt` the
+# checkpoint with the lowest validation TMCL of its modalities (`select_on: tmcl`, one criterion for all), and
+# the loss reduction (`loss_reduction`: `mean` per term, or `batch`, the paper's Eq. 1-2 weighting) is printed
+# with the run. A finished run is not retrained (the loop resumes from `last.pt`); with several GPUs the
 # notebook launches `torchrun`. Outputs: `runs/<profile>/02/<variant>/` (checkpoints, per-step log,
 # metrics.json) and the embeddings of every evaluation dataset in `runs/<profile>/embeddings/`.
 
@@ -38,6 +41,8 @@ if gpus > 1:  # DDP: one process per GPU, embeddings gathered with gradient insi
 else:
     metrics = train(cfg, variant)
 print(f"{variant}: {metrics['steps']} steps on {metrics['device']} x{metrics['world_size']}")
+print(f"loss_reduction={cfg.loss_reduction}, emcl_scale={cfg.emcl_scale} (constant changes no gradient); best.pt "
+      f"= lowest validation {metrics['select_on']} ({metrics['best_val_criterion']:.3f})")
 
 # %% [markdown]
 # ## What the batches looked like

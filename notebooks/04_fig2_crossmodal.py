@@ -2,8 +2,9 @@
 # # 04 · Figure 2: CXR and ECG in one space
 #
 # Left: seeded openTSNE maps (cosine metric, PCA initialisation, one thread) of the CXR and ECG embeddings of
-# the MIMIC-PAIR test pairs, per model: MEDBind_BD, MEDBind_NM and the encoder zoo (CXR-CLIP-style CXR encoder +
-# ECG-CLIP ECG encoder: two separately trained models whose spaces meet only through their own text towers).
+# the MIMIC-PAIR test pairs, per model: MEDBind_BD, MEDBind_NM and the encoder zoo (the CLIP-InfoNCE CXR
+# encoder of the CXR-CLIP row + ECG-CLIP's ECG encoder: two separately trained models whose spaces meet only
+# through their own text towers).
 # Top row coloured by modality (grey lines join the two halves of a pair), bottom row by the pair's ECG class
 # (black ring: cardiomegaly on the CXR). Right: CXR -> ECG Recall@1/5/10 over the distinct test ECGs, with
 # patient-level bootstrap 95% CIs, chance (K / gallery) and the untrained MEDBind_BD initialisation.

@@ -9,7 +9,7 @@
 # - **Cardiomegaly from ECG**: test ECG vs prototypes of the training pairs' *CXRs* (CheXpert Cardiomegaly 1.0
 #   vs other; uncertain -1.0 per `cardiomegaly_uncertain`, unlabelled studies excluded).
 #
-# Rows: encoder zoo (MedCLIP-style or CXR-CLIP-style CXR encoder + ECG-CLIP ECG encoder), MEDBind_NM, MEDBind_BD,
+# Rows: encoder zoo (MedCLIP-style or CLIP-InfoNCE (CXR-CLIP row) CXR encoder + ECG-CLIP ECG encoder), MEDBind_NM, MEDBind_BD,
 # and the untrained MEDBind_BD initialisation; the paper's numbers beside ours. Balanced accuracy with a
 # patient-level bootstrap 95% CI; when the test pairs hold a single class it is undefined and reported as such.
 # Test embeddings come from `runs/<profile>/embeddings/`; the training pairs were not exported by notebook 02,

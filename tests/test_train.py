@@ -62,11 +62,31 @@ def test_short_run_writes_logs_checkpoints_metrics(short_run):
     n_model = sum(v.numel() * v.element_size() for v in best["model"].values())
     assert (out / "best.pt").stat().st_size < 1.2 * n_model
     assert set(best["model"]) == set(ck["model"]) and best["step"] in {h["step"] for h in ck["history"]}
+    # best.pt = the lowest validation TMCL (the criterion common to every variant), not BD's own loss with EMCL
+    hist = [h for h in ck["history"] if "val_select" in h]
+    assert metrics["select_on"] == "tmcl" and hist
+    assert best["step"] == min(hist, key=lambda h: h["val_select"])["step"]
+    assert metrics["best_val_criterion"] == pytest.approx(min(h["val_select"] for h in hist))
     # a finished run is not retrained on resume; asking it for more steps is a clear error, not a silent restart
     m2 = T.train(_cfg(), "medbind_bd", out_dir=out, resume=True, data=None)
     assert m2["steps"] == 3 and len(pd.read_parquet(out / "steps.parquet")) == 3
     with pytest.raises(ValueError, match="slim checkpoint of a run that finished at step 3"):
         T.train(_cfg(max_steps=5), "medbind_bd", out_dir=out, resume=True, data=None)
+
+
+def test_selection_loss_is_tmcl_of_the_variants_modalities():
+    from medbind_lib.losses import tmcl
+
+    g = torch.Generator().manual_seed(0)
+    z = {k: torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
+         for k in ("cxr", "cxr_text", "ecg", "ecg_text")}
+    batch = {**z, "cxr_text_keys": torch.tensor([0, 0, 1, 2, 3, 4]), "ecg_text_keys": torch.arange(6)}
+    both = T.selection_loss(batch, ("cxr", "ecg"), 0.07)
+    ref = tmcl(z["cxr"], z["cxr_text"], batch["cxr_text_keys"], 0.07) + tmcl(z["ecg"], z["ecg_text"],
+                                                                               batch["ecg_text_keys"], 0.07)
+    assert float(both) == pytest.approx(float(ref))
+    assert float(T.selection_loss(batch, ("cxr",), 0.07)) == pytest.approx(
+        float(tmcl(z["cxr"], z["cxr_text"], batch["cxr_text_keys"], 0.07)))
 
 
 def test_cosine_schedule_with_warmup():
