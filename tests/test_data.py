@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -217,3 +218,23 @@ def test_eval_dataset(cfg, bd):
     assert x.shape == (3, cfg.cxr_size, cfg.cxr_size) and i == 2
     de = mdata.EvalArrayDataset(bd["ecg_cached"].array, bd["ecg_cached"].manifest.iloc[:3], "ecg", cfg, bd["ecg_stats"])
     assert de[0][0].shape == (12, 1000)
+
+
+@pytest.mark.parametrize("policy,kept", [("exclude", ["e1"]), ("keep", ["e1", "e3"])])
+def test_mimic_ecg_unlabelled_policy(policy, kept):
+    """Table A.3: a disallowed phrase always drops the ECG; one no rule labels is dropped and counted by default
+    (the paper's MIMIC-ECG is the labelled ECGs), or kept for pre-training with ``labelled`` False."""
+    from medbind_lib.cohort import attach_ecg_text
+    from medbind_lib.quality import QualityLog
+
+    cfg = load_profile("smoke", overrides={"mimic_ecg_unlabelled": policy})
+    ecg = pd.DataFrame({"record_id": ["e1", "e2", "e3", "e4"],
+                        "machine_reports": [["Sinus rhythm", "Normal ECG"], ["Poor quality", "Normal ECG"],
+                                            ["Sinus rhythm"], []]})
+    q = QualityLog()
+    out = attach_ecg_text(ecg, cfg, q)
+    assert out["record_id"].tolist() == kept
+    assert out["labelled"].tolist() == [r == "e1" for r in kept]
+    assert q.count("mimic_ecg", reason="disallowed phrase (Table A.3)") == 1
+    assert q.count("mimic_ecg", reason="no machine statement") == 1
+    assert q.count("mimic_ecg", reason="no Table A.3 class (mimic_ecg_unlabelled: exclude)") == (policy == "exclude")
