@@ -58,7 +58,8 @@ save_figure(fig, cfg, "04_fig2_tsne");
 # the gallery alike, a hubness/collapse sign that pins recall at chance).
 
 # %%
-rec = tables.crossmodal_recall_table(cfg, settings, art)
+pq = {}  # per-query outcomes for the paired BD - NM differences
+rec = tables.crossmodal_recall_table(cfg, settings, art, per_query=pq)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -78,6 +79,19 @@ paths = tables.save_table(rec, cfg, "fig2_crossmodal_recall", title="Fig. 2 righ
                           notes=["METHOD.md transcribes no Fig. 2 numbers, so there is no paper column.",
                                  *settings.notes])
 print(sorted(p.name for p in paths.values()))
+
+# %% [markdown]
+# ## MEDBind_BD - MEDBind_NM, paired
+# Both systems on the same test queries: each bootstrap replicate resamples the test patients once for both, so
+# the interval is that of the difference. It covers test resampling only (each variant is pre-trained once).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+bd_nm = tables.paired_differences(pq, "medbind_bd", "medbind_nm", settings.n_boot, settings.seed,
+                                  settings.alpha)
+print(bd_nm.drop(columns=["system_a", "system_b"]).round(1).to_string(index=False))
+_ = tables.save_table(bd_nm, cfg, "fig2_paired_bd_nm",
+                      title="Fig. 2 right: MEDBind_BD - MEDBind_NM, paired bootstrap")
 
 # %% [markdown]
 # ## Reading

@@ -45,12 +45,13 @@ art = tables.Artifacts(cfg)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print({k: settings.as_dict()[k] for k in ("n_support_sets", "fewshot_ks", "probe_C", "covid_prompt_rule", "rsna_prompt_rule",
-                                          "prompt_pool",
+print({k: settings.as_dict()[k] for k in ("n_support_sets", "fewshot_ks", "probe_C", "covid_prompt_rule",
+                                          "rsna_prompt_rule", "prompt_pool",
                                           "covid_n_prompts", "rsna_n_prompts", "n_boot", "seed")})
 
 # %%
-f3 = tables.fig3_zero_few_shot(cfg, settings, art)
+pq = {}  # per-query zero-shot predictions for the paired BD - NM differences
+f3 = tables.fig3_zero_few_shot(cfg, settings, art, per_query=pq)
 
 # %% [markdown]
 # ## Balanced accuracy (%), mean [95% CI]; K = 0 is zero-shot
@@ -92,6 +93,19 @@ paths = tables.save_table(f3.drop(columns="cell"), cfg, "fig3_zero_few_shot",
                                  "METHOD.md transcribes no Fig. 3 numbers, so there is no paper column.",
                                  *settings.notes])
 print(sorted(p.name for p in paths.values()))
+
+# %% [markdown]
+# ## MEDBind_BD - MEDBind_NM, paired
+# Both systems on the same test queries: each bootstrap replicate resamples the test patients once for both, so
+# the interval is that of the difference. It covers test resampling only (each variant is pre-trained once).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+bd_nm = tables.paired_differences(pq, "medbind_bd", "medbind_nm", settings.n_boot, settings.seed,
+                                  settings.alpha)
+print(bd_nm.drop(columns=["system_a", "system_b"]).round(1).to_string(index=False))
+_ = tables.save_table(bd_nm, cfg, "fig3_zero_shot_paired_bd_nm",
+                      title="Fig. 3 zero-shot: MEDBind_BD - MEDBind_NM, paired bootstrap")
 
 # %% [markdown]
 # ## Reading

@@ -374,3 +374,39 @@ def test_paper_table2_matches_method_md():
             assert paper.TABLE2[ds][systems[sysname]] == (float(r1), float(r10)), (ds, sysname)
             found += 1
     assert found == sum(len(v) for v in paper.TABLE2.values())
+
+
+# ---------------------------------------------------------------------------------------- paired differences
+def test_paired_differences_hand_computed():
+    from medbind_lib.evaluate.bootstrap import bootstrap_balanced_accuracy
+    from medbind_lib.evaluate.paired import paired_balanced_accuracy_difference, paired_mean_difference
+
+    y = np.array([0, 0, 1, 1, 1, 0])
+    a = np.array([0, 0, 1, 1, 0, 0])        # recalls 3/3, 2/3 -> 83.33
+    b = np.array([1, 0, 1, 0, 0, 0])        # recalls 2/3, 1/3 -> 50
+    g = np.array(["p1", "p1", "p2", "p3", "p4", "p5"])
+    r = paired_balanced_accuracy_difference(y, a, b, g, 2, n_boot=300, seed=1)
+    assert r["a"] == pytest.approx(250 / 3) and r["b"] == pytest.approx(50) and r["diff"] == pytest.approx(100 / 3)
+    assert r["lo"] <= r["diff"] <= r["hi"]
+    same = paired_balanced_accuracy_difference(y, a, a, g, 2, n_boot=300, seed=1)
+    assert same["diff"] == 0 and same["lo"] == 0 and same["hi"] == 0          # one resample for both systems
+    ci = bootstrap_balanced_accuracy(y, a, g, 2, n_boot=300, seed=1)
+    assert ci["value"] == pytest.approx(5 / 6)
+    hits_a, hits_b = np.array([100, 0, 100, 100.]), np.array([0, 0, 100, 0.])
+    m = paired_mean_difference(hits_a, hits_b, None, n_boot=300, seed=0)
+    assert m["diff"] == pytest.approx(50) and 0 <= m["lo"] <= 50 <= m["hi"] <= 100
+
+
+def test_builders_deposit_per_query_outcomes_for_paired_differences(store):
+    cfg, art, s = store
+    pq: dict = {}
+    t3 = tables.table3_crossmodal(cfg, s, art, systems=("untrained", "medbind_nm"), per_query=pq)
+    tables.crossmodal_recall_table(cfg, s, art, systems=("untrained", "medbind_nm"), per_query=pq)
+    d = tables.paired_differences(pq, "medbind_nm", "untrained", n_boot=s.n_boot, seed=s.seed)
+    assert set(d["metric"]) == {"balanced accuracy", "recall"}
+    t = d[d["metric"] == "balanced accuracy"].set_index("item")
+    nm = t3[t3["system"] == "medbind_nm"].set_index("task_label")
+    for item, x in t.iterrows():                                       # a = the table's own number
+        assert x["a"] == pytest.approx(nm.loc[item, "balanced_accuracy"])
+        assert x["lo"] <= x["a_minus_b"] <= x["hi"]
+    assert tables.paired_differences(pq, "medbind_bd", "untrained").empty   # bd was not scored here

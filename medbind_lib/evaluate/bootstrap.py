@@ -122,6 +122,15 @@ def bootstrap_balanced_accuracy(y_true, y_pred, groups=None, n_classes: int | No
     """Vectorised CI of balanced accuracy. ``y_pred`` [N] or [S, N] (S prediction sets, e.g. few-shot
     support sets: the statistic is the MEAN balanced accuracy over the S sets, and each replicate resamples
     the test patients once for all S sets)."""
+    value, reps, g = balanced_accuracy_replicates(y_true, y_pred, groups, n_classes, n_boot, seed)
+    return _result(value, reps, n_boot, seed, alpha, g)
+
+
+def balanced_accuracy_replicates(y_true, y_pred, groups=None, n_classes: int | None = None, n_boot: int = 1000,
+                                 seed: int = 0) -> tuple[float, np.ndarray, int]:
+    """(value, [n_boot] replicates, number of groups) of ``bootstrap_balanced_accuracy``. The replicates depend
+    only on (groups, n_boot, seed), so two systems scored on the same queries share every resample: their
+    difference replicate by replicate is a paired bootstrap."""
     yt = as_numpy(y_true).astype(np.int64)
     yp = as_numpy(y_pred).astype(np.int64)
     if yp.ndim == 1:
@@ -147,4 +156,4 @@ def bootstrap_balanced_accuracy(y_true, y_pred, groups=None, n_classes: int | No
     value = stat(np.ones((1, g)))[0]
     reps = np.concatenate([stat(_counts(d, g)) for d in _draw_blocks(g, n_boot, seed)]) if n_boot \
         else np.zeros(0)
-    return _result(value, reps, n_boot, seed, alpha, g)
+    return float(value), reps, g

@@ -37,9 +37,11 @@ def prototype_predict(query_emb, prototypes, device=None) -> np.ndarray:
 
 def cross_modal_zero_shot(query_emb, query_labels, support_emb, support_labels, *, task: str = "",
                           query_modality: str = "", support_modality: str = "", groups=None,
-                          n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, device=None) -> dict:
+                          n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, device=None,
+                          return_predictions: bool = False) -> dict:
     """Binary (label 1 = the finding, 0 = other) prototype classification of queries from one modality
-    against support prototypes of the other. Returns balanced accuracy (percent), CI and the setup."""
+    against support prototypes of the other. Returns balanced accuracy (percent), CI and the setup (and the
+    per-query ``predictions`` when asked)."""
     protos = class_prototypes(support_emb, support_labels, 2, device)
     pred = prototype_predict(query_emb, protos, device)
     y = as_numpy(query_labels).astype(np.int64)
@@ -51,6 +53,8 @@ def cross_modal_zero_shot(query_emb, query_labels, support_emb, support_labels, 
     out.update(task=task, query_modality=query_modality, support_modality=support_modality, n_queries=len(y),
                n_query_positive=int(y.sum()), n_support=len(sl), n_support_positive=int(sl.sum()),
                n_boot=n_boot, seed=seed, groups="patients" if groups is not None else "rows")
+    if return_predictions:
+        out["predictions"] = pred
     return out
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .paired import record
 from .pairs import pair_embeddings
 from .protocol import EvalSettings, _with_settings, eval_settings
 from .retrieval import cross_modal_recall
@@ -25,10 +26,11 @@ def _top1_agreement(q, g, chunk: int = 1024) -> float:
 
 @_with_settings
 def crossmodal_recall_table(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
-                            systems: Sequence[str] = FIG2_SYSTEMS, split: str = "test") -> pd.DataFrame:
+                            systems: Sequence[str] = FIG2_SYSTEMS, split: str = "test",
+                            per_query: dict | None = None) -> pd.DataFrame:
     """Fig. 2 right: CXR -> ECG Recall@K on the MIMIC-PAIR ``split`` pairs (gallery = the distinct ECGs of
     those pairs), with patient-level CIs, the chance level K / gallery size and ``same_top1_pct``
-    (``_top1_agreement``)."""
+    (``_top1_agreement``). ``per_query``: receives each system's per-pair hits (``paired.paired_differences``)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
     sysd = _systems(s.untrained_variant)
@@ -39,7 +41,10 @@ def crossmodal_recall_table(cfg, settings: EvalSettings | None = None, artifacts
         pl = pe["pairs"]
         r = cross_modal_recall(pe["cxr"], pe["ecg"], gallery_keys=pl["ecg_record_id"].tolist(),
                                ks=s.crossmodal_ks, ties=s.ties, groups=pl["subject_id"].astype(str).to_numpy(),
-                               n_boot=s.n_boot, seed=s.seed, alpha=s.alpha)
+                               n_boot=s.n_boot, seed=s.seed, alpha=s.alpha, return_ranks=True)
+        for k in s.crossmodal_ks:
+            record(per_query, f"CXR->ECG R@{k} (MIMIC-PAIR {split})", key, 100.0 * (r["ranks"] < k), kind="mean",
+                   groups=pl["subject_id"].astype(str).to_numpy())
         hub = _top1_agreement(pe["cxr"], pe["ecg"])
         for k in s.crossmodal_ks:
             rows.append({"system": key, "system_label": system.label, "K": k, "recall": r[f"R@{k}"],

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .fewshot import few_shot, single_label
+from .paired import record
 from .prompts import covid_prompts, ecg_prompts, rsna_prompts
 from .protocol import EvalSettings, _with_settings, eval_settings
 from .report import _shared_legend
@@ -43,16 +44,18 @@ def _fig3_data(art: Artifacts, tag: str, dataset: str, s: EvalSettings):
 @_with_settings
 def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
                        systems: Sequence[str] = FIG3_SYSTEMS, datasets: Sequence[str] = tuple(FIG3_DATASETS),
-                       progress: Callable | None = None) -> pd.DataFrame:
+                       progress: Callable | None = None, per_query: dict | None = None) -> pd.DataFrame:
     """Fig. 3 in long form: per (dataset, system) one zero-shot row (``K = 0``) and one row per few-shot K.
 
     Zero-shot: cosine to the class prompts of the system's own text tower (each dataset's Table A.1 prompts,
     or the rule in ``covid_prompt_rule`` / ``rsna_prompt_rule``; PTB-XL / ICBEB: argmax over the classes on
     single-label test records). Beside balanced accuracy, ``auroc``: of the positive-minus-negative class score
     for COVID / RSNA (with CI; it does not read the prompts' offset, which balanced accuracy does), the macro
-    one-vs-rest AUROC on every labelled record for PTB-XL / ICBEB. Few-shot: balanced linear probe on frozen training-split embeddings, mean over ``n_support_sets``
-    seeded sets, CI = patient bootstrap of that mean over the test set. A K larger than the smallest
-    training class is infeasible and recorded as such (never silently sampled with replacement)."""
+    one-vs-rest AUROC on every labelled record for PTB-XL / ICBEB. Few-shot: balanced linear probe on frozen
+    training-split embeddings, mean over ``n_support_sets`` seeded sets, CI = patient bootstrap of that mean
+    over the test set. A K larger than the smallest
+    training class is infeasible and recorded as such (never silently sampled with replacement). ``per_query``:
+    receives each system's zero-shot predictions (``paired.paired_differences``)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
     sysd = _systems(s.untrained_variant)
@@ -73,7 +76,13 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
             pe = embed_prompts(ps, enc)
             kw = dict(prompt_embeddings=pe, prompt_pool=s.prompt_pool, groups=gte, n_boot=s.n_boot, seed=s.seed,
                       alpha=s.alpha)
-            z = zero_shot_multilabel(xte, yte, ps, **kw) if multi else zero_shot(xte, yte, ps, **kw)
+            z = zero_shot_multilabel(xte, yte, ps, return_predictions=True, **kw) if multi else \
+                zero_shot(xte, yte, ps, return_predictions=True, **kw)
+            y_zs = z["y_single"] if multi else yte
+            g_zs = None if gte is None else (gte[z["single_label"]] if multi else gte)
+            if len(np.unique(y_zs)) > 1:
+                record(per_query, f"{label} zero-shot", key, z["predictions"], kind="balanced_accuracy", y=y_zs,
+                       n_classes=len(ps.classes), groups=g_zs)
             rows.append({**base, "setting": "zero-shot", "K": 0, "balanced_accuracy": z["balanced_accuracy"],
                          "lo": z.get("balanced_accuracy_lo", math.nan), "hi": z.get("balanced_accuracy_hi", math.nan),
                          "sd_over_sets": math.nan, "n_test": z.get("n_single_label", z.get("n")),

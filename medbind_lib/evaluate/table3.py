@@ -11,6 +11,7 @@ import pandas as pd
 
 from . import paper
 from .crossmodal import cross_modal_zero_shot
+from .paired import record
 from .pairs import pair_embeddings
 from .protocol import EvalSettings, _with_settings, eval_settings
 from .report import ci_str
@@ -23,12 +24,14 @@ TABLE3_TASKS = {"hypertrophy_from_cxr": "Hypertrophy from CXR (ECG support)",
 
 @_with_settings
 def table3_crossmodal(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
-                      systems: Sequence[str] = TABLE3_SYSTEMS, cache_dir=None) -> pd.DataFrame:
+                      systems: Sequence[str] = TABLE3_SYSTEMS, cache_dir=None, per_query: dict | None = None
+                      ) -> pd.DataFrame:
     """Table 3: cross-modality zero-shot on the MIMIC-PAIR test pairs with prototypes from the training
     pairs (``crossmodal.cross_modal_zero_shot``). Hypertrophy from CXR: test CXR vs the two ECG prototypes
     (HYP / other, labelled training ECGs); Cardiomegaly from ECG: test ECG vs CXR prototypes. Balanced
     accuracy is undefined when the test pairs hold only one class: then it is NaN (with the accuracy on
-    the class present in ``note``), never a one-class "balanced" accuracy."""
+    the class present in ``note``), never a one-class "balanced" accuracy. ``per_query``: receives each system's
+    per-query predictions (``paired.paired_differences``)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(cfg["runs_dir"]) / "06" / "support_embeddings"
@@ -54,7 +57,8 @@ def table3_crossmodal(cfg, settings: EvalSettings | None = None, artifacts: Arti
             else:
                 r = cross_modal_zero_shot(te[qmod][qm], yq, tr[smod][sm], ys, task=label, query_modality=qmod,
                                           support_modality=smod, groups=te["pairs"]["subject_id"].astype(str)
-                                          .to_numpy()[qm], n_boot=s.n_boot, seed=s.seed, alpha=s.alpha)
+                                          .to_numpy()[qm], n_boot=s.n_boot, seed=s.seed, alpha=s.alpha,
+                                          return_predictions=True)
                 if len(np.unique(yq)) < 2:
                     present = int(yq[0]) if len(yq) else -1
                     row.update(balanced_accuracy=math.nan, lo=math.nan, hi=math.nan,
@@ -63,6 +67,8 @@ def table3_crossmodal(cfg, settings: EvalSettings | None = None, artifacts: Arti
                 else:
                     row.update(balanced_accuracy=r["balanced_accuracy"], lo=r["balanced_accuracy_lo"],
                                hi=r["balanced_accuracy_hi"])
+                    record(per_query, label, key, r["predictions"], kind="balanced_accuracy", y=yq, n_classes=2,
+                           groups=te["pairs"]["subject_id"].astype(str).to_numpy()[qm])
             rows.append(row)
     df = pd.DataFrame(rows)
     params = {**s.as_dict(), "table": "Table 3, cross-modality zero-shot", "query": "MIMIC-PAIR test",

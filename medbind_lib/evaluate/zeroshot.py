@@ -128,10 +128,12 @@ def _auroc_with_ci(y, score, groups, n_boot: int, seed: int, alpha: float) -> di
 
 def zero_shot_multilabel(x, y_multi, prompt_set: PromptSet, *, encode_text: Callable | None = None,
                          prompt_embeddings: dict | None = None, prompt_pool: str = "mean_cosine", groups=None,
-                         n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, device=None) -> dict:
+                         n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, device=None,
+                         return_predictions: bool = False) -> dict:
     """Multi-label zero-shot (PTB-XL superclasses, ICBEB): ``y_multi`` [N, C] multi-hot in
     ``prompt_set.classes`` order. Balanced accuracy on rows with exactly one label (argmax over all
-    classes); macro one-vs-rest AUROC over every row with >= 1 label (classes with both outcomes only)."""
+    classes); macro one-vs-rest AUROC over every row with >= 1 label (classes with both outcomes only).
+    ``return_predictions``: the single-label rows' mask, true classes and predictions."""
     from sklearn.metrics import roc_auc_score
 
     pe = _prompt_embeddings(prompt_set, encode_text, prompt_embeddings)
@@ -155,4 +157,6 @@ def zero_shot_multilabel(x, y_multi, prompt_set: PromptSet, *, encode_text: Call
                n_labelled=int(lab.sum()), protocol="balanced acc on single-label rows; macro OvR AUROC on all",
                classes=list(prompt_set.classes), prompt_pool=prompt_pool, n_boot=n_boot, seed=seed,
                groups="patients" if groups is not None else "rows", **prompt_set.meta())
+    if return_predictions:
+        out["single_label"], out["y_single"], out["predictions"] = single, yi, pred
     return out
