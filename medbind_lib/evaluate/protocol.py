@@ -92,7 +92,11 @@ def eval_settings(cfg, **overrides) -> EvalSettings:
                 text_identity=cfg.get("text_identity", "lower_ws"),
                 n_support_sets=int(cfg.get("fewshot_support_sets", 300)),
                 tsne_perplexity=float(cfg.get("tsne_perplexity", 30.0)))
-    if base["n_support_sets"] != 300:
-        base["notes"] = (f"{base['n_support_sets']} few-shot support sets (paper: 300)",)
+    notes = [f"{base['n_support_sets']} few-shot support sets (paper: 300)"] if base["n_support_sets"] != 300 else []
+    if "loss_reduction" in cfg:                      # which pre-training produced the embeddings, on every table
+        notes.append(f"pre-training: loss_reduction={cfg['loss_reduction']} (paper's weighting: batch), "
+                     f"emcl_scale={cfg.get('emcl_scale')}, best.pt on select_on={cfg.get('select_on')}")
+    if notes:
+        base["notes"] = tuple(notes)
     base.update(overrides)
     return EvalSettings(**base)
