@@ -103,6 +103,9 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "admission_pre_hours": (24.0, "hours before admittime still linked (ED work-up before admission)"),
     "readmission_days": (30, "readmission horizon, days after discharge"),
     "readmission_exclude_elective": (False, "ignore ELECTIVE / observation admissions as readmission events"),
+    "readmission_no_next": ("negative", "index admission with no later (qualifying) admission: negative (the paper: "
+                                        "readmitted iff a later visit starts within readmission_days) | censor "
+                                        "(dropped and counted: 'given a later admission, is it within 30 days?')"),
     "split_fractions": ([0.7, 0.1, 0.2], "train / valid / test fractions of MIMIC patients"),
     "mimic_split": ("patient_random", "patient_random (seeded, shared by all MIMIC sources) or official_cxr "
                                       "(MIMIC-CXR split.csv.gz; other patients random)"),
@@ -174,8 +177,9 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                                         "tasks are imbalanced) | none"),
     "llm_select": ("valid_loss", "model selection over epochs on the validation split: valid_loss | valid_auroc "
                                  "(falls back to loss where undefined) | last"),
-    "llm_threshold": ("fixed_0.5", "decision rule for accuracy: fixed_0.5 | valid_youden | valid_accuracy "
-                                   "(threshold fit on the validation split)"),
+    "llm_threshold": ("valid_accuracy", "decision rule for accuracy / balanced accuracy: valid_accuracy (the "
+                                        "threshold that maximises validation accuracy: Table 4 reports accuracy) | "
+                                        "valid_youden | fixed_0.5 (with class weighting: optimises balanced accuracy)"),
     "llm_seeds": ([0, 1, 2], "fine-tuning seeds (at least 3); metrics are averaged over them"),
     "llm_n_boot": (1000, "patient-level bootstrap replicates of the Table 4 CIs"),
     "llm_torch_threads": (None, "CPU threads while fine-tuning (null = leave as is; 1 makes CPU numbers "
@@ -323,6 +327,7 @@ CHOICES: dict[str, tuple] = {
     "ecg_norm": ("zscore_lead_train", "zscore_record", "none"), "ecg_nan_policy": ("interpolate", "exclude"),
     "cxr_resize": ("squash", "pad"), "text_identity": ("exact", "lower_ws"),
     "mimic_ecg_unlabelled": ("exclude", "keep"), "pair_policy": ("nearest", "all"),
+    "readmission_no_next": ("negative", "censor"),
     "select_on": ("tmcl", "loss"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
     "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),

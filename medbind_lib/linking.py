@@ -38,6 +38,10 @@ PLANNED_ADMISSION_TYPES = (
     "EU OBSERVATION", "OBSERVATION ADMIT", "DIRECT OBSERVATION", "AMBULATORY OBSERVATION",
 )
 
+# What an index admission with no later (qualifying) admission is labelled (``readmission_labels(no_next=)``,
+# profile key ``readmission_no_next``): "negative" (the paper's rule) or "censor" (dropped, counted).
+READMISSION_NO_NEXT = ("negative", "censor")
+
 _ADM_REQUIRED = ("subject_id", "hadm_id", "admittime", "dischtime")
 
 
@@ -426,44 +430,38 @@ def mortality_labels(admissions: pd.DataFrame, quality=None) -> pd.DataFrame:
 
 
 def readmission_labels(admissions: pd.DataFrame, days: float = 30, exclude_elective: bool = False, quality=None,
+                       *, no_next: str = "negative",
                        planned_types: Iterable[str] = PLANNED_ADMISSION_TYPES) -> pd.DataFrame:
     """30-day readmission per index admission (docs/DATASETS.md, MIMIC-IV).
 
     A subject's admissions are ordered by (admittime, hadm_id). For an index admission i with
     ``hospital_expire_flag == 0``: ``readmission = 1`` iff the NEXT admission j satisfies
     ``0 < admittime_j - dischtime_i <= days`` (both in exact time, so exactly 30 days is 1 and 30 days
-    plus one minute is 0).
+    plus one minute is 0); otherwise 0.
 
     Choices:
     - Index admissions that died in hospital (flag 1) are excluded and counted; an empty flag too.
-    - Censoring: an index admission with no next admission is dropped from the label set and counted
-      (we cannot know whether it was followed by a readmission after the data end). ``dod`` is not
-      used (keep it simple; out-of-hospital deaths without readmission stay labelled 0 when a later
-      admission exists, and censored when none does).
+    - ``no_next`` (profile key ``readmission_no_next``), an index admission with no later admission:
+      ``"negative"`` (default, the paper's definition: positive iff a later visit starts within ``days``
+      of discharge, so no later visit is a negative; kept and counted as flagged) or ``"censor"``
+      (dropped and counted: we cannot see a readmission after the data end; this changes the task to
+      "given a later admission, is it within ``days``?" and raises the prevalence). ``dod`` is not used.
     - Overlapping admissions: if the next admission starts before (or exactly at) the index discharge,
       the gap is <= 0 so the index is NOT a readmission (label 0, no look-ahead past the next
       admission). Ties in admittime are ordered by hadm_id, giving the same outcome.
     - ``exclude_elective``: admissions whose ``admission_type`` is in ``planned_types`` are not
       readmission events: the index looks ahead to the next QUALIFYING admission (which defines both
-      the label and censoring). They still serve as index admissions themselves.
+      the label and ``no_next``). They still serve as index admissions themselves.
 
     Returns ``subject_id, hadm_id, admittime, dischtime, next_hadm_id, next_admittime, gap_days,
-    readmission (int 0/1)``.
+    readmission (int 0/1)``; ``next_*`` and ``gap_days`` are NA/NaN when there is no later admission.
     """
+    if no_next not in READMISSION_NO_NEXT:
+        raise ValueError(f"readmission_no_next must be one of {READMISSION_NO_NEXT}, got {no_next!r}")
     adm = prepare_admissions(admissions, quality, stage="readmission")
     _require(adm, ("hospital_expire_flag",), "admissions")
     adm = adm.sort_values(["subject_id", "admittime", "hadm_id"], kind="mergesort").reset_index(drop=True)
-    if exclude_elective:
-        _require(adm, ("admission_type",), "admissions")
-        planned = {t.upper() for t in planned_types}
-        event = ~adm["admission_type"].astype(object).fillna("").astype(str).str.strip().str.upper().isin(planned)
-    else:
-        event = pd.Series(True, index=adm.index)
-    # position of the next event row after each row, within the subject
-    pos = pd.Series(np.where(event, np.arange(len(adm)), np.nan), index=adm.index)
-    nxt = pos.groupby(adm["subject_id"]).shift(-1).groupby(adm["subject_id"]).bfill()
-    has_next = nxt.notna().to_numpy()
-    j = nxt.fillna(0).astype(int).to_numpy()
+    has_next, j = _next_event(adm, exclude_elective, planned_types)
     out = adm[["subject_id", "hadm_id", "admittime", "dischtime"]].copy()
     out["next_hadm_id"] = pd.array(adm["hadm_id"].to_numpy(dtype="int64")[j], dtype="Int64")
     out.loc[~has_next, "next_hadm_id"] = pd.NA
@@ -474,18 +472,37 @@ def readmission_labels(admissions: pd.DataFrame, days: float = 30, exclude_elect
     out["readmission"] = ((gap > pd.Timedelta(0)) & (gap <= pd.Timedelta(days=float(days)))).fillna(False).astype(int)
     flag = pd.to_numeric(adm["hospital_expire_flag"], errors="coerce")
     died, noflag = (flag == 1).to_numpy(), flag.isna().to_numpy()
-    censored = ~has_next & ~died & ~noflag
+    last = ~has_next & ~died & ~noflag
+    censored = last if no_next == "censor" else np.zeros(len(out), dtype=bool)
     if quality is not None:
         quality.exclude("mimic_iv", "readmission", "index admission died in hospital",
                         records=out.loc[died, "hadm_id"].astype(str))
         quality.exclude("mimic_iv", "readmission", "hospital_expire_flag empty",
                         records=out.loc[noflag, "hadm_id"].astype(str))
-        quality.exclude("mimic_iv", "readmission", "censored: no later (qualifying) admission",
-                        records=out.loc[censored, "hadm_id"].astype(str))
+        if no_next == "censor":
+            quality.exclude("mimic_iv", "readmission", "censored: no later (qualifying) admission",
+                            records=out.loc[last, "hadm_id"].astype(str))
+        else:
+            quality.flag("mimic_iv", "readmission", "no later (qualifying) admission: labelled 0 (kept)",
+                         records=out.loc[last, "hadm_id"].astype(str))
     keep = ~died & ~noflag & ~censored
     out = out[keep].reset_index(drop=True)
     out["next_hadm_id"] = out["next_hadm_id"].astype("Int64")
     return out
+
+
+def _next_event(adm: pd.DataFrame, exclude_elective: bool, planned_types: Iterable[str]):
+    """(has_next bool [n], row position of the next readmission-event admission [n]) within each subject of
+    ``adm`` (sorted by subject, admittime, hadm_id); planned types are skipped as events when asked."""
+    if exclude_elective:
+        _require(adm, ("admission_type",), "admissions")
+        planned = {t.upper() for t in planned_types}
+        event = ~adm["admission_type"].astype(object).fillna("").astype(str).str.strip().str.upper().isin(planned)
+    else:
+        event = pd.Series(True, index=adm.index)
+    pos = pd.Series(np.where(event, np.arange(len(adm)), np.nan), index=adm.index)
+    nxt = pos.groupby(adm["subject_id"]).shift(-1).groupby(adm["subject_id"]).bfill()
+    return nxt.notna().to_numpy(), nxt.fillna(0).astype(int).to_numpy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -591,14 +608,15 @@ def link_cohort(cfg, cxr: pd.DataFrame, ecg: pd.DataFrame, tables: Mapping[str, 
     ``tables`` holds MIMIC-IV ``admissions`` (required) and ``patients`` (optional: adds gender,
     anchor_age, anchor_year and ``age`` = anchor_age + admit year - anchor_year). Profile keys used:
     pair_window_hours, pair_policy, admission_window_hours, admission_pre_hours, readmission_days,
-    readmission_exclude_elective, split_fractions, mimic_split, seed.
+    readmission_exclude_elective, readmission_no_next (default "negative"), split_fractions, mimic_split, seed.
 
     Returns a dict, every frame split-annotated:
     - ``cxr`` / ``ecg``: the manifests with ``hadm_id`` and ``split`` (CXR's incoming official split is
       kept as ``split_official``);
     - ``pairs``: :func:`mimic_pairs` output + ``split``;
     - ``admissions``: one row per admission: :func:`task_links` columns (``cxr_*``, ``ecg_*``), admission
-      and patient fields, ``mortality`` (Int64), ``readmission`` (Int64, NA when excluded/censored),
+      and patient fields, ``mortality`` (Int64), ``readmission`` (Int64, NA when excluded: died in hospital,
+      empty flag, or censored under ``readmission_no_next: censor``),
       ``readmission_gap_days``, ``ends_in_window`` (discharge or death before admittime +
       admission_window_hours: inputs may then cover the whole stay; flagged, not excluded) and ``split``;
     - ``splits``: :func:`patient_splits` output; ``pair_counts``: :func:`pair_counts`; ``params``.
@@ -617,8 +635,9 @@ def link_cohort(cfg, cxr: pd.DataFrame, ecg: pd.DataFrame, tables: Mapping[str, 
                          "hospital_expire_flag") if c in adm.columns]
     tasks = tasks.merge(adm[["hadm_id"] + extra], on="hadm_id", how="left")
     mort = mortality_labels(adm, quality)
+    no_next = cfg.get("readmission_no_next", "negative")
     readm = readmission_labels(adm, _cfg(cfg, "readmission_days"), bool(_cfg(cfg, "readmission_exclude_elective")),
-                               quality)
+                               quality, no_next=no_next)
     tasks = tasks.merge(mort[["hadm_id", "mortality"]], on="hadm_id", how="left")
     tasks = tasks.merge(readm[["hadm_id", "readmission", "gap_days"]].rename(columns={"gap_days": "readmission_gap_days"}),
                         on="hadm_id", how="left")
@@ -653,6 +672,7 @@ def link_cohort(cfg, cxr: pd.DataFrame, ecg: pd.DataFrame, tables: Mapping[str, 
             "params": {"pair_window_hours": window, "pair_policy": policy, "admission_window_hours": aw,
                        "admission_pre_hours": ap, "readmission_days": _cfg(cfg, "readmission_days"),
                        "readmission_exclude_elective": bool(_cfg(cfg, "readmission_exclude_elective")),
+                       "readmission_no_next": no_next,
                        "mimic_split": _cfg(cfg, "mimic_split"), "seed": int(_cfg(cfg, "seed"))}}
 
 

@@ -80,8 +80,9 @@ save_figure(fig, cfg, "01_pairs_and_labels");
 # %% [markdown]
 # ## Outcome labels (MIMIC-IV)
 # In-hospital mortality = `hospital_expire_flag`; 30-day readmission = the same patient's next admission
-# begins within `readmission_days` of discharge (index admissions that died are excluded, the last admission
-# of each patient is censored). Both are counted below; exclusions appear in the data-quality table.
+# begins within `readmission_days` of discharge (index admissions that died are excluded; an admission with no
+# later admission is a negative, as in the paper, or dropped with `readmission_no_next: censor`). Both are counted
+# below; exclusions and the kept no-later-admission negatives appear in the data-quality table.
 
 # %%
 # NBVAL_CHECK_OUTPUT

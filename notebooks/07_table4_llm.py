@@ -4,7 +4,9 @@
 # Two MIMIC-IV tasks per admission, on notebook 01's patient-level split (shared with pre-training, so no test
 # patient was seen by the frozen encoders or by the fine-tuning):
 #
-# - **30-day readmission** from the discharge text (the note sections named by `llm_discharge_sections`);
+# - **30-day readmission** from the discharge text (the note sections named by `llm_discharge_sections`); positive
+#   iff the patient's next admission starts within `readmission_days` of discharge, no later admission = negative
+#   (as in the paper; notebook 01, `readmission_no_next`);
 # - **in-hospital mortality** from the Table A.2 demographics text (no discharge text: it states the outcome).
 #
 # A BERT-family language model (`llm_model_path`; BioBERT in the `paper` profile when given, offline the packaged
@@ -16,9 +18,12 @@
 #
 # Rows: the task text alone (our reference), text-only with the expert CXR report / ECG text appended (the
 # paper's row), the encoder zoo (MedCLIP-style or CXR-CLIP-style CXR encoder + ECG-CLIP), MEDBind_NM and
-# MEDBind_BD. Each row is fine-tuned with every seed of `llm_seeds` (model selection on the validation split);
-# accuracy (the paper's metric), AUROC and balanced accuracy on the test split are averaged over seeds, with a
-# patient-level bootstrap 95% CI. Fits are stored in `runs/<profile>/07/predictions/` and reused while settings,
+# MEDBind_BD. Each row is fine-tuned with every seed of `llm_seeds` (class-weighted loss, model selection on the
+# validation split); AUROC, accuracy (the paper's metric) and balanced accuracy on the test split are averaged over
+# seeds, with a patient-level bootstrap 95% CI. Accuracy and balanced accuracy need a decision threshold: by default
+# (`llm_threshold: valid_accuracy`) each seed's threshold is the one that maximises accuracy on the validation split
+# (a fixed 0.5 would be the class-weighted loss's balanced-accuracy point and put accuracy below the majority class
+# by design); the reading names the rule used. Fits are stored in `runs/<profile>/07/predictions/` and reused while settings,
 # data and checkpoints are unchanged. Writes `runs/<profile>/tables/table4_llm.{csv,md,params.json}` and
 # `runs/<profile>/figures/07_table4_llm.{png,pdf}`.
 
@@ -80,8 +85,9 @@ t4 = table.table4(cfg, settings, frames, linked, quality)
 
 # %% [markdown]
 # ## Table 4 on this profile: ours [95% CI] (paper accuracy)
-# Mean over seeds; the majority-class row is the accuracy of always predicting the training split's most common
-# label.
+# Per task: AUROC first (it needs no threshold), then accuracy with the paper's value in parentheses, then balanced
+# accuracy. Mean over seeds; the majority-class row is the accuracy of always predicting the training split's most
+# common label.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -91,6 +91,9 @@ def test_config_choices_match_the_library():
     from medbind_lib import train
 
     assert CHOICES["select_on"] == train.SELECT_ON
+    from medbind_lib import linking
+
+    assert CHOICES["readmission_no_next"] == linking.READMISSION_NO_NEXT
 
 
 def test_parse_overrides():

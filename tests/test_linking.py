@@ -173,34 +173,45 @@ def test_task_links_window_and_nearest():
 
 
 # --------------------------------------------------------------------------------------------------
-def test_readmission_boundaries_overlap_died_censored():
-    adm = adm_frame([
+def _readm_frame():
+    return adm_frame([
         # subject 1: discharge 01-10 00:00; next admit exactly 30 days later -> 1
         (1, 10, "2180-01-01 00:00", "2180-01-10 00:00", 0),
         (1, 11, "2180-02-09 00:00", "2180-02-10 00:00", 0),   # next is 30 d + 1 min later (2180 is leap) -> 0
         (1, 12, "2180-03-11 00:01", "2180-03-13 00:00", 0),   # next starts before discharge (overlap) -> 0
         (1, 13, "2180-03-12 12:00", "2180-03-14 00:00", 0),   # next starts exactly at discharge (gap 0) -> 0
         (1, 14, "2180-03-14 00:00", "2180-03-20 00:00", 1, None, "DIED", "2180-03-20 00:00"),  # died: excluded
-        # subject 2: single admission -> censored
+        # subject 2: single admission -> no later admission: 0 (paper), or censored
         (2, 20, "2180-01-01 00:00", "2180-01-02 00:00", 0),
-        # subject 3: index, then an ELECTIVE 5 days later, then EW 20 days later
+        # subject 3: index, then an ELECTIVE 5 days later, then EW 20 days later (32: no later admission)
         (3, 30, "2180-01-01 00:00", "2180-01-02 00:00", 0),
         (3, 31, "2180-01-07 00:00", "2180-01-08 00:00", 0, "ELECTIVE"),
         (3, 32, "2180-01-22 00:00", "2180-01-23 00:00", 0),
     ])
+
+
+NO_NEXT_FLAG = "no later (qualifying) admission: labelled 0 (kept)"
+CENSORED = "censored: no later (qualifying) admission"
+
+
+def test_readmission_default_no_next_negative_boundaries_overlap_died():
+    adm = _readm_frame()
     q = QualityLog()
     r = readmission_labels(adm, 30, quality=q).set_index("hadm_id")
-    assert r["readmission"].to_dict() == {10: 1, 11: 0, 12: 0, 13: 0, 30: 1, 31: 1}
+    # hand-computed: no later admission (20, 32) is a negative, the death (14) is out
+    assert r["readmission"].to_dict() == {10: 1, 11: 0, 12: 0, 13: 0, 20: 0, 30: 1, 31: 1, 32: 0}
     assert r.loc[10, "gap_days"] == 30.0 and r.loc[10, "next_hadm_id"] == 11
     assert r.loc[12, "gap_days"] < 0 and r.loc[13, "gap_days"] == 0
-    assert q.count("mimic_iv", "readmission", "index admission died in hospital") == 1
-    # censored: 20 (single admission) and 32 (last of subject 3); 14 is last too but died -> counted as died
-    assert q.count("mimic_iv", "readmission", "censored: no later (qualifying) admission") == 2
-    assert sorted(set(adm["hadm_id"]) - set(r.index)) == [14, 20, 32]
+    assert pd.isna(r.loc[20, "next_hadm_id"]) and pd.isna(r.loc[20, "next_admittime"])
+    assert np.isnan(r.loc[20, "gap_days"])
+    assert sorted(set(adm["hadm_id"]) - set(r.index)) == [14]
+    assert q.count("mimic_iv", "readmission", "index admission died in hospital", flagged=False) == 1
+    assert q.count("mimic_iv", "readmission", NO_NEXT_FLAG, flagged=True) == 2        # 20, 32: kept, noted
+    assert q.count("mimic_iv", "readmission", CENSORED) == 0
+    assert q.count("mimic_iv", "readmission", flagged=False) == 1                      # only the death dropped
     # exclude_elective: 30 skips 31 (ELECTIVE) -> next qualifying is 32, 20 days after discharge -> 1;
     # 31 (itself elective) is still an index: next 32, 14 days -> 1
-    q2 = QualityLog()
-    r2 = readmission_labels(adm, 30, exclude_elective=True, quality=q2).set_index("hadm_id")
+    r2 = readmission_labels(adm, 30, exclude_elective=True).set_index("hadm_id")
     assert r2.loc[30, "next_hadm_id"] == 32 and r2.loc[30, "readmission"] == 1 and r2.loc[31, "readmission"] == 1
     r7 = readmission_labels(adm, 7).set_index("hadm_id")
     assert r7.loc[30, "readmission"] == 1                  # elective 5 days later counts without exclusion
@@ -208,13 +219,38 @@ def test_readmission_boundaries_overlap_died_censored():
     assert r7x.loc[30, "readmission"] == 0                 # skipped to the EW admission 20 days later
 
 
-def test_readmission_censored_count_exact():
+def test_readmission_no_next_censor_option():
+    adm = _readm_frame()
+    q = QualityLog()
+    r = readmission_labels(adm, 30, quality=q, no_next="censor").set_index("hadm_id")
+    assert r["readmission"].to_dict() == {10: 1, 11: 0, 12: 0, 13: 0, 30: 1, 31: 1}
+    assert q.count("mimic_iv", "readmission", "index admission died in hospital") == 1
+    # censored: 20 (single admission) and 32 (last of subject 3); 14 is last too but died -> counted as died
+    assert q.count("mimic_iv", "readmission", CENSORED, flagged=False) == 2
+    assert q.count("mimic_iv", "readmission", NO_NEXT_FLAG) == 0
+    assert sorted(set(adm["hadm_id"]) - set(r.index)) == [14, 20, 32]
+    # an index whose only later admission is planned has no QUALIFYING next under exclude_elective
+    only_planned = adm_frame([(1, 10, "2180-01-01", "2180-01-02", 0),
+                              (1, 11, "2180-01-05", "2180-01-06", 0, "ELECTIVE")])
+    assert readmission_labels(only_planned, 30, True, no_next="censor").empty          # 10 and 11: no qualifying next
+    as_event = readmission_labels(only_planned, 30, no_next="censor").set_index("hadm_id")["readmission"]
+    assert as_event.to_dict() == {10: 1}                                               # an event: 3 days later
+    neg = readmission_labels(only_planned, 30, True).set_index("hadm_id")["readmission"].to_dict()
+    assert neg == {10: 0, 11: 0}
+    with pytest.raises(ValueError, match="readmission_no_next"):
+        readmission_labels(adm, 30, no_next="drop")
+
+
+@pytest.mark.parametrize("no_next,labels,no_next_count", [("negative", {10: 1, 11: 0, 20: 0}, 2),
+                                                          ("censor", {10: 1}, 2)])
+def test_readmission_no_next_count_exact(no_next, labels, no_next_count):
     adm = adm_frame([(1, 10, "2180-01-01", "2180-01-02", 0), (1, 11, "2180-01-05", "2180-01-06", 0),
                      (2, 20, "2180-01-01", "2180-01-02", 0), (3, 30, "2180-01-01", "2180-01-02", 1)])
     q = QualityLog()
-    r = readmission_labels(adm, 30, quality=q)
-    assert r["hadm_id"].tolist() == [10] and r["readmission"].tolist() == [1]
-    assert q.count("mimic_iv", "readmission", "censored: no later (qualifying) admission") == 2   # 11, 20
+    r = readmission_labels(adm, 30, quality=q, no_next=no_next)
+    assert dict(zip(r["hadm_id"], r["readmission"])) == labels
+    reason = NO_NEXT_FLAG if no_next == "negative" else CENSORED
+    assert q.count("mimic_iv", "readmission", reason) == no_next_count                           # 11, 20
     assert q.count("mimic_iv", "readmission", "index admission died in hospital") == 1           # 30
 
 
@@ -339,45 +375,49 @@ PLANNED = {"ELECTIVE", "SURGICAL SAME DAY ADMISSION", "EU OBSERVATION", "OBSERVA
 @pytest.fixture(scope="module")
 def demo(realdata):
     hosp = realdata / "mimic-iv-clinical-database-demo-2.2" / "hosp"
-    if not (hosp / "admissions.csv.gz").exists():
-        pytest.skip(f"MIMIC-IV demo not found under {hosp}")
-    adm = pd.read_csv(hosp / "admissions.csv.gz",
+    found = {n: next((hosp / f"{n}{ext}" for ext in (".csv.gz", ".csv") if (hosp / f"{n}{ext}").exists()), None)
+             for n in ("admissions", "patients")}
+    if None in found.values():
+        pytest.skip(f"MIMIC-IV demo admissions/patients not found under {hosp}")
+    adm = pd.read_csv(found["admissions"],
                       parse_dates=["admittime", "dischtime", "deathtime", "edregtime", "edouttime"])
-    pat = pd.read_csv(hosp / "patients.csv.gz", parse_dates=["dod"])
+    pat = pd.read_csv(found["patients"], parse_dates=["dod"])
     return adm, pat
 
 
-def loop_readmission(adm: pd.DataFrame, days: int, exclude_elective: bool) -> dict:
-    """Straightforward per-subject loop: {hadm_id: label} for labelled index admissions."""
+def loop_readmission(adm: pd.DataFrame, days: int, exclude_elective: bool, no_next: str = "negative") -> dict:
+    """Straightforward per-admission loop: {hadm_id: label} for labelled index admissions."""
+    rows = list(adm.itertuples(index=False))
     labels = {}
-    for sid in adm["subject_id"].unique():
-        rows = [r for r in adm.itertuples(index=False) if r.subject_id == sid]
-        rows.sort(key=lambda r: (r.admittime, r.hadm_id))
-        for i, r in enumerate(rows):
-            if r.hospital_expire_flag == 1:
-                continue
-            nxt = None
-            for s in rows[i + 1:]:
-                if not exclude_elective or s.admission_type not in PLANNED:
-                    nxt = s
-                    break
-            if nxt is None:
-                continue  # censored
-            gap = nxt.admittime.to_pydatetime() - r.dischtime.to_pydatetime()
-            labels[int(r.hadm_id)] = 1 if timedelta(0) < gap <= timedelta(days=days) else 0
+    for r in rows:
+        if r.hospital_expire_flag == 1:
+            continue
+        later = [s for s in rows if s.subject_id == r.subject_id and (s.admittime, s.hadm_id) > (r.admittime, r.hadm_id)
+                 and not (exclude_elective and s.admission_type in PLANNED)]
+        if not later:
+            if no_next == "negative":
+                labels[int(r.hadm_id)] = 0
+            continue  # censored
+        nxt = min(later, key=lambda s: (s.admittime, s.hadm_id))
+        gap = nxt.admittime.to_pydatetime() - r.dischtime.to_pydatetime()
+        labels[int(r.hadm_id)] = 1 if timedelta(0) < gap <= timedelta(days=days) else 0
     return labels
 
 
-@pytest.mark.parametrize("days,excl", [(30, False), (30, True), (7, False)])
-def test_real_demo_readmission_matches_loop(demo, days, excl):
+@pytest.mark.parametrize("days,excl,no_next", [(30, False, "negative"), (30, True, "negative"), (7, False, "negative"),
+                                               (30, False, "censor"), (30, True, "censor")])
+def test_real_demo_readmission_matches_loop(demo, days, excl, no_next):
     adm, _ = demo
     q = QualityLog()
-    got = readmission_labels(adm, days, exclude_elective=excl, quality=q)
-    ref = loop_readmission(adm, days, excl)
+    got = readmission_labels(adm, days, exclude_elective=excl, quality=q, no_next=no_next)
+    ref = loop_readmission(adm, days, excl, no_next)
     assert dict(zip(got["hadm_id"].astype(int), got["readmission"].astype(int))) == ref
     died = int((adm["hospital_expire_flag"] == 1).sum())
     assert q.count("mimic_iv", "readmission", "index admission died in hospital") == died
-    assert q.count("mimic_iv", "readmission", "censored: no later (qualifying) admission") == len(adm) - died - len(ref)
+    if no_next == "censor":
+        assert q.count("mimic_iv", "readmission", CENSORED) == len(adm) - died - len(ref)
+    else:
+        assert len(ref) == len(adm) - died
 
 
 def test_real_demo_readmission_figures_and_hand_checks(demo):
@@ -385,16 +425,25 @@ def test_real_demo_readmission_figures_and_hand_checks(demo):
     q = QualityLog()
     r = readmission_labels(adm, 30, quality=q).set_index("hadm_id")
     assert len(adm) == 275 and adm["subject_id"].nunique() == 100
-    assert (r["readmission"] == 1).sum() == 52 and (r["readmission"] == 0).sum() == 123
-    assert q.count("mimic_iv", "readmission", "censored: no later (qualifying) admission") == 85
+    assert int((adm["hospital_expire_flag"] == 1).sum()) == 15
+    # paper rule (default): every surviving index admission is labelled, no later admission = 0
+    assert len(r) == 260 and (r["readmission"] == 1).sum() == 52 and (r["readmission"] == 0).sum() == 208
+    ref = loop_readmission(adm, 30, False)
+    assert len(ref) == 260 and sum(ref.values()) == 52
+    assert q.count("mimic_iv", "readmission", NO_NEXT_FLAG, flagged=True) == 85
     assert q.count("mimic_iv", "readmission", "index admission died in hospital") == 15
+    # censoring (the option): the 85 last admissions leave, the positives stay
+    rc = readmission_labels(adm, 30, no_next="censor")
+    assert len(rc) == 175 and (rc["readmission"] == 1).sum() == 52
     # subject 10000032 (4 admissions):
     #   22595853 disch 2180-05-07 17:15 -> next 22841357 admit 2180-06-26 18:27: 50.05 d -> 0
     #   22841357 disch 2180-06-27 18:49 -> next 29079034 admit 2180-07-23 12:35: 25.74 d -> 1
     #   29079034 disch 2180-07-25 17:55 -> next 25742920 admit 2180-08-05 23:44: 11.24 d -> 1
-    #   25742920 last admission -> censored (not in the label set)
+    #   25742920 last admission -> 0 (censored under the option)
     assert r.loc[22595853, "readmission"] == 0 and r.loc[22841357, "readmission"] == 1
-    assert r.loc[29079034, "readmission"] == 1 and 25742920 not in r.index
+    assert r.loc[29079034, "readmission"] == 1
+    assert r.loc[25742920, "readmission"] == 0 and pd.isna(r.loc[25742920, "next_hadm_id"])
+    assert 25742920 not in set(rc["hadm_id"])
     assert r.loc[22841357, "gap_days"] == pytest.approx((25 * 1440 + 17 * 60 + 46) / 1440)
     # subject 10002930:
     #   22380825 (EU OBSERVATION) disch 2193-08-05 11:44 -> 23688993 admit 11:45: gap 1 minute -> 1
@@ -438,3 +487,8 @@ def test_real_demo_link_cohort_splits(demo):
     assert linked["splits"]["subject_id"].is_unique and len(linked["splits"]) == 100
     assert (linked["admissions"].groupby("subject_id")["split"].nunique() == 1).all()
     assert a.loc[22595853, "age"] == 52   # anchor_age 52 in anchor_year 2180
+    # readmission labels follow the profile's readmission_no_next (default: no later admission = 0)
+    assert a["readmission"].notna().sum() == 260 and (a["readmission"] == 1).sum() == 52
+    assert linked["params"]["readmission_no_next"] == "negative"
+    cens = link_cohort({"seed": 0, "readmission_no_next": "censor"}, cxr, ecg, {"admissions": adm, "patients": pat})
+    assert cens["admissions"]["readmission"].notna().sum() == 175 and cens["params"]["readmission_no_next"] == "censor"

@@ -15,7 +15,8 @@ import torch
 from medbind_lib.config import load_profile
 from medbind_lib.errors import ConfigError, DataError
 from medbind_lib.evaluate import paper
-from medbind_lib.llm import features, llm_settings, metrics, tasks
+from medbind_lib.llm import features, llm_settings, metrics, table, tasks
+from medbind_lib.llm.settings import LLMSettings
 from medbind_lib.llm.model import PromptTunedClassifier, insert_after_text
 from medbind_lib.llm.train import class_weights, encode_texts, fit_predict
 from medbind_lib.quality import QualityLog
@@ -314,6 +315,105 @@ def test_thresholds():
     t = metrics.choose_threshold("valid_youden", y, p)
     assert 0.3 < t <= 0.35                              # separates the classes perfectly
     assert metrics.choose_threshold("valid_accuracy", [0, 0], [0.1, 0.2]) == 0.5
+    with pytest.raises(ValueError, match="llm_threshold"):
+        metrics.choose_threshold("0.3", y, p)
+
+
+def _acc(y, p, t) -> float:
+    """Accuracy (percent) of ``p >= t``, by counting."""
+    return 100 * sum(int(pi >= t) == yi for yi, pi in zip(y, p)) / len(y)
+
+
+# hand-computed: validation accuracy of each candidate threshold (midpoints, below all, above all)
+#   t:   0.3-  0.35  0.475  0.575  0.625  0.675  0.75  0.85  0.9+
+#   ok:   3     4     5      6      7      6      5     4     5    (of 8) -> 0.625, 87.5 %
+Y_VALID = [0, 0, 0, 0, 1, 1, 0, 1]
+P_VALID = [0.30, 0.40, 0.55, 0.60, 0.65, 0.70, 0.80, 0.90]
+Y_TEST = [0, 0, 0, 1, 1, 0]
+P_TEST = [0.20, 0.58, 0.62, 0.63, 0.90, 0.70]   # at 0.625: 0 0 0 1 1 1 -> 5/6; at 0.5: 0 1 1 1 1 1 -> 3/6
+
+
+def test_valid_accuracy_threshold_hand_computed_and_applied_to_test():
+    t = metrics.choose_threshold("valid_accuracy", Y_VALID, P_VALID)
+    assert t == pytest.approx(0.625)
+    assert _acc(Y_VALID, P_VALID, t) == 87.5
+    grid = np.linspace(0, 1, 2001)                       # independent: no threshold does better on validation
+    assert max(_acc(Y_VALID, P_VALID, g) for g in grid) == 87.5
+    assert metrics.binary_metrics(Y_TEST, P_TEST, t)["accuracy"] == pytest.approx(500 / 6)
+    assert metrics.binary_metrics(Y_TEST, P_TEST, 0.5)["accuracy"] == pytest.approx(50.0)
+    r = metrics.seed_averaged(Y_TEST, [P_TEST, P_TEST], [t, 0.5], n_boot=0)
+    assert r["accuracy"] == pytest.approx((500 / 6 + 50) / 2)
+    # the Table 4 path: per seed, fit on that seed's validation rows of the stored predictions, 0.5 when fixed
+    frame = pd.DataFrame({"split": ["train"] * 2 + ["valid"] * 8 + ["test"] * 6,
+                          "label": [0, 1] + Y_VALID + Y_TEST})
+    pred = pd.DataFrame({"prob": [np.nan, np.nan] + P_VALID + P_TEST})
+    valid = (frame["split"] == "valid").to_numpy()
+    assert table.seed_thresholds("valid_accuracy", frame["label"], valid, [pred, pred]) == pytest.approx([0.625] * 2)
+    assert table.seed_thresholds("fixed_0.5", frame["label"], valid, [pred]).tolist() == [0.5]
+
+
+def test_threshold_fallback_and_ties():
+    # one class (or nothing) in validation: no information on where classes separate -> the documented 0.5
+    for rule in ("valid_accuracy", "valid_youden"):
+        assert metrics.choose_threshold(rule, [1, 1, 1], [0.2, 0.7, 0.9]) == 0.5
+        assert metrics.choose_threshold(rule, [], []) == 0.5
+    # criterion tie: 0.15 and 0.725 both give 3/4 -> the one nearer 0.5 (0.725), not the lowest
+    y, p = [0, 1, 0, 1], [0.1, 0.2, 0.55, 0.9]
+    assert _acc(y, p, 0.15) == _acc(y, p, 0.725) == 75.0
+    assert metrics.choose_threshold("valid_accuracy", y, p) == pytest.approx(0.725)
+    # tie at equal distance from 0.5 (0.3125 and 0.6875, exact binary fractions) -> the lower
+    assert metrics.choose_threshold("valid_accuracy", [0, 1, 0, 1], [0.25, 0.375, 0.625, 0.75]) == 0.3125
+    # tied scores are never split: the three 0.6 go to one side (threshold 0.4 -> 4/5)
+    y, p = [0, 1, 1, 0, 1], [0.2, 0.6, 0.6, 0.6, 0.9]
+    t = metrics.choose_threshold("valid_accuracy", y, p)
+    assert t == pytest.approx(0.4) and _acc(y, p, t) == 80.0
+
+
+def test_threshold_default_and_fingerprint():
+    assert LLMSettings().threshold == "valid_accuracy" == metrics.THRESHOLDS[0]
+    # the rule is applied after fitting, so it must not invalidate cached fits; a training knob must
+    assert LLMSettings(threshold="fixed_0.5").fingerprint("x") == LLMSettings().fingerprint("x")
+    assert LLMSettings(lr=1e-3).fingerprint("x") != LLMSettings().fingerprint("x")
+    assert llm_settings(load_profile("smoke", overrides={"llm_threshold": "valid_youden"})).threshold == "valid_youden"
+
+
+def test_profiles_default_to_valid_accuracy():
+    for name in ("smoke", "default", "gpu", "paper"):
+        assert llm_settings(load_profile(name)).threshold == "valid_accuracy", name
+
+
+def long_table4() -> pd.DataFrame:
+    """A two-task, two-system long Table 4 frame with made-up numbers."""
+    rows = []
+    for task, label, paper_acc in (("readmission", "30-day readmission", 65.0),
+                                   ("mortality", "In-hospital mortality", 74.8)):
+        for key, name, base in (("task_text", "Task text only", 60.0), ("medbind_bd", "MEDBind_BD", 70.0)):
+            r = {"task": task, "task_label": label, "system": key, "system_label": name,
+                 "paper_accuracy": paper_acc if key == "medbind_bd" else math.nan, "majority_accuracy": 90.0,
+                 "threshold_rule": "valid_accuracy", "n": 50, "n_positive": 5}
+            for i, m in enumerate(("auroc", "accuracy", "balanced_accuracy")):
+                v = base + i
+                r.update({m: v, f"{m}_lo": v - 5, f"{m}_hi": v + 5, f"{m}_seed_sd": 1.0})
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_table4_wide_leads_with_auroc_and_names_the_rule():
+    df = long_table4()
+    wide = table.table4_wide(df)
+    t = ["30-day readmission", "In-hospital mortality"]
+    assert list(wide.columns) == ["System"] + [f"{x}: {m}" for x in t for m in ("AUROC", "accuracy", "bal. acc.")]
+    bd = wide.set_index("System").loc["MEDBind_BD"]
+    assert bd["30-day readmission: AUROC"] == "70.0 [65.0, 75.0]"
+    assert bd["30-day readmission: accuracy"] == "71.0 [66.0, 76.0] (65.0)"      # paper's number beside ours
+    assert bd["In-hospital mortality: bal. acc."] == "72.0 [67.0, 77.0]"
+    maj = wide.set_index("System").loc["Majority class (reference)"]
+    assert (maj["30-day readmission: AUROC"], maj["30-day readmission: accuracy"]) == ("50.0", "90.0")
+    reading = table.describe_table4(df)
+    assert "`valid_accuracy`" in reading[0] and "maximises accuracy on the validation split" in reading[0]
+    assert not any("fixed" in line or "by design" in line for line in reading)   # nothing of the 0.5 rule
+    fixed = table.describe_table4(df.assign(threshold_rule="fixed_0.5"))[0]
+    assert "fixed 0.5 threshold" in fixed
 
 
 # --------------------------------------------------------------------------------------------- profile

@@ -18,7 +18,7 @@ from ..evaluate._common import balanced_accuracy_batched
 from ..evaluate.bootstrap import percentile_ci, resample_indices
 
 METRICS = ("accuracy", "auroc", "balanced_accuracy")
-THRESHOLDS = ("fixed_0.5", "valid_youden", "valid_accuracy")
+THRESHOLDS = ("valid_accuracy", "valid_youden", "fixed_0.5")   # first = the default (settings.LLMSettings)
 
 
 def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
@@ -59,8 +59,20 @@ def balanced_accuracy_rows(y_true, pred) -> np.ndarray:
 
 
 def choose_threshold(rule: str, y_valid=None, p_valid=None) -> float:
-    """The decision threshold of ``rule``: 0.5, or fit on the validation split (Youden's J or accuracy; the
-    midpoint between neighbouring scores; 0.5 when the validation split has one class)."""
+    """The decision threshold (``prob >= t`` is positive) of ``rule``, fit on the validation split only.
+
+    - ``valid_accuracy`` (default): maximises validation accuracy. Why: Table 4 reports accuracy, while the
+      class-weighted loss makes 0.5 the balanced-accuracy point, so at 0.5 accuracy falls below the majority
+      rate by design on these imbalanced tasks.
+    - ``valid_youden``: maximises Youden's J (sensitivity + specificity - 1), a balanced-accuracy rule.
+    - ``fixed_0.5``: 0.5, no fitting.
+
+    Candidates are the midpoints between neighbouring distinct validation scores plus one just below the lowest
+    (everyone positive) and one just above the highest (everyone negative), so tied scores are never split.
+    Ties in the criterion go to the candidate nearest 0.5 (the trained model's own decision point; then the
+    lower one). Fallback 0.5 when the validation split is empty or holds one class: it then says nothing about
+    where the classes separate (accuracy would just pick "everyone is that class").
+    """
     if rule not in THRESHOLDS:
         raise ValueError(f"llm_threshold must be one of {THRESHOLDS}, got {rule!r}")
     if rule == "fixed_0.5":
@@ -73,12 +85,11 @@ def choose_threshold(rule: str, y_valid=None, p_valid=None) -> float:
     cands = np.concatenate([[u[0] - 1e-6], (u[:-1] + u[1:]) / 2, [u[-1] + 1e-6]])
     pred = p[None, :] >= cands[:, None]
     if rule == "valid_accuracy":
-        score = (pred == y[None].astype(bool)).mean(1)
+        score = (pred == y[None].astype(bool)).sum(1)          # counts: exact ties
     else:
-        tpr = pred[:, y == 1].mean(1)
-        tnr = (~pred[:, y == 0]).mean(1)
-        score = tpr + tnr - 1
-    return float(cands[int(np.argmax(score))])
+        score = pred[:, y == 1].mean(1) - pred[:, y == 0].mean(1)  # TPR - FPR = J
+    best = np.flatnonzero(np.isclose(score, score.max(), rtol=0, atol=1e-12))
+    return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])   # argmin: first = lower on a tie
 
 
 def seed_averaged(y_true, probs, thresholds, groups=None, n_boot: int = 1000, seed: int = 0,

@@ -37,7 +37,7 @@ class LLMSettings:
     grad_clip: float = 1.0
     class_weighting: str = "balanced"
     select: str = "valid_loss"
-    threshold: str = "fixed_0.5"
+    threshold: str = "valid_accuracy"       # metrics.choose_threshold: Table 4 reports accuracy
     seeds: tuple = (0, 1, 2)
     n_boot: int = 1000
     alpha: float = 0.05
@@ -50,9 +50,11 @@ class LLMSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def fingerprint(self, *extra) -> str:
-        """Hash of everything that changes a fine-tuning result (not the bootstrap or the display)."""
+        """Hash of everything that changes a fine-tuning result (not the bootstrap, the display or the threshold
+        rule: table.py applies the rule to the stored validation predictions, so changing it needs no refit)."""
         d = {k: v for k, v in self.as_dict().items() if k not in ("n_boot", "alpha", "boot_seed", "show_progress",
-                                                                   "systems", "tasks", "seeds", "profile")}
+                                                                   "systems", "tasks", "seeds", "profile",
+                                                                   "threshold")}
         blob = json.dumps([d, *extra], sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -69,7 +71,8 @@ def llm_settings(cfg, **overrides) -> LLMSettings:
                 lora_dropout=float(g("llm_lora_dropout")), lora_targets=tuple(g("llm_lora_targets")),
                 lr=float(g("llm_lr")), weight_decay=float(g("llm_weight_decay")), epochs=int(g("llm_epochs")),
                 batch_size=int(g("llm_batch_size")), grad_clip=float(g("llm_grad_clip") or 0.0),
-                class_weighting=g("llm_class_weighting"), select=g("llm_select"), threshold=g("llm_threshold"),
+                class_weighting=g("llm_class_weighting"), select=g("llm_select"),
+                threshold=g("llm_threshold") or LLMSettings.threshold,
                 seeds=tuple(int(s) for s in g("llm_seeds")), n_boot=int(g("llm_n_boot")),
                 boot_seed=int(g("seed", 0)), torch_threads=g("llm_torch_threads"),
                 show_progress=bool(g("progress", True)))

@@ -3,9 +3,13 @@ paper's accuracy.
 
 ``table4(cfg, settings, frames, linked)`` returns the long frame (one row per task and system: seed-averaged
 accuracy / AUROC / balanced accuracy with patient-bootstrap CIs and seed SDs, the majority-class accuracy,
-split sizes, how many test admissions had each modality, the paper's accuracy, the selected epochs and
-thresholds) with the settings in ``attrs["params"]``; ``table4_wide`` is the paper-shaped view,
-``plot_table4`` the figure and ``describe_table4`` the sentences of the reading.
+split sizes, how many test admissions had each modality, the paper's accuracy, the selected epochs, the
+threshold rule ``llm_threshold`` and its per-seed thresholds) with the settings in ``attrs["params"]``;
+``table4_wide`` is the paper-shaped view, ``plot_table4`` the figure and ``describe_table4`` the sentences of
+the reading.
+
+Thresholds are applied here, to each fit's stored validation predictions (``metrics.choose_threshold``), not at
+fit time, so changing ``llm_threshold`` re-scores cached fits without refitting.
 """
 from __future__ import annotations
 
@@ -16,14 +20,23 @@ import numpy as np
 import pandas as pd
 
 from ..evaluate import paper
-from ..evaluate.tables import ci_str, save_table, torch_threads  # noqa: F401 (save_table re-exported)
+from ..evaluate.report import ci_str, save_table  # noqa: F401 (save_table re-exported)
+from ..evaluate.protocol import torch_threads
 from ..quality import QualityLog
 from .features import SYSTEMS, required_checkpoints, system_inputs
-from .metrics import majority_accuracy, seed_averaged
+from .metrics import choose_threshold, majority_accuracy, seed_averaged
 from .model import load_lm
 from .train import make_bar, resolve_device, run_fits
 
 TASK_LABELS = {"readmission": "30-day readmission", "mortality": "In-hospital mortality"}
+# How each llm_threshold rule sets the decision threshold (the reading names the rule behind the numbers).
+THRESHOLD_RULES = {
+    "valid_accuracy": "the threshold that maximises accuracy on the validation split (per seed)",
+    "valid_youden": "the threshold that maximises Youden's J on the validation split (per seed; a balanced-accuracy "
+                    "rule, so accuracy may fall below the majority class)",
+    "fixed_0.5": "a fixed 0.5 threshold (with class-weighted training the balanced-accuracy point, so accuracy may "
+                 "fall below the majority class by design)",
+}
 
 
 def table4(cfg, settings, frames: Mapping[str, pd.DataFrame], linked: Mapping, quality: QualityLog | None = None,
@@ -48,8 +61,10 @@ def table4(cfg, settings, frames: Mapping[str, pd.DataFrame], linked: Mapping, q
     params = {**settings.as_dict(), "table": "Table 4, LLM prompt tuning", "language_model": str(lm.name_or_path),
               "language_model_layers": int(lm.config.num_hidden_layers),
               "split": "patient-level split of notebook 01 (shared with pre-training): fit on train, select on "
-                       "valid, report test", "metric": "accuracy (paper), AUROC, balanced accuracy; percent; mean "
-              "over seeds", "ci": "patient-level cluster bootstrap of the seed-averaged metric, percentile"}
+                       "valid, report test",
+              "metric": f"AUROC, accuracy (paper's metric; threshold rule {settings.threshold}), balanced accuracy; "
+                        "percent; mean over seeds",
+              "ci": "patient-level cluster bootstrap of the seed-averaged metric, percentile"}
     df.attrs["params"] = params
     return df
 
@@ -58,8 +73,8 @@ def _row(task: str, key: str, frame: pd.DataFrame, inputs: Mapping, fits, settin
     s = SYSTEMS[key]
     test = (frame["split"] == "test").to_numpy()
     probs = np.stack([p["prob"].to_numpy()[test] for p, _ in fits])
-    thr = np.array([m["threshold"] for _, m in fits])
     y = frame["label"].to_numpy()
+    thr = seed_thresholds(settings.threshold, y, (frame["split"] == "valid").to_numpy(), [p for p, _ in fits])
     r = seed_averaged(y[test], probs, thr, frame["subject_id"].to_numpy()[test], settings.n_boot,
                       settings.boot_seed, settings.alpha)
     tr = (frame["split"] == "train").to_numpy()
@@ -73,7 +88,7 @@ def _row(task: str, key: str, frame: pd.DataFrame, inputs: Mapping, fits, settin
            "test_cxr_embedded": int(mods["cxr"][1][test].sum()) if "cxr" in mods else None,
            "test_ecg_embedded": int(mods["ecg"][1][test].sum()) if "ecg" in mods else None,
            "best_epochs": " ".join(str(m["best_epoch"]) for _, m in fits),
-           "thresholds": " ".join(f"{t:.3f}" for t in thr),
+           "threshold_rule": settings.threshold, "thresholds": " ".join(f"{t:.3f}" for t in thr),
            "selected_by": "; ".join(dict.fromkeys(m["selected_by"] for _, m in fits)),
            "truncated_rows": int(fits[0][1]["truncated_rows"]), "text_tokens_budget": int(fits[0][1]["text_tokens_budget"]),
            "n_trainable": int(fits[0][1]["n_trainable"]), "fit_seconds": float(sum(m["seconds"] for _, m in fits)),
@@ -81,25 +96,32 @@ def _row(task: str, key: str, frame: pd.DataFrame, inputs: Mapping, fits, settin
     return row
 
 
+def seed_thresholds(rule: str, y, valid, preds) -> np.ndarray:
+    """Per seed, the ``rule`` threshold fit on that seed's validation predictions (``preds``: frames aligned with
+    the task frame, as stored by ``train.run_fits``)."""
+    y, valid = np.asarray(y).astype(int), np.asarray(valid, dtype=bool)
+    return np.array([choose_threshold(rule, y[valid], p["prob"].to_numpy()[valid]) for p in preds])
+
+
 # ----------------------------------------------------------------------------------------------- views
 def table4_wide(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows = systems (+ the majority-class reference); per task: accuracy 'ours [lo, hi] (paper)', AUROC and
-    balanced accuracy with CIs."""
+    """Rows = systems (+ the majority-class reference); per task: AUROC first (threshold-free, so it reads the
+    same under any ``llm_threshold``), then accuracy 'ours [lo, hi] (paper)', then balanced accuracy."""
     out = []
     for key in dict.fromkeys(df["system"]):
         d = df[df["system"] == key]
         line = {"System": d["system_label"].iloc[0]}
         for _, x in d.iterrows():
             t = x["task_label"]
-            line[f"{t}: accuracy"] = ci_str(x["accuracy"], x["accuracy_lo"], x["accuracy_hi"], x["paper_accuracy"])
             line[f"{t}: AUROC"] = ci_str(x["auroc"], x["auroc_lo"], x["auroc_hi"])
+            line[f"{t}: accuracy"] = ci_str(x["accuracy"], x["accuracy_lo"], x["accuracy_hi"], x["paper_accuracy"])
             line[f"{t}: bal. acc."] = ci_str(x["balanced_accuracy"], x["balanced_accuracy_lo"],
                                              x["balanced_accuracy_hi"])
         out.append(line)
     ref = {"System": "Majority class (reference)"}
     for task, d in df.groupby("task", sort=False):
         t = d["task_label"].iloc[0]
-        ref.update({f"{t}: accuracy": f"{d['majority_accuracy'].iloc[0]:.1f}", f"{t}: AUROC": "50.0",
+        ref.update({f"{t}: AUROC": "50.0", f"{t}: accuracy": f"{d['majority_accuracy'].iloc[0]:.1f}",
                     f"{t}: bal. acc.": "50.0"})
     out.append(ref)
     return pd.DataFrame(out).fillna("")
@@ -145,15 +167,24 @@ def plot_table4(df: pd.DataFrame):
     return fig
 
 
+def threshold_sentence(df: pd.DataFrame) -> str:
+    """Which ``llm_threshold`` rule produced the accuracy and balanced accuracy (AUROC does not use one)."""
+    rules = list(dict.fromkeys(df["threshold_rule"])) if "threshold_rule" in df else \
+        [df.attrs.get("params", {}).get("threshold", "unknown")]
+    text = "; ".join(f"`{r}`: {THRESHOLD_RULES.get(r, 'unknown rule')}" for r in rules)
+    return (f"Accuracy and balanced accuracy use the decision rule {text}; AUROC does not depend on a threshold. "
+            "Per-seed thresholds are in the `thresholds` column.")
+
+
 def _f(x, m) -> str:
     return f"{x[m]:.1f} [{x[m + '_lo']:.1f}, {x[m + '_hi']:.1f}]"
 
 
 def describe_table4(df: pd.DataFrame) -> list[str]:
-    """Plain sentences computed from the table: per task the accuracy leader against the majority class, the
-    AUROC leader against chance, whether any row with CXR/ECG inputs beats the task text alone (CI above its
-    value), and whether the paper's ordering of its rows holds."""
-    out = []
+    """Plain sentences computed from the table: the threshold rule behind accuracy; per task the accuracy leader
+    against the majority class, the AUROC leader against chance, whether any row with CXR/ECG inputs beats the
+    task text alone (CI above its value), and whether the paper's ordering of its rows holds."""
+    out = [threshold_sentence(df)]
     for task, d in df.groupby("task", sort=False):
         label = TASK_LABELS[task]
         maj = d["majority_accuracy"].iloc[0]

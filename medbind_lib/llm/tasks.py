@@ -1,7 +1,9 @@
 """Per-admission task frames of Table 4 from notebook 01's outputs (and the discharge notes).
 
-- ``readmission``: 30-day readmission (label from notebook 01: censored and in-hospital deaths are already
-  out) with the DISCHARGE text: the note's sections named by ``llm_discharge_sections``, in that order.
+- ``readmission``: 30-day readmission (label from notebook 01, ``linking.readmission_labels``: a later visit
+  within ``readmission_days`` of discharge; no later visit = 0 unless ``readmission_no_next: censor``;
+  in-hospital deaths are already out) with the DISCHARGE text: the note's sections named by
+  ``llm_discharge_sections``, in that order.
 - ``mortality``: in-hospital mortality with the Table A.2 demographics text (no discharge text: it would
   state the outcome).
 

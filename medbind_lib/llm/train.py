@@ -4,7 +4,9 @@ Per fit: ``seed_everything(seed)`` before the model is built (LoRA, projection a
 and the batch order all follow the seed); AdamW on the trainable tensors only (no weight decay on 1-d ones);
 loss = class-weighted binary cross-entropy on the TRAIN split; after every epoch the VALID split is scored and
 the trainable tensors of the best epoch (``llm_select``) are kept; the decision threshold follows
-``llm_threshold``; the TEST split is predicted once, with the selected weights.
+``llm_threshold`` (recorded with the fit; Table 4 re-applies the current rule to the stored validation
+predictions, ``table.seed_thresholds``, so the rule is not in the fingerprint); the TEST split is predicted
+once, with the selected weights.
 
 Results go to ``runs/<profile>/07/predictions/<task>/<system>/seed<k>.{parquet,json}`` (atomic writes; the
 JSON, written last, holds the settings and a fingerprint of settings + data + frozen embeddings + checkpoints),
