@@ -115,6 +115,10 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     # --- training (medbind_lib.train / medbind_lib.data; METHOD.md 1 "Training", 3 open_clip protocols)
     "variants": (["ecg_clip", "cxr_clip", "medclip", "medbind_nm", "medbind_bd"],
                  "systems notebook 02 trains (medbind_lib.losses.VARIANTS), same data and splits"),
+    "seed_replicates": (1, "pre-training runs per replicated variant, seeds seed, seed+1, ...: 1 = none; >= 3 gives "
+                           "the paired BD - NM / BD - zoo differences a pre-training-seed spread (replicates.py)"),
+    "seed_replicate_variants": (["medbind_bd", "medbind_nm", "cxr_clip", "medclip", "ecg_clip"],
+                                "variants that get the extra seeds (those of `variants` only)"),
     "lr": (4e-4, "peak AdamW learning rate (paper 4e-4)"),
     "weight_decay": (0.1, "AdamW weight decay; none on norms, biases, positions, CLS tokens, temperature"),
     "epochs": (150, "training epochs (paper 150); an epoch = n_samples // batch_size batches"),
@@ -335,11 +339,12 @@ CHOICES: dict[str, tuple] = {
 }
 SUBSET_CHOICES: dict[str, tuple] = {
     "variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
+    "seed_replicate_variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
     "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
 }
 # key: (lowest, highest, lowest allowed itself?) for numbers; None (null) passes where the default is None
 RANGES: dict[str, tuple] = {
-    "seed": (0, None, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
+    "seed": (0, None, True), "seed_replicates": (1, None, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
     "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
     "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),
     "cxr_drop_path": (0, 1, True), "ecg_patch": (1, None, True), "ecg_dim": (1, None, True),

@@ -102,10 +102,11 @@ def load_embeddings(path) -> dict:
 
 
 def _load_model(cfg, variant: str, checkpoint, device):
+    from .replicates import parse_run, with_run_seed
     from .train import default_out_dir, load_checkpoint, model_for_variant
 
-    seed_everything(cfg.seed)
-    model = model_for_variant(cfg, variant)
+    seed_everything(with_run_seed(cfg, variant).seed)          # a replicate run's own seed (its untrained init)
+    model = model_for_variant(cfg, parse_run(variant)[0])
     step, name = 0, "untrained"
     if checkpoint != "untrained":
         p = Path(checkpoint) if checkpoint not in ("best", "last") else default_out_dir(cfg, variant) / f"{checkpoint}.pt"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .constants import UNTRAINED_REFERENCE
+from .replicates import replicate_runs
 
 __all__ = ["MissingArtifacts", "missing", "require", "NEEDS"]
 
@@ -28,7 +29,7 @@ def _outputs(cfg, producer: str) -> list[Path]:
         return [runs / "01" / "link_params.json"]
     if producer == "02":
         out = []
-        for v in cfg.variants:
+        for v in list(cfg.variants) + replicate_runs(cfg):
             out += [runs / "02" / v / "best.pt", runs / "embeddings" / v]
             if v == UNTRAINED_REFERENCE:
                 out.append(runs / "embeddings" / f"{v}_untrained")

@@ -24,6 +24,7 @@ from pathlib import Path
 from . import ROOT
 from .config import load_profile, parse_overrides, profiles_help
 from .errors import ConfigError, DataError
+from .replicates import replicate_runs
 from .runtime import LOG_MARK, PROGRESS_LOG_ENV, write_env
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -74,7 +75,8 @@ def executions(nb: Path, cfg, overrides: dict | None = None) -> list[tuple[dict,
     base = {"profile": cfg.profile, **({"overrides": dict(overrides)} if overrides else {})}
     if "variant" not in pm.inspect_notebook(str(nb)):
         return [(base, nb.name)]
-    return [({**base, "variant": v}, f"{nb.stem}-{v}.ipynb") for v in cfg.variants]
+    runs = list(cfg.variants) + replicate_runs(cfg)          # + seed replicates (replicates.py)
+    return [({**base, "variant": v}, f"{nb.stem}-{v}.ipynb") for v in runs]
 
 
 def failed_cell(out: Path) -> tuple[int | None, str]:

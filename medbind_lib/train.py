@@ -50,6 +50,7 @@ from . import data as mdata
 from . import distributed as D
 from .io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from .losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
+from .replicates import parse_run, with_run_seed
 from .runtime import env_info, log_line, progress, seed_everything
 
 __all__ = ["train", "NonFiniteLoss", "Embedder", "embed_batch", "model_for_variant", "build_optimizer",
@@ -341,6 +342,9 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
     steps are done, without changing the schedule (simulates an interruption; tests).  ``data``: the
     output of :func:`medbind_lib.data.load_pretrain` (reused between variants by the caller).
     """
+    run = variant                                   # "<variant>@seed<k>" = a seed replicate (replicates.py)
+    variant, _ = parse_run(run)
+    cfg = with_run_seed(cfg, run)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if cfg.emcl_scale not in EMCL_SCALES:
@@ -355,7 +359,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
     if device is None:
         device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, variant)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, run)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
     amp_dtype = _amp_dtype(cfg, device)
@@ -410,8 +414,8 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         t_prev_total = 0.0
         if resume and last_path.exists():
             ck = load_checkpoint(last_path)
-            if ck.get("variant") != variant:
-                raise ValueError(f"{last_path} holds variant {ck.get('variant')!r}, not {variant!r}")
+            if ck.get("variant") != run:
+                raise ValueError(f"{last_path} holds variant {ck.get('variant')!r}, not {run!r}")
             model.load_state_dict(ck["model"])
             if "optimizer" in ck:
                 opt.load_state_dict(ck["optimizer"])
@@ -429,7 +433,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             sp = out / "steps.parquet"
             if sp.exists():
                 steps_log = [r for r in pd.read_parquet(sp).to_dict("records") if r["step"] <= step]
-            log(f"[{variant}] resumed from {last_path.name} at step {step} (epoch {epoch}, batch {start})")
+            log(f"[{run}] resumed from {last_path.name} at step {step} (epoch {epoch}, batch {start})")
         # ---- helpers that close over the state
         def gather_rng():
             st = rng_state()
@@ -452,7 +456,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             rng_all = gather_rng()
             if not is_main:
                 return
-            state = {"version": CKPT_VERSION, "variant": variant, "model": model.state_dict(), "step": step,
+            state = {"version": CKPT_VERSION, "variant": run, "model": model.state_dict(), "step": step,
                      "epoch": epoch, "total_steps": total, "cfg": dict(cfg), "model_config": model.model_config,
                      "best_val": best_val, "history": history, "untrained": untrained, "finished": finished,
                      "train_seconds": t_prev_total + (time.perf_counter() - t_start), "rng": rng_all,
@@ -467,7 +471,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
             v = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities, amp_ctx,
                          cfg.batch_size, rank, world)
             history.append({"epoch": epoch, "step": step, **v})
-            log(f"[{variant}] {label}: " + _fmt(v))
+            log(f"[{run}] {label}: " + _fmt(v))
             crit = v.get("val_select" if cfg.select_on == "tmcl" else "val_loss", float("inf"))
             if crit < best_val:
                 best_val = crit
@@ -476,12 +480,12 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         if untrained is None and step == 0:
             untrained = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities,
                                  amp_ctx, cfg.batch_size, rank, world)
-            log(f"[{variant}] untrained valid: " + _fmt(untrained))
+            log(f"[{run}] untrained valid: " + _fmt(untrained))
 
         # ---- loop
         t_start = time.perf_counter()
         model.train()
-        bar = progress(total=total, initial=step, enabled=bool(cfg.progress) and is_main, desc=variant)
+        bar = progress(total=total, initial=step, enabled=bool(cfg.progress) and is_main, desc=run)
         interrupted = False
         t_last = time.perf_counter()
         while step < total and not interrupted:
@@ -502,14 +506,14 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
                 vals = D.all_reduce_mean(torch.stack([terms[k].detach().float().reshape(()) for k in names]))
                 logged = {k: float(v) for k, v in zip(names, vals.tolist())}
                 if not math.isfinite(logged["loss"]):
-                    raise NonFiniteLoss(f"[{variant}] non-finite loss at step {step} (epoch {epoch}, batch "
+                    raise NonFiniteLoss(f"[{run}] non-finite loss at step {step} (epoch {epoch}, batch "
                                         f"{start}): " + ", ".join(f"{k}={v:.4g}" for k, v in logged.items()))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip else
                                                     float("inf"))
                 if not torch.isfinite(gn):
-                    raise NonFiniteLoss(f"[{variant}] non-finite gradient norm at step {step} (epoch {epoch}): "
+                    raise NonFiniteLoss(f"[{run}] non-finite gradient norm at step {step} (epoch {epoch}): "
                                         + ", ".join(f"{k}={v:.4g}" for k, v in logged.items()))
                 lr = opt.param_groups[0]["lr"]
                 opt.step()
@@ -544,8 +548,8 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         if interrupted:
             write_logs()
             save(last_path)
-            log(f"[{variant}] stopped after step {step} (stop_after_steps); resume with resume=True")
-            return {"variant": variant, "step": step, "interrupted": True, "out_dir": str(out)}
+            log(f"[{run}] stopped after step {step} (stop_after_steps); resume with resume=True")
+            return {"variant": run, "step": step, "interrupted": True, "out_dir": str(out)}
         # the run ended mid-epoch (max_steps): validate once more at the final step
         if not history or history[-1]["step"] != step:
             validate_and_keep_best(f"final step {step}")
@@ -556,10 +560,10 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         train_seconds = t_prev_total + (time.perf_counter() - t_start)
         metrics = None
         if is_main:
-            metrics = _metrics(cfg, variant, out, data, steps_log, history, untrained, best_val, total, bpe, step,
+            metrics = _metrics(cfg, run, out, data, steps_log, history, untrained, best_val, total, bpe, step,
                                world, device, amp_dtype, train_seconds)
             write_json_atomic(out / "metrics.json", metrics)
-        return metrics or {"variant": variant, "step": step, "rank": rank}
+        return metrics or {"variant": run, "step": step, "rank": rank}
     finally:
         if created:
             import torch.distributed as dist

@@ -94,6 +94,28 @@ _ = tables.save_table(bd_nm, cfg, "fig2_paired_bd_nm",
                       title="Fig. 2 right: MEDBind_BD - MEDBind_NM, paired bootstrap")
 
 # %% [markdown]
+# ## Across pre-training seeds
+# With `seed_replicates` > 1 the replicated variants were pre-trained again from seeds seed + 1, ...
+# (`medbind_lib/replicates.py`). Each difference is averaged over seeds: its CI resamples the test patients
+# (once for every seed and both systems); `seed_sd` and `per_seed` show the pre-training variance, and
+# `seeds_ci_above_0` counts the seeds whose own paired CI excludes 0.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+reps = tables.replicate_systems(cfg, tables.FIG2_SYSTEMS)
+if reps:
+    tables.crossmodal_recall_table(cfg, settings, art, systems=reps, per_query=pq)
+comparisons = [("medbind_bd", "medbind_nm"), ("medbind_bd", "cxr_clip+ecg_clip")]
+seeds = tables.seed_paired_differences(pq, comparisons, cfg.seed_replicates, settings.n_boot, settings.seed,
+                                       settings.alpha)
+if cfg.seed_replicates > 1:
+    print(seeds.round(1).to_string(index=False))
+    _ = tables.save_table(seeds, cfg, "fig2_seeds_paired",
+                          title="Fig. 2 right: paired differences over pre-training seeds")
+else:
+    print("seed_replicates = 1: one pre-training run per variant; the CIs above cover test resampling only")
+
+# %% [markdown]
 # ## Reading
 
 # %%

@@ -89,6 +89,15 @@ def test_selection_loss_is_tmcl_of_the_variants_modalities():
         float(tmcl(z["cxr"], z["cxr_text"], batch["cxr_text_keys"], 0.07)))
 
 
+def test_seed_replicate_run_trains_with_its_own_seed(tmp_path, data_bd):
+    """``medbind_bd@seed1``: the base variant's data, model and loss, seed + 1, its own checkpoint name."""
+    m = T.train(_cfg(max_steps=1), "medbind_bd@seed1", out_dir=tmp_path, resume=False, data=data_bd)
+    ck = T.load_checkpoint(tmp_path / "last.pt")
+    assert m["variant"] == "medbind_bd@seed1" and ck["variant"] == "medbind_bd@seed1"
+    assert m["params"]["seed"] == _cfg().seed + 1
+    assert T.default_out_dir(_cfg(), "medbind_bd@seed1").name == "medbind_bd@seed1"
+
+
 def test_cosine_schedule_with_warmup():
     f = T.cosine_lambda(110, 10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)

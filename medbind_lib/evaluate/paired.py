@@ -1,4 +1,6 @@
-"""Paired differences between two systems scored on the same test queries (e.g. MEDBind_BD - MEDBind_NM).
+"""Paired differences between two systems scored on the same test queries (e.g. MEDBind_BD - MEDBind_NM),
+for one pre-training run each (``paired_differences``) or averaged over seed replicates
+(``seed_paired_differences``, ``replicates.py``).
 
 Each bootstrap replicate resamples the test patients once for both systems, so the interval is that of the
 difference itself, far narrower than two overlapping marginal CIs suggest. It covers test resampling only: each
@@ -12,12 +14,15 @@ table.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
 from .bootstrap import balanced_accuracy_replicates, percentile_ci, resample_indices
 
-__all__ = ["record", "paired_mean_difference", "paired_balanced_accuracy_difference", "paired_differences"]
+__all__ = ["record", "paired_mean_difference", "paired_balanced_accuracy_difference", "paired_differences",
+           "seed_paired_differences"]
 
 
 def record(per_query: dict | None, item: str, system: str, outcome, *, kind: str, groups=None, y=None,
@@ -31,23 +36,51 @@ def record(per_query: dict | None, item: str, system: str, outcome, *, kind: str
     slot["by_system"][system] = np.asarray(outcome)
 
 
-def paired_mean_difference(values_a, values_b, groups=None, n_boot: int = 1000, seed: int = 0,
-                           alpha: float = 0.05) -> dict:
-    """mean(a) - mean(b) of per-query values (e.g. hits x 100) with a paired patient-bootstrap CI."""
+def _mean_diff_reps(values_a, values_b, groups, n_boot: int, seed: int):
     d = np.asarray(values_a, np.float64) - np.asarray(values_b, np.float64)
     g = np.arange(len(d)) if groups is None else np.asarray(groups)
     reps = np.array([d[idx].mean() for idx in resample_indices(g, n_boot, seed)]) if n_boot else np.zeros(0)
+    return float(d.mean()), reps, float(np.mean(values_a)), float(np.mean(values_b))
+
+
+def _ba_diff_reps(y, pred_a, pred_b, groups, n_classes, n_boot: int, seed: int):
+    va, ra, _ = balanced_accuracy_replicates(y, pred_a, groups, n_classes, n_boot, seed)
+    vb, rb, _ = balanced_accuracy_replicates(y, pred_b, groups, n_classes, n_boot, seed)
+    return 100 * (va - vb), 100 * (ra - rb), 100 * va, 100 * vb
+
+
+def _slot_diff(slot: dict, a: str, b: str, n_boot: int, seed: int):
+    """(a - b, its paired replicates, a, b) of one item; the replicates depend only on the test patients, the
+    number of replicates and the seed, so they line up across systems and across pre-training seeds."""
+    by = slot["by_system"]
+    if slot["kind"] == "mean":
+        return _mean_diff_reps(by[a], by[b], slot["groups"], n_boot, seed)
+    return _ba_diff_reps(slot["y"], by[a], by[b], slot["groups"], slot["n_classes"], n_boot, seed)
+
+
+def paired_mean_difference(values_a, values_b, groups=None, n_boot: int = 1000, seed: int = 0,
+                           alpha: float = 0.05) -> dict:
+    """mean(a) - mean(b) of per-query values (e.g. hits x 100) with a paired patient-bootstrap CI."""
+    diff, reps, _, _ = _mean_diff_reps(values_a, values_b, groups, n_boot, seed)
     lo, hi = percentile_ci(reps, alpha)
-    return {"diff": float(d.mean()), "lo": lo, "hi": hi, "n": len(d)}
+    return {"diff": diff, "lo": lo, "hi": hi, "n": len(np.asarray(values_a))}
 
 
 def paired_balanced_accuracy_difference(y, pred_a, pred_b, groups=None, n_classes: int | None = None,
                                         n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Balanced accuracy (percent) of a minus that of b on the same queries, paired patient-bootstrap CI."""
-    va, ra, _ = balanced_accuracy_replicates(y, pred_a, groups, n_classes, n_boot, seed)
-    vb, rb, _ = balanced_accuracy_replicates(y, pred_b, groups, n_classes, n_boot, seed)
-    lo, hi = percentile_ci(100 * (ra - rb), alpha)
-    return {"diff": 100 * (va - vb), "lo": lo, "hi": hi, "n": len(np.asarray(y)), "a": 100 * va, "b": 100 * vb}
+    diff, reps, va, vb = _ba_diff_reps(y, pred_a, pred_b, groups, n_classes, n_boot, seed)
+    lo, hi = percentile_ci(reps, alpha)
+    return {"diff": diff, "lo": lo, "hi": hi, "n": len(np.asarray(y)), "a": va, "b": vb}
+
+
+_COLUMNS = ["item", "metric", "system_a", "system_b", "a", "b", "a_minus_b", "lo", "hi", "n_queries",
+            "ci_excludes_0"]
+
+
+def _params(n_boot, seed, alpha, covers: str) -> dict:
+    return {"n_boot": n_boot, "seed": seed, "alpha": alpha, "covers": covers,
+            "ci": "paired patient-level cluster bootstrap (one resample of the test patients for both systems)"}
 
 
 def paired_differences(per_query: dict, a: str = "medbind_bd", b: str = "medbind_nm", n_boot: int = 1000,
@@ -56,22 +89,50 @@ def paired_differences(per_query: dict, a: str = "medbind_bd", b: str = "medbind
     excludes 0."""
     rows = []
     for item, slot in per_query.items():
-        by = slot["by_system"]
-        if a not in by or b not in by:
+        if a not in slot["by_system"] or b not in slot["by_system"]:
             continue
-        if slot["kind"] == "mean":
-            r = paired_mean_difference(by[a], by[b], slot["groups"], n_boot, seed, alpha)
-            r.update(a=float(np.mean(by[a])), b=float(np.mean(by[b])))
-        else:
-            r = paired_balanced_accuracy_difference(slot["y"], by[a], by[b], slot["groups"], slot["n_classes"],
-                                                    n_boot, seed, alpha)
-        rows.append({"item": item, "metric": "recall" if slot["kind"] == "mean" else "balanced accuracy",
-                     "system_a": a, "system_b": b, "a": r["a"], "b": r["b"], "a_minus_b": r["diff"],
-                     "lo": r["lo"], "hi": r["hi"], "n_queries": r["n"],
-                     "ci_excludes_0": bool(r["lo"] > 0 or r["hi"] < 0)})
-    df = pd.DataFrame(rows, columns=["item", "metric", "system_a", "system_b", "a", "b", "a_minus_b", "lo", "hi",
-                                     "n_queries", "ci_excludes_0"])
-    df.attrs["params"] = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "ci": "paired patient-level cluster "
-                          "bootstrap (one resample of the test patients for both systems)",
-                          "covers": "test resampling only; each variant pre-trained once"}
+        diff, reps, va, vb = _slot_diff(slot, a, b, n_boot, seed)
+        lo, hi = percentile_ci(reps, alpha)
+        rows.append({"item": item, "metric": _metric(slot), "system_a": a, "system_b": b, "a": va, "b": vb,
+                     "a_minus_b": diff, "lo": lo, "hi": hi, "n_queries": len(slot["by_system"][a]),
+                     "ci_excludes_0": bool(lo > 0 or hi < 0)})
+    df = pd.DataFrame(rows, columns=_COLUMNS)
+    df.attrs["params"] = _params(n_boot, seed, alpha, "test resampling only; each variant pre-trained once")
+    return df
+
+
+def _metric(slot: dict) -> str:
+    return "recall" if slot["kind"] == "mean" else "balanced accuracy"
+
+
+def seed_paired_differences(per_query: dict, comparisons: Sequence[tuple[str, str]], n_seeds: int,
+                            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """a - b averaged over pre-training seeds k = 0 .. n_seeds - 1 (systems ``a@seed<k>`` - ``b@seed<k>``, the
+    plain keys for k = 0): one row per (item, comparison) with the mean difference, its paired CI (each
+    replicate resamples the test patients once for every seed and both systems), the SD of the per-seed
+    differences (pre-training variance) and how many seeds' own paired CIs exclude 0."""
+    from ..replicates import run_name
+
+    rows = []
+    for item, slot in per_query.items():
+        for a, b in comparisons:
+            keys = [(run_name(a, k), run_name(b, k)) for k in range(n_seeds)]
+            keys = [(x, y) for x, y in keys if x in slot["by_system"] and y in slot["by_system"]]
+            if not keys:
+                continue
+            per = [_slot_diff(slot, x, y, n_boot, seed) for x, y in keys]
+            diffs = np.array([d[0] for d in per])
+            lo, hi = percentile_ci(np.mean([d[1] for d in per], axis=0), alpha)
+            own = [percentile_ci(d[1], alpha) for d in per]
+            rows.append({"item": item, "metric": _metric(slot), "system_a": a, "system_b": b, "n_seeds": len(per),
+                         "a": float(np.mean([d[2] for d in per])), "b": float(np.mean([d[3] for d in per])),
+                         "a_minus_b": float(diffs.mean()), "lo": lo, "hi": hi,
+                         "seed_sd": float(diffs.std(ddof=1)) if len(per) > 1 else float("nan"),
+                         "per_seed": " ".join(f"{d:+.1f}" for d in diffs),
+                         "seeds_ci_above_0": sum(lo_k > 0 for lo_k, _ in own),
+                         "seeds_ci_below_0": sum(hi_k < 0 for _, hi_k in own)})
+    df = pd.DataFrame(rows, columns=["item", "metric", "system_a", "system_b", "n_seeds", "a", "b", "a_minus_b",
+                                     "lo", "hi", "seed_sd", "per_seed", "seeds_ci_above_0", "seeds_ci_below_0"])
+    df.attrs["params"] = _params(n_boot, seed, alpha, "test resampling (CI) and pre-training seeds (seed_sd, "
+                                 "per_seed): mean over seeds of the paired differences")
     return df

@@ -2,6 +2,7 @@
 ``Artifacts``, read-only access to notebook 02's exported embeddings and checkpoints."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,22 @@ class System:
         return None if v is None else v + ("_untrained" if self.checkpoint == "untrained" else "")
 
 
+class _Registry(dict):
+    """Systems by key; ``"<key>@seed<k>"`` resolves to the same row built from the variants' seed-k replicate runs
+    (``replicates.py``)."""
+
+    def __missing__(self, key: str) -> System:
+        from ..replicates import parse_run, run_name
+
+        base, k = parse_run(key)
+        b = dict.get(self, base)
+        if k == 0 or b is None or b.checkpoint != "best" or (b.cxr is None and b.ecg is None):
+            raise KeyError(key)
+        return dataclasses.replace(b, key=key, label=f"{b.label} (seed +{k})",
+                                   cxr=None if b.cxr is None else run_name(b.cxr, k),
+                                   ecg=None if b.ecg is None else run_name(b.ecg, k))
+
+
 def _systems(untrained_variant: str = "medbind_bd") -> dict[str, System]:
     s = [System("untrained", "Untrained (MEDBind_BD init.)", untrained_variant, untrained_variant, "untrained",
                 "same architecture and seed, never trained"),
@@ -39,10 +56,25 @@ def _systems(untrained_variant: str = "medbind_bd") -> dict[str, System]:
                 note="two separately trained models"),
          System("medbind_nm", "MEDBind_NM", "medbind_nm", "medbind_nm"),
          System("medbind_bd", "MEDBind_BD", "medbind_bd", "medbind_bd")]
-    return {x.key: x for x in s}
+    return _Registry({x.key: x for x in s})
 
 
 SYSTEMS = _systems()
+
+
+def replicate_systems(cfg, keys) -> list[str]:
+    """Keys ``<key>@seed<k>`` (k = 1 .. seed_replicates - 1) of the systems in ``keys`` whose variants all have
+    seed replicates in this profile (``replicates.py``); empty when ``seed_replicates`` is 1."""
+    n = int(cfg.get("seed_replicates", 1))
+    rep = set(cfg.get("seed_replicate_variants", [])) & set(cfg.get("variants", []))
+    out = []
+    for k in range(1, n):
+        for key in keys:
+            s = SYSTEMS.get(key)
+            mods = {v for v in (s.cxr, s.ecg) if v} if s is not None else set()
+            if mods and s.checkpoint == "best" and mods <= rep:
+                out.append(f"{key}@seed{k}")
+    return out
 
 
 class Artifacts:
