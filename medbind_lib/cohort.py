@@ -30,13 +30,14 @@ CXR_DATASETS = ("mimic_cxr", "chexpert_5x200", "covid", "rsna", "openi")
 # --------------------------------------------------------------------------------------------- texts
 def attach_cxr_text(cxr: pd.DataFrame, cfg, quality: QualityLog) -> pd.DataFrame:
     """Add ``text`` (FINDINGS + IMPRESSION, first ``text_max_words`` words) per study; count and drop
-    images whose report is missing, empty, not UTF-8, or has neither section."""
+    images whose report is missing, empty, unreadable or has neither section (stray non-UTF-8 bytes are
+    read as latin-1 and counted, not dropped)."""
     texts, reasons = {}, {}
     for study, path in cxr.drop_duplicates("study_id")[["study_id", "report_path"]].itertuples(index=False):
         try:
-            t = ptext.cxr_report_text(ptext.read_report(path), sections=tuple(cfg.cxr_text_sections))
+            t = ptext.cxr_report_text(ptext.read_report(path, quality), sections=tuple(cfg.cxr_text_sections))
         except DataError as e:
-            reasons[study] = "report missing, empty or not UTF-8" if "not found" not in e.problem \
+            reasons[study] = "report missing, empty or unreadable" if "not found" not in e.problem \
                 else "report file missing"
             continue
         if t is None:
@@ -135,7 +136,7 @@ def table1(linked: dict, external: dict) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- caches
 def _ecg_params(cfg) -> dict:
     return {k: cfg[k] for k in ("ecg_fs", "ecg_seconds", "ecg_nan_policy", "ecg_max_nan_frac",
-                                "ecg_gain_override")}
+                                "ecg_gain_override", "ecg_fix_ptbxl_gain")}
 
 
 def load_ecg_row(row: dict, params: dict, dataset: str) -> np.ndarray:

@@ -57,6 +57,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                  "PTB-XL benchmark's global scaler), zscore_record (per record and lead), none"),
     "ecg_nan_policy": ("interpolate", "NaN/inf samples: interpolate (MERL) if < ecg_max_nan_frac, else exclude"),
     "ecg_max_nan_frac": (0.05, "records with more invalid samples than this fraction are excluded"),
+    "ecg_fix_ptbxl_gain": (True, "read the Challenge 2020 PTB-XL copies (HR*, declared 200 adu/mV) at PTB-XL's true "
+                                 "1000 adu/mV; each correction is counted in the quality log"),
     "ecg_gain_override": ({}, "dataset -> adu/mV gain to use instead of the header's (for copies that declare "
                               "a wrong gain)"),
     # --- CXR preprocessing

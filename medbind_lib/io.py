@@ -1,6 +1,7 @@
-"""File helpers shared by every module: tolerant table reading and atomic writes."""
+"""File helpers shared by every module: tolerant table reading, text decoding and atomic writes."""
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -53,6 +54,35 @@ def check_unique(df: pd.DataFrame, cols, path, what: str = "id") -> None:
     if dup.any():
         ex = df.loc[dup, cols].drop_duplicates().head(3).to_dict("records")
         raise DataError(path, f"duplicate {what} {cols}: {int(dup.sum())} rows, e.g. {ex}")
+
+
+LATIN1_FALLBACK_REASON = "not valid UTF-8: stray bytes read as latin-1 (kept)"
+
+
+def _latin1_bytes(err: UnicodeDecodeError):
+    return err.object[err.start:err.end].decode("latin-1"), err.end
+
+
+codecs.register_error("medbind_latin1", _latin1_bytes)
+
+
+def decode_text(raw: bytes, path, quality=None, dataset: str = "text", stage: str = "text",
+                strict: bool = False) -> str:
+    """UTF-8 text; bytes that are not valid UTF-8 are read as latin-1 (0xE9 -> 'é') and the file is counted.
+
+    Why: one stray byte (a report edited in a latin-1 tool) must not cost the whole text. Only the invalid
+    bytes fall back, so the valid UTF-8 around them stays right. Each such file is counted in ``quality``
+    (a QualityLog; kept, the file path as the example) under ``dataset``/``stage``. ``strict``: a DataError
+    naming the file and the first bad byte instead.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if strict:
+            raise DataError(path, f"not valid UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from e
+    if quality is not None:
+        quality.flag(dataset, stage, LATIN1_FALLBACK_REASON, records=[str(path)])
+    return raw.decode("utf-8", errors="medbind_latin1")
 
 
 def _umask() -> int:

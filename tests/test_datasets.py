@@ -142,7 +142,11 @@ def test_report_non_utf8_policy(tmp_path):
     assert str(p) in str(e.value) and "UTF-8" in str(e.value)
     q = QualityLog()
     text = mimic_cxr.read_report(p, q)
-    assert "caf\ufffd" in text and q.count(reason="non-UTF-8 text decoded with replacement characters") == 1
+    assert text == " FINDINGS: caf\u00e9 normal.\n"                     # the stray byte read as latin-1
+    assert q.count("mimic_cxr", "text", flagged=True) == 1 and str(p) in q.to_frame()["examples"].iloc[0]
+    # only the stray byte falls back: valid UTF-8 around it stays right (no mojibake)
+    p.write_bytes("Ré: caf".encode("utf-8") + b"\xe9 ok.")
+    assert mimic_cxr.read_report(p, q) == "Ré: café ok." and q.count("mimic_cxr", "text") == 2
     with pytest.raises(DataError, match="report file not found"):
         mimic_cxr.read_report(tmp_path / "missing.txt")
 
@@ -241,9 +245,16 @@ def build_ptbxl(root: Path, codes3: str = "{'AFLT': 100.0, 'SR': 0.0}") -> Path:
         AFLT,atrial flutter,,,1.0,,
         """)
     for i in (1, 2, 3):
-        for sub, suf in (("records100", "lr"), ("records500", "hr")):
-            write(root / sub / "00000" / f"{i:05d}_{suf}.hea", f"{i:05d}_{suf} 12 100 1000\n")
+        for sub, suf, fs in (("records100", "lr", 100), ("records500", "hr", 500)):
+            write(root / sub / "00000" / f"{i:05d}_{suf}.hea", ptbxl_header(f"{i:05d}_{suf}", fs, fs * 10))
     return root
+
+
+def ptbxl_header(name: str, fs: int, n: int, n_lines: int = 12) -> str:
+    """A PTB-XL style header (the real files' signal-line layout, upper-case aVx names)."""
+    leads = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    lines = [f"{name} 12 {fs} {n}"] + [f"{name}.dat 16 1000.0(0)/mV 16 0 0 0 0 {ld}" for ld in leads[:n_lines]]
+    return "\n".join(lines) + "\n"
 
 
 def test_ptbxl_superclasses_splits_ids(tmp_path):
@@ -271,6 +282,27 @@ def test_ptbxl_missing_record_counted_and_bad_codes(tmp_path):
     with pytest.raises(DataError) as e:
         ptbxl.read(root)
     assert "ptbxl_database.csv" in str(e.value) and "record 3" in str(e.value) and "scp_codes" in str(e.value)
+
+
+def test_ptbxl_fs_and_length_come_from_the_header(tmp_path):
+    root = build_ptbxl(tmp_path)
+    df = ptbxl.read(root)
+    assert df["fs"].tolist() == [100.0] * 3 and df["n_samples"].tolist() == [1000] * 3
+    lr2 = root / "records100/00000/00002_lr.hea"
+    lr2.write_text(ptbxl_header("00002_lr", 500, 5000))                  # a 500 Hz file in records100
+    with pytest.raises(DataError) as e:
+        ptbxl.read(root)
+    assert (e.value.file, e.value.record) == (str(lr2), "2")
+    assert e.value.problem == "header sampling rate 500 Hz, expected 100 Hz"
+    by = ptbxl.read(root, expected_fs=None, expected_n_samples=None).set_index("record_id")
+    assert (by.loc["2", "fs"], by.loc["2", "n_samples"]) == (500.0, 5000) and by.loc["1", "fs"] == 100.0
+    lr2.write_text(ptbxl_header("00002_lr", 100, 900))                   # cropped copy
+    with pytest.raises(DataError, match=r"00002_lr.hea \[record 2\]: header signal length 900 samples, expected 1000"):
+        ptbxl.read(root)
+    lr2.write_text(ptbxl_header("00002_lr", 100, 1000, n_lines=11))     # truncated header
+    with pytest.raises(DataError, match=r"00002_lr.hea \[record 2\]: header declares 12 signals but lists 11"):
+        ptbxl.read(root)
+    assert ptbxl.read(root, check_files=False)["fs"].tolist() == [100.0] * 3   # no file opened: nominal values
 
 
 def test_ptbxl_renamed_column(tmp_path):
@@ -354,7 +386,7 @@ def test_challenge_malformed_and_non_utf8_header(tmp_path):
         challenge.read(root, strict=True)
     with pytest.raises(DataError, match=r"A0003.hea.*not UTF-8"):
         ecgio.parse_header(root / "A0003")
-    with pytest.raises(DataError, match=r"A0004.hea.*declares 12 signals but has 5"):
+    with pytest.raises(DataError, match=r"A0004.hea \[record A0004\]: header declares 12 signals but lists 5 "):
         ecgio.parse_header(root / "A0004")
 
 
@@ -580,7 +612,12 @@ def test_openi_bad_xml(tmp_path):
     (d / "1.xml").write_text(openi_xml(1, "a", "b")[:-5])
     with pytest.raises(DataError, match=r"1.xml.*not well-formed XML"):
         openi.read(tmp_path)
-    (d / "1.xml").write_bytes(openi_xml(1, "caf\xe9", "b").encode("latin-1"))
+    (d / "1.xml").write_bytes(openi_xml(1, "caf\xe9", "b").encode("latin-1"))   # stray 0xE9 under a UTF-8 declaration
+    q = QualityLog()
+    df = openi.read(tmp_path, q, per="report")
+    assert df["findings"].tolist() == ["caf\u00e9"] and df["text"].tolist() == ["caf\u00e9 b"]
+    assert q.count("openi", "text", "not valid UTF-8: stray bytes read as latin-1 (kept)") == 1
+    (d / "1.xml").write_bytes(openi_xml(1, "caf\xe9", "b").encode("latin-1")[:-5])   # and truncated: still an error
     with pytest.raises(DataError, match=r"1.xml.*not well-formed XML"):
         openi.read(tmp_path)
 

@@ -17,6 +17,7 @@ import wfdb
 
 from medbind_lib.constants import LEADS
 from medbind_lib.datasets import challenge, ecgio, icbeb, mimic_ecg, mimic_iv, nih, openi, ptbxl
+from medbind_lib.errors import DataError
 from medbind_lib.quality import QualityLog
 
 pytestmark = pytest.mark.realdata
@@ -58,8 +59,11 @@ def test_ptbxl_excerpt(realdata):
         assert [ecgio.canonical_lead(n) for n in h.sig_name] == list(LEADS)
         hh = wfdb.rdheader(r["path_hr"])
         assert (hh.fs, hh.sig_len) == (500, 5000) and set(hh.adc_gain) == {1000.0}
+        assert (r["fs"], r["n_samples"]) == (h.fs, h.sig_len)          # manifest read from the header
     x, fs, leads = ecgio.load_signal(by.loc["1", "path"])
     assert x.shape == (1000, 12) and fs == 100 and leads == list(LEADS)
+    with pytest.raises(DataError, match=r"00001_lr.hea \[record 1\]: header sampling rate 100 Hz, expected 500"):
+        ptbxl.read(root, expected_fs=500)
 
 
 # ------------------------------------------------------------------------------------------- Challenge
@@ -69,7 +73,11 @@ def test_challenge_every_record(realdata, folder):
     heads = sorted(root.rglob("*.hea"))
     q = QualityLog()
     df = challenge.read(root, q).set_index("record_id")
-    assert q.count() == 0 and len(df) == len(heads) and len(heads) in (10, 7)
+    assert q.count(flagged=False) == 0 and len(df) == len(heads) and len(heads) in (10, 7)
+    copies = sorted(h.stem for h in heads if h.stem.startswith("HR") and "200/mV" in h.read_text())
+    assert copies == (["HR00001", "HR00599"] if folder == "challenge2020" else [])   # 2021 declares 1000
+    assert q.count(dataset="challenge", stage="header", flagged=True) == len(copies)
+    assert sorted(df.index[df["gain_corrected"]]) == copies
     for hea in heads:
         tok, fields, names = raw_header(hea)
         r = df.loc[hea.stem]
@@ -79,8 +87,9 @@ def test_challenge_every_record(realdata, folder):
         assert r["sex"] == fields["Sex"] and r["age"] == float(fields["Age"])
         x, fs, leads = ecgio.load_signal(r["path"], "challenge_mat")
         assert x.shape == (int(tok[3]), 12) and fs == 500
-        if r["wfdb_readable"]:
-            assert np.allclose(x, wfdb.rdrecord(r["path"]).p_signal, atol=1e-6)
+        if r["wfdb_readable"]:   # wfdb applies the declared gain; the manifest lists the gain used
+            declared = np.asarray(wfdb.rdheader(r["path"]).adc_gain)
+            assert np.allclose(x, wfdb.rdrecord(r["path"]).p_signal * declared / np.asarray(r["gains"]), atol=1e-6)
     if folder == "challenge2020":
         # Georgia 2020 headers name the record 'E00009.mat' and declare 4880 adu/mV: wfdb rejects them
         assert not df.loc["E00009", "wfdb_readable"] and df.loc["E00009", "gain"] == 4880.0
@@ -90,18 +99,32 @@ def test_challenge_every_record(realdata, folder):
 
 
 def test_challenge2020_ptbxl_copy_gain(realdata):
-    """The Challenge 2020 copy of PTB-XL 00001 holds the same samples but declares 200 adu/mV, not 1000."""
+    """The Challenge 2020 copy of PTB-XL 00001 holds the same samples but declares 200 adu/mV, not 1000:
+    read by default at PTB-XL's gain (counted), as declared only on request."""
     copy = realdata / "challenge2020/ptb-xl_dx_stripped/HR00001"
     orig = realdata / "ptbxl/records500/00000/00001_hr"
     a, b = wfdb.rdrecord(str(copy), physical=False), wfdb.rdrecord(str(orig), physical=False)
     assert np.array_equal(a.d_signal, b.d_signal)
     assert set(a.adc_gain) == {200.0} and set(b.adc_gain) == {1000.0}
-    pa, _, _ = ecgio.load_signal(copy, "challenge_mat")
-    pb, _, _ = ecgio.load_signal(orig, "wfdb")
-    assert np.allclose(pa, 5 * pb, atol=1e-5)                           # 5x too large as declared
-    fixed, _, _ = ecgio.load_signal(copy, "challenge_mat", gain_override=1000)
-    assert np.allclose(fixed, pb, atol=1e-6)
+    pb = wfdb.rdrecord(str(orig)).p_signal                               # PTB-XL itself, read by wfdb
+    q = QualityLog()
+    pa, _, _ = ecgio.load_signal(copy, "challenge_mat", quality=q)
+    assert np.allclose(pa, pb, atol=1e-6) and q.count("challenge", "signal", flagged=True) == 1
+    ratio = np.abs(pa).max(axis=0) / np.abs(pb).max(axis=0)
+    assert np.allclose(ratio, 1.0, atol=1e-3)                           # 1, not 5
+    raw, _, _ = ecgio.load_signal(copy, "challenge_mat", fix_ptbxl_gain=False)
+    assert np.allclose(raw, 5 * pb, atol=1e-5)                          # 5x too large as declared
+    m = challenge.read(realdata / "challenge2020").set_index("record_id")
+    assert m.loc["HR00001", "gain"] == 1000.0 and m.loc["HR00599", "gains"] == [1000.0] * 12
+    assert not m.loc["A5432", "gain_corrected"] and m.loc["A5432", "gain"] == 1000.0
+    m_off = challenge.read(realdata / "challenge2020", fix_ptbxl_gain=False).set_index("record_id")
+    assert m_off.loc["HR00001", "gain"] == 200.0 and not m_off["gain_corrected"].any()
     assert wfdb.rdheader(str(realdata / "challenge2020/ptb-xl/HR00599")).adc_gain[0] == 200.0
+    # Challenge 2021 copies declare 1000 and are read unchanged
+    c21 = realdata / "challenge2021/ptb-xl/HR06000"
+    q21 = QualityLog()
+    x21, _, _ = ecgio.load_signal(c21, "challenge_mat", quality=q21)
+    assert q21.count() == 0 and np.allclose(x21, wfdb.rdrecord(str(c21)).p_signal, atol=1e-6)
 
 
 def test_icbeb_from_challenge2020_and_a5432_by_hand(realdata):

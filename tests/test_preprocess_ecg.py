@@ -10,6 +10,7 @@ import wfdb
 from scipy.signal import resample_poly
 
 from medbind_lib.constants import LEADS, LEADS_MIMIC
+from medbind_lib.datasets import ecgio
 from medbind_lib.errors import DataError
 from medbind_lib.preprocess import ecg
 from medbind_lib.quality import QualityLog
@@ -181,19 +182,48 @@ def test_fix_length():
 
 
 @pytest.mark.realdata
-def test_gain_override_rescales(realdata):
-    """Challenge 2020's PTB-XL copy HR00001 declares 200 adu/mV for data stored at 1000 adu/mV."""
+@pytest.mark.parametrize("fmt", ["wfdb", "challenge_mat"])
+def test_challenge2020_ptbxl_copy_read_at_true_gain(realdata, fmt):
+    """Challenge 2020's copy HR00001 of PTB-XL ecg_id 1 declares 200 adu/mV for samples stored at 1000."""
     hr = realdata / "challenge2020/ptb-xl_dx_stripped/HR00001"
-    ref, _, _ = ecg.load_record(realdata / "ptbxl/records500/00000/00001_hr")
-    wrong, _, _ = ecg.load_record(hr)
-    np.testing.assert_allclose(wrong, ref * 5, rtol=1e-6)
-    fixed, _, _ = ecg.load_record(hr, gain_override=1000.0)
-    np.testing.assert_array_equal(fixed, ref)
+    orig = realdata / "ptbxl/records500/00000/00001_hr"
+    ref = wfdb.rdrecord(str(orig)).p_signal                            # PTB-XL itself, read by wfdb
+    q = QualityLog()
+    fixed, fs, _ = ecg.load_record(hr, signal_format=fmt, quality=q, dataset="challenge")
+    assert fs == 500 and q.count("challenge", "signal", flagged=True) == 1
+    np.testing.assert_allclose(fixed, ref, atol=1e-6)
+    as_declared, _, _ = ecg.load_record(hr, signal_format=fmt, fix_ptbxl_gain=False)
+    np.testing.assert_allclose(as_declared, 5 * ref, atol=1e-5)        # the bug: 5x
+    overridden, _, _ = ecg.load_record(hr, gain_override=500.0, signal_format=fmt)   # explicit override wins
+    np.testing.assert_allclose(overridden, 2 * ref, atol=1e-5)
+
+
+@pytest.mark.realdata
+def test_ptbxl_copy_preprocessed_matches_ptbxl_own_100hz_record(realdata):
+    hr = realdata / "challenge2020/ptb-xl_dx_stripped/HR00001"
+    out = ecg.preprocess_record(hr, CFG)
+    np.testing.assert_array_equal(out, ecg.preprocess_record(realdata / "ptbxl/records500/00000/00001_hr", CFG))
+    # PTB-XL's own 100 Hz version (its resampler, not ours): per-lead least-squares scale is 1, not 5
+    lr = wfdb.rdrecord(str(realdata / "ptbxl/records100/00000/00001_lr")).p_signal.T
+    m = slice(50, -50)
+    scale = (out[:, m] * lr[:, m]).sum(axis=1) / (lr[:, m] ** 2).sum(axis=1)
+    np.testing.assert_allclose(scale, 1.0, atol=0.02)
+    off = ecg.preprocess_record(hr, dict(CFG, ecg_fix_ptbxl_gain=False))
+    np.testing.assert_allclose(off, 5 * out, rtol=1e-5, atol=1e-6)
     cfg = dict(CFG, ecg_gain_override={"challenge_ptbxl": 1000.0})
-    np.testing.assert_array_equal(ecg.preprocess_record(hr, cfg, dataset="challenge_ptbxl"),
-                                  ecg.preprocess_record(realdata / "ptbxl/records500/00000/00001_hr", CFG))
-    np.testing.assert_allclose(ecg.preprocess_record(hr, cfg, dataset="other"),
-                               5 * ecg.preprocess_record(hr, cfg, dataset="challenge_ptbxl"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ecg.preprocess_record(hr, cfg, dataset="challenge_ptbxl"), out)
+    q = QualityLog()
+    arr, kept = ecg.preprocess_many([hr, realdata / "challenge2021/ptb-xl/HR06000"], CFG, "challenge", q)
+    assert kept == ["HR00001", "HR06000"] and q.count("challenge", flagged=True) == 1   # 2021 declares 1000
+    assert q.to_frame().query("action == 'kept'")["examples"].tolist() == ["HR00001"]
+
+
+def test_ptbxl_copy_detection_needs_name_and_declared_gain():
+    assert ecgio.ptbxl_copy_gain("HR00001", [200.0] * 12) == 1000.0
+    assert ecgio.ptbxl_copy_gain("HR06000", [1000.0] * 12) is None      # Challenge 2021: header is right
+    assert ecgio.ptbxl_copy_gain("A0001", [200.0] * 12) is None         # other sources keep their gains
+    assert ecgio.ptbxl_copy_gain("HR00001", [200.0] * 11 + [1000.0]) is None
+    assert ecgio.ptbxl_copy_gain("HR00001x", [200.0] * 12) is None
 
 
 @pytest.mark.realdata
@@ -213,6 +243,26 @@ def test_malformed_header_is_data_error_naming_record(realdata, tmp_path):
     with pytest.raises(DataError) as e:
         ecg.load_record(tmp_path / "00001_hr")
     assert e.value.record == "00001_hr" and "00001_hr" in str(e.value)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("src,fmt", [("ptbxl/records500/00000/00001_hr", "wfdb"),
+                                     ("challenge2020/cpsc_2018/A5432", "wfdb"),
+                                     ("challenge2020/cpsc_2018/A5432", "challenge_mat")])
+def test_header_missing_a_signal_line_names_file_record_and_problem(realdata, tmp_path, src, fmt):
+    """wfdb raises a bare IndexError ("list index out of range") for this; the loader says what is wrong."""
+    src = realdata / src
+    lines = src.with_suffix(".hea").read_text().splitlines(keepends=True)
+    (tmp_path / src.with_suffix(".hea").name).write_text("".join(lines[:5] + lines[6:]))   # drop lead aVR's line
+    for f in src.parent.glob(src.name + ".*"):
+        if f.suffix != ".hea":
+            shutil.copy(f, tmp_path / f.name)
+    with pytest.raises(DataError) as e:
+        ecg.load_record(tmp_path / src.name, signal_format=fmt)
+    assert e.value.file == str(tmp_path / (src.name + ".hea")) and e.value.record == src.name
+    assert e.value.problem == "header declares 12 signals but lists 11 signal lines"
+    if fmt == "wfdb":
+        assert isinstance(e.value.__cause__, IndexError)               # what wfdb itself raised
 
 
 @pytest.mark.realdata
@@ -323,3 +373,23 @@ def test_gaussian_noise_deterministic():
     assert ecg.gaussian_noise(x, 0.0) is x
     n = ecg.gaussian_noise(np.zeros((12, 100), np.float32), 0.1, np.random.default_rng(0))
     assert n.dtype == np.float32 and n.std() > 0.05
+
+
+# ---------------------------------------------------------------- module layering
+
+def test_one_loading_path_datasets_never_import_preprocess():
+    """datasets.ecgio reads files; preprocess.ecg transforms and imports it, never the reverse (no cycle,
+    not even deferred inside a function)."""
+    import ast
+    from pathlib import Path
+
+    import medbind_lib.datasets as ds
+    offenders = []
+    for f in sorted(Path(ds.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            offenders += [f"{f.name}: {n}" for n in names if "preprocess" in n.split(".")]
+    assert offenders == []
+    assert ecg.load_record is ecgio.load_record

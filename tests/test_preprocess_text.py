@@ -6,6 +6,7 @@ import pytest
 
 from medbind_lib.errors import DataError
 from medbind_lib.preprocess import text as T
+from medbind_lib.quality import QualityLog
 
 FINDINGS = ("Cardiac size cannot be evaluated. Large left pleural effusion is new. Small right effusion is "
             "new. The upper lungs are clear. Right lower lobe opacities are better seen in prior CT. There "
@@ -28,6 +29,17 @@ def test_real_mimic_report_sections(realdata):
     assert T.cxr_report_text(path=realdata / "mimic_cxr/example_report_from_mimic-cxr_website.txt") \
         == FINDINGS + ". " + IMPRESSION
     assert T.cxr_report_text(report, sections=("impression",)) == IMPRESSION
+
+
+@pytest.mark.realdata
+def test_real_report_with_a_stray_latin1_byte_keeps_its_text(realdata, tmp_path):
+    """The real report re-saved with one latin-1 'é' (0xE9): once it dropped the whole report."""
+    raw = (realdata / "mimic_cxr/example_report_from_mimic-cxr_website.txt").read_bytes()
+    p = tmp_path / "s1.txt"
+    p.write_bytes(raw.replace(b"Cardiac size", b"Cardiac siz\xe9", 1))
+    q = QualityLog()
+    assert T.cxr_report_text(T.read_report(p, q)) == (FINDINGS + ". " + IMPRESSION).replace("size", "siz\u00e9", 1)
+    assert q.count("mimic_cxr", "text", flagged=True) == 1
 
 
 def _report(*lines):
@@ -86,14 +98,27 @@ def test_report_without_findings_or_impression():
     assert T.parse_sections("no headers at all") == {"full report": ["no headers at all"]}
 
 
-def test_empty_and_non_utf8_reports(tmp_path):
+def test_empty_and_unreadable_reports(tmp_path):
     (tmp_path / "s1.txt").write_bytes(b"")
     (tmp_path / "s2.txt").write_bytes(b" \n \n")
-    (tmp_path / "s3.txt").write_bytes(b" FINDINGS: caf\xe9 au lait\n")
-    for name, msg in (("s1.txt", "empty"), ("s2.txt", "empty"), ("s3.txt", "UTF-8"), ("s4.txt", "cannot read")):
+    for name, msg in (("s1.txt", "empty"), ("s2.txt", "empty"), ("s4.txt", "cannot read")):
         with pytest.raises(DataError, match=msg) as e:
             T.read_report(tmp_path / name)
         assert e.value.file.endswith(name)
+
+
+def test_stray_non_utf8_byte_keeps_the_report_and_is_counted(tmp_path):
+    p = tmp_path / "s3.txt"
+    p.write_bytes(b" FINDINGS: caf\xe9 au lait.\r\n IMPRESSION: normal.\n")
+    q = QualityLog()
+    assert T.read_report(p, q) == " FINDINGS: caf\u00e9 au lait.\n IMPRESSION: normal.\n"
+    assert T.cxr_report_text(T.read_report(p)) == "caf\u00e9 au lait. normal."
+    row = q.to_frame().iloc[0]
+    assert (row["dataset"], row["stage"], row["action"], row["records"]) == ("mimic_cxr", "text", "kept", 1)
+    assert row["examples"] == str(p)
+    p.write_bytes(b" FINDINGS: clear.\n")
+    T.read_report(p, q)
+    assert q.count() == 1                                              # valid UTF-8 is not counted
     (tmp_path / "s5.txt").write_bytes(b"\r\n FINDINGS: ok.\r\n \r\n IMPRESSION: fine.\r\n")
     assert T.cxr_report_text(path=tmp_path / "s5.txt") == "ok. fine."
 

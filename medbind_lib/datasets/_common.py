@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..constants import MANIFEST_COLUMNS
 from ..errors import DataError
+from ..io import decode_text as io_decode_text
 from ..quality import QualityLog
 from ..schema import validate_manifest
 
@@ -123,13 +124,5 @@ def seeded_split(keys, seed: int, fractions: Sequence[float], names: Sequence[st
 
 
 def decode_text(raw: bytes, path, quality: QualityLog | None, dataset: str, strict: bool = False) -> str:
-    """UTF-8 text. Not UTF-8: DataError when ``strict``, else decoded with U+FFFD and counted in quality."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if strict:
-            raise DataError(path, f"not valid UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})") from e
-        if quality is not None:
-            quality.exclude(dataset, "text", "non-UTF-8 text decoded with replacement characters",
-                            records=[str(path)])
-        return raw.decode("utf-8", errors="replace")
+    """UTF-8 text with a counted latin-1 fallback for stray bytes (stage ``text``); see ``io.decode_text``."""
+    return io_decode_text(raw, path, quality, dataset, "text", strict=strict)

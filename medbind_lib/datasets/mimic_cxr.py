@@ -65,8 +65,8 @@ def report_relpath(subject_id, study_id) -> str:
 
 
 def read_report(path, quality: QualityLog | None = None, strict: bool = False) -> str:
-    """Text of one report file. Missing file: DataError. Not UTF-8: DataError when ``strict``; else decoded
-    with U+FFFD replacement characters and counted in ``quality`` (stage ``text``)."""
+    """Text of one report file. Missing file: DataError. Not UTF-8: DataError when ``strict``; else the stray
+    bytes are read as latin-1 and the file is counted in ``quality`` (stage ``text``, kept)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "report file not found")

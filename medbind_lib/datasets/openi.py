@@ -19,8 +19,9 @@ comparison, text (findings + ' ' + impression, stripped), mesh (list), projectio
 
 Quality (stage ``text``): reports without FINDINGS, without IMPRESSION, and with neither (dropped when
 ``drop_empty_text``, else kept with text ''); stage ``images``: reports with no image (no row with
-``per="image"``); stage ``files`` (``check_files``): missing image files, excluded. A file that is not
-well-formed XML (including non-UTF-8 bytes under a UTF-8 declaration) is a DataError naming it.
+``per="image"``); stage ``files`` (``check_files``): missing image files, excluded. Stray non-UTF-8 bytes
+in a UTF-8 XML file are read as latin-1 and the file is counted (stage ``text``, kept); a file that is
+still not well-formed XML is a DataError naming it.
 """
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..io import check_unique, read_table
+from ..io import LATIN1_FALLBACK_REASON, check_unique, read_table
 from ..quality import QualityLog
-from ._common import finish_manifest, id_str, quality_or_new, require_dir
+from ._common import decode_text, finish_manifest, id_str, quality_or_new, require_dir
 
 DATASET = "openi"
 REPORT_COLS = ["uid", "findings", "impression"]
@@ -46,15 +47,35 @@ def _num_key(p: Path):
     return (int(m.group(1)) if m else 1 << 60, p.name)
 
 
-def parse_report_xml(path) -> dict:
-    """One NLM report: {report_id, findings, impression, indication, comparison, images, mesh}."""
-    path = Path(path)
+def _xml_root(path: Path, quality: QualityLog | None) -> ET.Element:
+    """Parsed XML; if expat rejects the bytes and they are not UTF-8, retry with the stray bytes read as
+    latin-1 (counted), so one bad byte in a report does not stop the whole dataset."""
     try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as e:
-        raise DataError(path, f"not well-formed XML ({e})") from e
+        raw = path.read_bytes()
     except OSError as e:
         raise DataError(path, f"cannot read ({e})") from e
+    try:
+        return ET.fromstring(raw)
+    except ET.ParseError as e:
+        first = e
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            root = ET.fromstring(decode_text(raw, path, None, DATASET).encode("utf-8"))
+        except ET.ParseError:
+            pass
+        else:
+            if quality is not None:
+                quality.flag(DATASET, "text", LATIN1_FALLBACK_REASON, records=[str(path)])
+            return root
+    raise DataError(path, f"not well-formed XML ({first})") from first
+
+
+def parse_report_xml(path, quality: QualityLog | None = None) -> dict:
+    """One NLM report: {report_id, findings, impression, indication, comparison, images, mesh}."""
+    path = Path(path)
+    root = _xml_root(path, quality)
     sections = {}
     for at in root.iter("AbstractText"):
         label = (at.get("Label") or "").strip().upper()
@@ -123,7 +144,7 @@ def read_xml(root, quality: QualityLog | None = None, per: str = "image", image_
     files = sorted(xdir.glob("*.xml"), key=_num_key)
     if not files:
         raise DataError(root / "ecgen-radiology", "no report XML files found")
-    reports = pd.DataFrame([parse_report_xml(f) for f in files])
+    reports = pd.DataFrame([parse_report_xml(f, q) for f in files])
     check_unique(reports, "report_id", xdir, what="report uId")
     q.seen(DATASET, "read", len(reports))
     idir = _image_dir(root, image_dir)

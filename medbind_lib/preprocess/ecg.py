@@ -1,118 +1,36 @@
 """ECG preprocessing: WFDB record -> canonical 12 x (fs * seconds) array in mV (MEDBind "Data preparation").
 
-Chain (``preprocess_record``): load with wfdb (physical units from the header gains) -> map leads BY NAME
-to ``constants.LEADS`` -> handle NaN/inf samples -> anti-aliased polyphase resampling -> first N seconds
--> zero-pad. Normalisation is a separate step because ``zscore_lead_train`` needs training-set
-statistics (``fit_norm_stats`` / ``apply_norm``), as in the PTB-XL benchmark's global scaler.
+Chain (``preprocess_record``): load (``datasets.ecgio.load_record``: physical units from the header
+gains) -> map leads BY NAME to ``constants.LEADS`` -> handle NaN/inf samples -> anti-aliased polyphase
+resampling -> first N seconds -> zero-pad. Normalisation is a separate step because ``zscore_lead_train``
+needs training-set statistics (``fit_norm_stats`` / ``apply_norm``), as in the PTB-XL benchmark's global
+scaler. Files are read only by ``datasets.ecgio``, which imports nothing from ``preprocess`` (one loading
+path, one import direction); ``load_record`` is re-exported here for existing callers.
 """
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
-import wfdb
 from scipy.signal import resample_poly
 
 from ..constants import LEADS
+from ..datasets.ecgio import load_record
+from ..datasets.ecgio import record_name as _record_name
+from ..datasets.ecgio import strip_ext as _strip_ext
 from ..errors import DataError
 
-# Physical-unit factors to mV (WFDB headers state units per signal; ECG databases use mV, a few uV).
-_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
-# Defaults of the profile keys this module reads (the same as medbind_lib.config.SCHEMA).
+# Defaults of the profile keys this module reads (the same as medbind_lib.config.SCHEMA, plus
+# ecg_fix_ptbxl_gain, read with this default where a profile does not set it).
 _DEFAULTS = {"ecg_fs": 100, "ecg_seconds": 10.0, "ecg_nan_policy": "interpolate",
-             "ecg_max_nan_frac": 0.05, "ecg_gain_override": {}}
+             "ecg_max_nan_frac": 0.05, "ecg_gain_override": {}, "ecg_fix_ptbxl_gain": True}
 NORM_METHODS = ("zscore_lead_train", "zscore_record", "none")
 EPS = 1e-6
 
 
 class InvalidSignal(DataError):
     """Too many NaN/inf samples (or an all-invalid lead): the record is excluded and counted by the caller."""
-
-
-def _record_name(path) -> str:
-    return Path(str(path)).name
-
-
-def _strip_ext(path) -> str:
-    """wfdb wants the record path without extension; accept ``x``, ``x.hea``, ``x.dat`` or ``x.mat``."""
-    p = str(path)
-    for ext in (".hea", ".dat", ".mat"):
-        if p.endswith(ext):
-            return p[: -len(ext)]
-    return p
-
-
-def _read_named_with_extension(rec_path: str):
-    """Challenge 2020 Georgia headers name the record ``E00009.mat`` on the record line, which wfdb
-    rejects. Read such a record through a temporary corrected header (the signal file is linked, not
-    copied); any other header error is re-raised unchanged."""
-    import os
-    import tempfile
-
-    hea = Path(rec_path + ".hea")
-    lines = hea.read_text(errors="replace").splitlines()
-    first = lines[0].split() if lines else []
-    if not first or not first[0].lower().endswith((".mat", ".dat")):
-        raise wfdb.io.header.HeaderSyntaxError("invalid syntax in record line")
-    lines[0] = " ".join([first[0].rsplit(".", 1)[0]] + first[1:])
-    with tempfile.TemporaryDirectory() as tmp:
-        stem = Path(tmp) / hea.stem
-        stem.with_suffix(".hea").write_text("\n".join(lines) + "\n")
-        for f in {ln.split()[0] for ln in lines[1:] if ln.strip() and not ln.startswith("#")}:
-            src = hea.parent / f
-            if src.exists():
-                os.symlink(src.resolve(), Path(tmp) / f)
-        return wfdb.rdrecord(str(stem), physical=True)
-
-
-def load_record(path, gain_override: float | None = None, signal_format: str = "wfdb"):
-    """Read an ECG record in mV; ``signal_format`` is the manifest's (wfdb, challenge_mat, cpsc_mat).
-
-    The two MATLAB forms are parsed by ``datasets.ecgio`` (they need its header parser / struct reader);
-    everything else is a WFDB record (.hea + .dat, or Challenge .hea + .mat) read here with wfdb.
-
-    Returns ``(signal float32 [n_samples, n_leads], fs, lead_names)``. Samples the format marks as invalid
-    come back as NaN (handled later by ``handle_invalid``). ``gain_override`` (adu/mV) replaces the
-    header's gain for every signal: copies such as the PTB-XL records inside Challenge 2020 declare
-    200/mV for data stored at 1000/mV. Any wfdb failure (missing file, malformed header, truncated
-    signal file) becomes a ``DataError`` naming the record.
-    """
-    if signal_format != "wfdb":
-        from ..datasets import ecgio
-
-        return ecgio.load_signal(path, signal_format, gain_override=gain_override)
-    rec_path = _strip_ext(path)
-    name = _record_name(rec_path)
-    try:
-        try:
-            rec = wfdb.rdrecord(rec_path, physical=True)
-        except wfdb.io.header.HeaderSyntaxError:
-            rec = _read_named_with_extension(rec_path)
-    except FileNotFoundError as e:
-        raise DataError(getattr(e, "filename", None) or rec_path, "file not found", record=name) from e
-    except Exception as e:  # wfdb raises ValueError, HeaderSyntaxError, IndexError ... on bad files
-        raise DataError(rec_path, f"unreadable WFDB record ({type(e).__name__}: {e})", record=name) from e
-    sig = rec.p_signal
-    if sig is None or sig.ndim != 2 or sig.shape[0] == 0:
-        raise DataError(rec_path, "record has no samples", record=name)
-    if rec.fs is None or not np.isfinite(rec.fs) or rec.fs <= 0:
-        raise DataError(rec_path, f"invalid sampling frequency {rec.fs!r}", record=name)
-    sig = sig.astype(np.float64, copy=False)
-    if gain_override is not None:
-        if not gain_override > 0:
-            raise DataError(rec_path, f"gain_override must be > 0, got {gain_override!r}", record=name)
-        # p = (d - baseline) / g_header  =>  (d - baseline) / g_override = p * g_header / g_override
-        sig = sig * (np.asarray(rec.adc_gain, dtype=np.float64) / float(gain_override))
-    units = [str(u or "").strip().lower() for u in (rec.units or [""] * sig.shape[1])]
-    unknown = sorted({u for u in units if u not in _UNIT_TO_MV})
-    if unknown:
-        raise DataError(rec_path, f"unsupported physical units {unknown} (expected mV)", record=name)
-    factors = np.array([_UNIT_TO_MV[u] for u in units])
-    if np.any(factors != 1.0):
-        sig = sig * factors
-    return sig.astype(np.float32), float(rec.fs), list(rec.sig_name)
 
 
 def to_canonical_leads(signal: np.ndarray, lead_names, record=None) -> np.ndarray:
@@ -205,18 +123,21 @@ def _cfg(cfg_or_kwargs) -> dict:
 
 
 def preprocess_record(path, cfg_or_kwargs: Mapping | None = None, dataset: str | None = None,
-                      signal_format: str = "wfdb") -> np.ndarray:
+                      signal_format: str = "wfdb", quality=None) -> np.ndarray:
     """The whole ECG chain for one record -> float32 [12, ecg_fs * ecg_seconds], in mV, NOT normalised.
 
     Order: load -> canonical leads -> invalid samples -> resample -> first N seconds -> zero-pad.
     ``cfg_or_kwargs`` is a profile (or any mapping) with ecg_fs, ecg_seconds, ecg_nan_policy,
-    ecg_max_nan_frac, ecg_gain_override (dataset -> adu/mV); ``dataset`` selects the override.
-    Raises DataError (unreadable / wrong leads) or its subclass InvalidSignal (too many NaN).
+    ecg_max_nan_frac, ecg_gain_override (dataset -> adu/mV; ``dataset`` selects it) and
+    ecg_fix_ptbxl_gain (default True: Challenge 2020 PTB-XL copies read at their true gain, each counted
+    in ``quality``). Raises DataError (unreadable / wrong leads) or its subclass InvalidSignal (too many NaN).
     """
     cfg = _cfg(cfg_or_kwargs)
-    name = _record_name(_strip_ext(path))
+    name = _record_name(path)
     gain = (cfg["ecg_gain_override"] or {}).get(dataset) if dataset is not None else None
-    sig, fs, names = load_record(path, gain_override=gain, signal_format=signal_format)
+    sig, fs, names = load_record(path, gain_override=gain, signal_format=signal_format,
+                                 fix_ptbxl_gain=bool(cfg["ecg_fix_ptbxl_gain"]), quality=quality,
+                                 dataset=dataset or "ecg")
     try:
         sig = to_canonical_leads(sig, names, record=name)
         sig = handle_invalid(sig, cfg["ecg_nan_policy"], cfg["ecg_max_nan_frac"], record=name)
@@ -242,7 +163,7 @@ def preprocess_many(paths: Iterable, cfg_or_kwargs=None, dataset: str | None = N
     out, kept = [], []
     for p, rid in zip(paths, ids):
         try:
-            out.append(preprocess_record(p, cfg, dataset))
+            out.append(preprocess_record(p, cfg, dataset, quality=quality))
             kept.append(rid)
         except InvalidSignal:
             if quality is None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..constants import ECG_SUPERCLASSES
 from ..errors import DataError
+from ..io import decode_text
 
 
 def _missing(v) -> bool:
@@ -133,22 +134,19 @@ def join_sentences(parts: Iterable[str]) -> str | None:
     return " ".join(p if p[-1] in ".!?" or i == len(parts) - 1 else p + "." for i, p in enumerate(parts))
 
 
-def read_report(path) -> str:
-    """Read a report as UTF-8 (MIMIC-CXR reports are ASCII). CRLF -> LF.
+def read_report(path, quality=None, dataset: str = "mimic_cxr") -> str:
+    """Read a report (MIMIC-CXR reports are ASCII). CRLF -> LF.
 
-    Empty (or whitespace-only) files and bytes that are not UTF-8 raise DataError naming the file: we
-    refuse rather than decode with replacement, so damaged reports are counted instead of entering
-    training as mojibake.
+    Bytes that are not UTF-8 are read as latin-1 and the file is counted in ``quality`` (stage ``text``),
+    so one stray byte does not drop the report (``io.decode_text``). Empty (or whitespace-only) and
+    unreadable files raise DataError naming the file.
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(path, f"cannot read report ({e.strerror or e})") from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"report is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from e
+    text = decode_text(raw, path, quality, dataset, "text")
     if not text.strip():
         raise DataError(path, "empty report")
     return text.replace("\r\n", "\n").replace("\r", "\n")
