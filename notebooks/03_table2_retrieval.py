@@ -61,8 +61,10 @@ sizes = t2[t2["dataset"] != "all"].drop_duplicates("dataset").set_index("dataset
 print(sizes[["n_queries", "n_gallery", "chance_R@1", "chance_R@10", "text_source"]].round(1).to_string())
 
 # %%
-notes = ["Cells: ours [95% patient-bootstrap CI] (paper); † = paper number obtained with reports where we "
-         "used class prompts.",
+notes = ["Cells: ours [95% patient-bootstrap CI] (paper); † = our number uses another protocol than the paper's "
+         "(c5x200_protocol: class_prompts) and no RSUM containing it is compared with the paper's.",
+         "CheXpert 5x200 texts: " + "; ".join(t2.loc[t2["dataset"] == "chexpert_5x200", "text_source"].dropna().unique())
+         + ".",
          "RSUM = sum over the modality's datasets of R@1 + R@10 (Table 2's definition).",
          f"Untrained = {settings.untrained_variant} architecture at its seeded initialisation, never trained.",
          "CLIP (general): no offline checkpoint in this suite; paper number only.",

@@ -410,3 +410,16 @@ def test_builders_deposit_per_query_outcomes_for_paired_differences(store):
         assert x["a"] == pytest.approx(nm.loc[item, "balanced_accuracy"])
         assert x["lo"] <= x["a_minus_b"] <= x["hi"]
     assert tables.paired_differences(pq, "medbind_bd", "untrained").empty   # bd was not scored here
+
+
+def test_paired_auroc_difference_hand_computed():
+    from medbind_lib.evaluate.paired import paired_differences, record
+
+    pq: dict = {}
+    y = np.array([0, 0, 1, 1])
+    record(pq, "COVID zero-shot AUROC", "a", np.array([.1, .2, .8, .9]), kind="auroc", y=y)
+    record(pq, "COVID zero-shot AUROC", "b", np.array([.9, .2, .8, .1]), kind="auroc", y=y)
+    r = paired_differences(pq, "a", "b", n_boot=200, seed=0).iloc[0]
+    # b: positives (.8, .1) beat negatives (.9, .2) in 1 of 4 pairs -> 25; a separates perfectly -> 100
+    assert r["metric"] == "AUROC" and r["a"] == 100 and r["b"] == 25 and r["a_minus_b"] == 75
+    assert r["lo"] <= 75 <= r["hi"]

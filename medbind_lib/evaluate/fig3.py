@@ -15,7 +15,7 @@ from .prompts import covid_prompts, ecg_prompts, rsna_prompts
 from .protocol import EvalSettings, _with_settings, eval_settings
 from .report import _shared_legend
 from .systems import Artifacts, _systems
-from .zeroshot import embed_prompts, zero_shot, zero_shot_multilabel
+from .zeroshot import binary_class_score, embed_prompts, zero_shot, zero_shot_multilabel
 
 FIG3_DATASETS = {"covid": ("cxr", "COVID"), "rsna": ("cxr", "RSNA"), "ptbxl": ("ecg", "PTB-XL"),
                  "icbeb": ("ecg", "ICBEB")}
@@ -83,6 +83,9 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
             if len(np.unique(y_zs)) > 1:
                 record(per_query, f"{label} zero-shot", key, z["predictions"], kind="balanced_accuracy", y=y_zs,
                        n_classes=len(ps.classes), groups=g_zs)
+                if not multi:                        # the class score's AUROC: blind to the prompts' offset
+                    record(per_query, f"{label} zero-shot AUROC", key,
+                           binary_class_score(z["scores"], ps.binary_rule), kind="auroc", y=y_zs, groups=g_zs)
             rows.append({**base, "setting": "zero-shot", "K": 0, "balanced_accuracy": z["balanced_accuracy"],
                          "lo": z.get("balanced_accuracy_lo", math.nan), "hi": z.get("balanced_accuracy_hi", math.nan),
                          "sd_over_sets": math.nan, "n_test": z.get("n_single_label", z.get("n")),

@@ -8,8 +8,8 @@ variant is pre-trained once per profile, so pre-training seed variance is not in
 
 Builders that support it (``crossmodal_recall_table``, ``fig3_zero_few_shot``, ``table3_crossmodal``) take a
 ``per_query`` dict and deposit, per item (a metric on one dataset/task), the per-query outcomes of every
-system: ``{item: {"kind": "mean" | "balanced_accuracy", "groups": [N], "y": [N], "n_classes": C,
-"by_system": {system: [N] hits (0/100) or predicted classes}}}``; ``paired_differences`` turns them into a
+system: ``{item: {"kind": "mean" | "balanced_accuracy" | "auroc", "groups": [N], "y": [N], "n_classes": C,
+"by_system": {system: [N] hits (0/100), predicted classes or class scores}}}``; ``paired_differences`` turns them into a
 table.
 """
 from __future__ import annotations
@@ -49,12 +49,25 @@ def _ba_diff_reps(y, pred_a, pred_b, groups, n_classes, n_boot: int, seed: int):
     return 100 * (va - vb), 100 * (ra - rb), 100 * va, 100 * vb
 
 
+def _auroc_diff_reps(y, score_a, score_b, groups, n_boot: int, seed: int):
+    from .zeroshot import _binary_auroc
+
+    y, sa, sb = np.asarray(y), np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)
+    va, vb = _binary_auroc(y, sa), _binary_auroc(y, sb)
+    reps = np.array([_binary_auroc(y[i], sa[i]) - _binary_auroc(y[i], sb[i])
+                     for i in resample_indices(g, n_boot, seed)]) if n_boot else np.zeros(0)
+    return 100 * (va - vb), 100 * reps, 100 * va, 100 * vb
+
+
 def _slot_diff(slot: dict, a: str, b: str, n_boot: int, seed: int):
     """(a - b, its paired replicates, a, b) of one item; the replicates depend only on the test patients, the
     number of replicates and the seed, so they line up across systems and across pre-training seeds."""
     by = slot["by_system"]
     if slot["kind"] == "mean":
         return _mean_diff_reps(by[a], by[b], slot["groups"], n_boot, seed)
+    if slot["kind"] == "auroc":
+        return _auroc_diff_reps(slot["y"], by[a], by[b], slot["groups"], n_boot, seed)
     return _ba_diff_reps(slot["y"], by[a], by[b], slot["groups"], slot["n_classes"], n_boot, seed)
 
 
@@ -102,7 +115,7 @@ def paired_differences(per_query: dict, a: str = "medbind_bd", b: str = "medbind
 
 
 def _metric(slot: dict) -> str:
-    return "recall" if slot["kind"] == "mean" else "balanced accuracy"
+    return {"mean": "recall", "auroc": "AUROC"}.get(slot["kind"], "balanced accuracy")
 
 
 def seed_paired_differences(per_query: dict, comparisons: Sequence[tuple[str, str]], n_seeds: int,
