@@ -610,7 +610,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="smoke")
-    ap.add_argument("--variant", default=None, help=f"one of {VARIANTS}; default: every variant of the profile")
+    ap.add_argument("--variant", default=None, help=f"one of {VARIANTS} (or a seed replicate <variant>@seed<k>); "
+                                                   "default: every variant of the profile")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="profile overrides")

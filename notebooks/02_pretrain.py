@@ -35,8 +35,10 @@ seed_everything(cfg.seed)
 out = default_out_dir(cfg, variant)
 gpus = torch.cuda.device_count()
 if gpus > 1:  # DDP: one process per GPU, embeddings gathered with gradient inside the loss
+    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]  # JSON is YAML: the same overrides
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                    "-m", "medbind_lib.train", "--profile", profile, "--variant", variant], check=True)
+                    "-m", "medbind_lib.train", "--profile", profile, "--variant", variant,
+                    *(["--set", *sets] if sets else [])], check=True)
     metrics = json.loads((out / "metrics.json").read_text())
 else:
     metrics = train(cfg, variant)
