@@ -144,6 +144,28 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "eval_every_epochs": (1, "validation (loss, R@1) every N epochs and at the end"),
     "max_steps": (None, "cap on optimizer steps (the schedule ends there); null = epochs x batches"),
     "checkpoint_every_steps": (0, "also write the last checkpoint every N steps (0 = after each epoch only)"),
+    # MEDCSP data (notebook 08; medbind_lib.medcsp, medbind_lib.ehr; MEDCSP.md "Sources, records, times")
+    "medcsp_prediction_hours": (48.0, "FIDDLE prediction time T (h after ICU intime): the temporal window and the "
+                                      "ARF / shock / mortality cohorts' cut"),
+    "medcsp_bin_hours": (1.0, "temporal tensor bin width (h)"),
+    "medcsp_item_min_stay_frac": (0.05, "temporal items kept: observed in >= this share of TRAINING stays"),
+    "medcsp_max_items": (None, "cap on temporal items (most frequent first); null = no cap"),
+    "medcsp_temporal_sources": (["chartevents", "labevents", "inputevents", "procedureevents", "outputevents"],
+                                "MIMIC-IV tables read into the temporal tensor"),
+    "medcsp_max_stays": (3, "ICU stays of an admission read into its EHR record (official code: 3, averaged)"),
+    "medcsp_icd_level": ("full", "ICD tokens: full code | category (first 3 characters); versions kept apart"),
+    "medcsp_code_min_count": (5, "ICD / drug vocabulary: tokens in >= this many TRAINING admissions"),
+    "medcsp_drug_key": ("drug", "drug token: drug (name) | gsn | ndc (prescriptions columns)"),
+    "medcsp_demo_max_categories": (10, "demographics one-hot: the training split's most frequent categories"),
+    "medcsp_ehr_record_time": ("admittime", "EHR record time for L_P's theta window: admittime | dischtime"),
+    "medcsp_holdout_fraction": (0.01, "share of patients absent from the EHR source whose CXR studies form the "
+                                      "text->image retrieval hold-out (paper: a 1% sample)"),
+    "medcsp_min_age": (18.0, "ICU cohorts: minimum anchor_age (FIDDLE: adults)"),
+    "medcsp_onset_before_prediction": ("exclude", "ARF / shock stays whose onset precedes T: exclude (FIDDLE) | "
+                                                  "positive"),
+    "medcsp_onset_outside_window": ("keep_before_intime", "ARF / shock events before ICU intime: keep_before_intime "
+                                    "(an onset before T: a patient ventilated on arrival is excluded, as FIDDLE) | "
+                                    "ignore (on the real demo 8 of 66 ventilated stays then lose their onset)"),
     # Table 4 (LLM prompt tuning): medbind_lib.llm, notebook 07. The paper names the model (BioBERT), LoRA, the
     # linear projection inserted after the text and the tasks; everything else is a choice named here.
     "llm_model_path": (None, "local Hugging Face BERT folder of the Table 4 language model (paper: BioBERT v1.1); "
@@ -335,6 +357,9 @@ CHOICES: dict[str, tuple] = {
     "mimic_ecg_unlabelled": ("exclude", "keep"), "pair_policy": ("nearest", "all"),
     "readmission_no_next": ("negative", "censor"),
     "select_on": ("tmcl", "loss"),
+    "medcsp_icd_level": ("full", "category"), "medcsp_drug_key": ("drug", "gsn", "ndc"),
+    "medcsp_ehr_record_time": ("admittime", "dischtime"), "medcsp_onset_before_prediction": ("exclude", "positive"),
+    "medcsp_onset_outside_window": ("keep_before_intime", "ignore"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
     "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),
@@ -343,10 +368,13 @@ SUBSET_CHOICES: dict[str, tuple] = {
     "variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
     "seed_replicate_variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
     "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
+    "medcsp_temporal_sources": ("chartevents", "labevents", "inputevents", "procedureevents", "outputevents"),
 }
 # key: (lowest, highest, lowest allowed itself?) for numbers; None (null) passes where the default is None
 RANGES: dict[str, tuple] = {
-    "seed": (0, None, True), "seed_replicates": (1, None, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
+    "seed": (0, None, True), "seed_replicates": (1, None, True), "medcsp_prediction_hours": (0, None, False),
+    "medcsp_bin_hours": (0, None, False), "medcsp_item_min_stay_frac": (0, 1, True), "medcsp_max_stays": (1, None, True),
+    "medcsp_code_min_count": (1, None, True), "medcsp_holdout_fraction": (0, 1, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
     "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
     "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),
     "cxr_drop_path": (0, 1, True), "ecg_patch": (1, None, True), "ecg_dim": (1, None, True),

@@ -16,7 +16,7 @@ __all__ = ["MissingArtifacts", "missing", "require", "NEEDS"]
 
 # notebook -> producer notebooks whose outputs it reads
 NEEDS: dict[str, tuple[str, ...]] = {"02": ("01",), "03": ("01", "02"), "04": ("01", "02"), "05": ("01", "02"),
-                                     "06": ("01", "02"), "07": ("01", "02")}
+                                     "06": ("01", "02"), "07": ("01", "02"), "08": ("01",)}
 
 
 class MissingArtifacts(RuntimeError):

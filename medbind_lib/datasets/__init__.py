@@ -9,7 +9,9 @@ problem.
 ``READERS`` maps a dataset name to its reader; ``load_manifest(name, cfg, quality=None, **overrides)``
 calls it with the profile's root and options (COVID: ``classes=covid.PAPER_CLASSES`` = Normal vs COVID,
 the only class set whose 80/20 split gives the paper's 11,028 / 2,780; override with ``classes=...``). MIMIC-IV is tables, not a manifest:
-``mimic_iv.read_tables`` / :func:`load_tables`.
+``mimic_iv.read_tables`` / :func:`load_tables`. MEDCSP's ICU event tables (chartevents, labevents, inputevents,
+procedureevents, outputevents, icustays, d_items, d_labitems) are read in chunks, filtered by item/stay ids:
+``mimic_icu.read_events`` / ``mimic_icu.read_icustays``.
 
 ECG manifests carry ``signal_format`` (``wfdb``, ``challenge_mat``, ``cpsc_mat``);
 ``ecgio.load_signal(path, signal_format)`` returns the physical signal (mV), fs and canonical lead names.
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..quality import QualityLog
-from . import (challenge, chexpert, covid, ecgio, icbeb, mimic_cxr, mimic_ecg, mimic_iv, nih, openi, ptbxl,
-               rsna)
+from . import (challenge, chexpert, covid, ecgio, icbeb, mimic_cxr, mimic_ecg, mimic_icu, mimic_iv, nih, openi,
+               ptbxl, rsna)
 
 READERS = {
     "mimic_cxr": mimic_cxr.read,
@@ -75,4 +77,4 @@ def load_tables(cfg, tables=None, quality: QualityLog | None = None) -> dict:
 
 
 __all__ = ["READERS", "load_manifest", "load_tables", "challenge", "chexpert", "covid", "ecgio", "icbeb",
-           "mimic_cxr", "mimic_ecg", "mimic_iv", "nih", "openi", "ptbxl", "rsna"]
+           "mimic_cxr", "mimic_ecg", "mimic_icu", "mimic_iv", "nih", "openi", "ptbxl", "rsna"]
