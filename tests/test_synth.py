@@ -192,6 +192,30 @@ def test_mimic_iv_tables(cohort):
                                               "Brief Hospital Course:", "Discharge Diagnosis:", "___"))
 
 
+def test_mimic_iv_icu_tables(cohort):
+    """ICU events and labs (synth/icu.py) beside the tables above; the FIDDLE onsets appear in the smoke cohort."""
+    from medbind_lib import medcsp_items as M
+    from medbind_lib.synth import icu
+
+    cfg, summary = cohort
+    root = Path(cfg.mimic_iv_root)
+    for name in icu.TABLES:
+        df = pd.read_csv(root / f"{name}.csv.gz")
+        assert len(df) and summary["counts"][f"mimic_iv_{name.split('/')[1]}"] == len(df), name
+    stays = pd.read_csv(root / "icu" / "icustays.csv.gz")
+    ce = pd.read_csv(root / "icu" / "chartevents.csv.gz")
+    assert set(ce.stay_id) == set(stays.stay_id)
+    assert set(ce.itemid) <= set(M.VITALS) | {M.PEEP}
+    proc = pd.read_csv(root / "icu" / "procedureevents.csv.gz")
+    inputs = pd.read_csv(root / "icu" / "inputevents.csv.gz")
+    assert (M.PEEP in set(ce.itemid)) or proc.itemid.isin(M.VENTILATION).any()
+    assert inputs.itemid.isin(list(M.VASOPRESSORS)).all() and len(inputs)
+    lab = pd.read_csv(root / "hosp" / "labevents.csv.gz")
+    adm = pd.read_csv(root / "hosp" / "admissions.csv.gz")
+    assert set(lab.itemid) == set(M.LABS) and lab.hadm_id.isin(adm.hadm_id).all()
+    assert not set(lab.hadm_id) <= set(stays.hadm_id)                          # ward-only admissions too
+
+
 def test_ptbxl_layout(cohort):
     cfg, _ = cohort
     root = Path(cfg.ptbxl_root)
@@ -377,6 +401,7 @@ def _digest(root: Path, rels) -> dict:
 
 SAMPLE = ["mimic-cxr-jpg/mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-jpg/mimic-cxr-2.0.0-chexpert.csv.gz",
           "mimic-iv-ecg/record_list.csv", "mimic-iv-ecg/machine_measurements.csv", "mimiciv/hosp/admissions.csv.gz",
+          "mimiciv/icu/chartevents.csv.gz", "mimiciv/hosp/labevents.csv.gz",
           "mimic-iv-note/note/discharge.csv.gz", "ptb-xl/ptbxl_database.csv", "ptb-xl/records100/00000/00007_lr.dat",
           "icbeb/A0003.mat", "chexpert/CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg",
           "COVID-19_Radiography_Dataset/COVID/images/COVID-2.png", "rsna-pneumonia/stage_2_train_labels.csv",

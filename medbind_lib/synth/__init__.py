@@ -30,7 +30,10 @@ from ..runtime import pid_alive
 from . import external, latent, mimic
 from .common import rng_for
 
-GENERATOR_VERSION = "1.1.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
+GENERATOR_VERSION = "1.2.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
+#                                      1.2.0: MIMIC-IV ICU events and labs (icu.py, stream "mimic_icu"): icu/{chart,
+#                                      input,procedure,output}events, icu/d_items, hosp/{labevents,d_labitems};
+#                                      every table written by 1.1.0 is byte-identical
 STAMP_NAME = ".synth_stamp.json"
 MARKER_NAME = ".medbind-synthetic"
 STAGING_MARK = ".medbind-synth-staging"
@@ -187,7 +190,8 @@ def _generate(cfg, paths: dict[str, Path]) -> dict:
                                            rng_for(seed, "mimic_cxr"), bar))
     with _progress(on, "MIMIC-IV-ECG records") as bar:
         truth.append(mimic.write_mimic_ecg(cohort, paths["mimic_ecg_root"], rng_for(seed, "mimic_ecg"), bar))
-    iv = mimic.write_mimic_iv(cohort, paths["mimic_iv_root"], paths["mimic_note_root"], rng_for(seed, "mimic_iv"))
+    iv = mimic.write_mimic_iv(cohort, paths["mimic_iv_root"], paths["mimic_note_root"], rng_for(seed, "mimic_iv"),
+                              rng_for(seed, "mimic_icu"))
     jobs = [("PTB-XL", external.write_ptbxl, "ptbxl", (sizes["ptbxl"],)),
             ("ICBEB", external.write_icbeb, "icbeb", (sizes["icbeb"],)),
             ("CheXpert", external.write_chexpert, "chexpert", (sizes["chexpert"], sizes["chexpert_valid"], size)),

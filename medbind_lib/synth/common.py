@@ -12,7 +12,7 @@ from PIL import Image
 
 # One integer per RNG stream, so adding a dataset never shifts the draws of another one.
 STREAMS = {"latent": 1, "mimic_cxr": 2, "mimic_ecg": 3, "mimic_iv": 4, "ptbxl": 5, "icbeb": 6,
-           "chexpert": 7, "covid": 8, "rsna": 9, "openi": 10, "ids": 11}
+           "chexpert": 7, "covid": 8, "rsna": 9, "openi": 10, "ids": 11, "mimic_icu": 12}
 
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:

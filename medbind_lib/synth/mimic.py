@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..constants import CHEXPERT_LABELS, LEADS, LEADS_MIMIC
-from . import cxr, ecg, ehr, reports
+from . import cxr, ecg, ehr, icu, reports
 from .common import dicom_ids, fmt_dt, study_time_str, unique_ints, write_csv, write_wfdb, save_gray
 from .latent import Cohort
 
@@ -213,8 +213,10 @@ def write_mimic_ecg(cohort: Cohort, root: Path, rng, bar) -> pd.DataFrame:
 
 
 # --- MIMIC-IV ----------------------------------------------------------------------------------------
-def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng) -> dict:
-    """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, icu/icustays, note/discharge."""
+def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng, icu_rng) -> dict:
+    """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, icu/icustays, note/discharge,
+    then the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
+    tables above do not depend on them."""
     p, a = cohort.patients, cohort.admissions
     dx, d_icd = ehr.diagnoses_tables(p, a)
     tables = {"hosp/patients": ehr.patients_table(p, a, rng), "hosp/admissions": ehr.admissions_table(a, rng),
@@ -224,5 +226,6 @@ def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng) -> dict:
         write_csv(df, iv_root / f"{name}.csv.gz")
     notes = ehr.discharge_table(p, a, rng)
     write_csv(notes, note_root / "note" / "discharge.csv.gz")
+    events = icu.write_icu(p, a, tables["icu/icustays"], iv_root, icu_rng)
     return {"admissions": len(a), "discharge_notes": len(notes), "diagnoses": len(dx),
-            "prescriptions": len(tables["hosp/prescriptions"]), "icustays": len(tables["icu/icustays"])}
+            "prescriptions": len(tables["hosp/prescriptions"]), "icustays": len(tables["icu/icustays"]), **events}
