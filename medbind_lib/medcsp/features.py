@@ -1,0 +1,232 @@
+"""MEDCSP's data, built once per parameter set (notebook 08) and read by pre-training and evaluation.
+
+``build(cfg)`` reads notebook 01's linked frames (the shared patient-level split, CXR studies with their
+report text, admissions with labels) and the MIMIC-IV tables, and writes ``runs/<profile>/08/`` atomically:
+
+- ``ehr_records.parquet`` / ``cxr_records.parquet`` / ``holdout_records.parquet`` (``medcsp.records``);
+- ``icd.npz`` / ``drug.npz`` (sparse multi-hot rows in EHR-record order), ``histories.npz`` (sparse, one row
+  per subject of ``history_subjects.parquet``), ``demographics.npy`` (dense);
+- ``temporal.npz``: values and missingness [n_stays, n_bins, n_items] of every ICU stay an EHR record or a
+  task uses (``stays.parquet`` gives each stay's row and its admission; an EHR record reads up to
+  ``medcsp_max_stays`` of its stays);
+- ``cohort_<task>.parquet`` for ``arf``, ``shock``, ``mortality`` (FIDDLE rules, ``ehr.cohorts``) and
+  ``readmission`` (notebook 01's label), with ``cohort_counts.parquet``;
+- ``quality.csv``: every record excluded or flagged while building, and why;
+- ``vocab.json`` (ICD, drug, demographic features, temporal items and their training statistics) and
+  ``params.json`` (every key below plus the input files' signatures). ``params.json`` is written LAST: a
+  folder without it, or with other parameters, is rebuilt, never half-read.
+
+Which modalities a downstream task may use is ``TASK_MODALITIES``: no text written after the prediction time
+(a discharge note or discharge codes would reveal an in-ICU outcome).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ..cache import file_signature
+from ..io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from ..quality import QualityLog
+from . import records as R
+
+__all__ = ["PARAM_KEYS", "TASK_MODALITIES", "params_of", "build", "load", "out_dir"]
+
+PARAM_KEYS = ("seed", "medcsp_prediction_hours", "medcsp_bin_hours", "medcsp_item_min_stay_frac",
+              "medcsp_max_items", "medcsp_temporal_sources", "medcsp_max_stays", "medcsp_icd_level",
+              "medcsp_code_min_count", "medcsp_drug_key", "medcsp_demo_max_categories", "medcsp_ehr_record_time",
+              "medcsp_holdout_fraction", "medcsp_min_age", "medcsp_onset_before_prediction",
+              "medcsp_onset_outside_window", "cxr_views")
+TASK_MODALITIES = {"arf": ("temporal", "demo"), "shock": ("temporal", "demo"), "mortality": ("temporal", "demo"),
+                   "readmission": ("temporal", "note", "demo", "icd", "drug")}
+_INPUTS = ("hosp/admissions", "hosp/patients", "hosp/diagnoses_icd", "hosp/prescriptions", "icu/icustays",
+           "icu/chartevents", "icu/inputevents", "icu/procedureevents", "icu/outputevents", "hosp/labevents")
+
+
+def out_dir(cfg) -> Path:
+    return Path(cfg["runs_dir"]) / "08"
+
+
+def params_of(cfg) -> dict:
+    """The parameters that define the built data (recorded with it and compared before reuse)."""
+    p = {k: cfg[k] for k in PARAM_KEYS}
+    root = Path(cfg["mimic_iv_root"])
+    p["inputs"] = {t: file_signature(_table(root, t)) for t in _INPUTS}
+    p["linked"] = file_signature(Path(cfg["runs_dir"]) / "01" / "link_params.json")
+    return json.loads(json.dumps(p, default=str))
+
+
+def _table(root: Path, t: str) -> Path:
+    for ext in (".csv.gz", ".csv"):
+        if (root / f"{t}{ext}").exists():
+            return root / f"{t}{ext}"
+    return root / f"{t}.csv.gz"
+
+
+def _first_stays(stays: pd.DataFrame, hadm_ids, max_stays: int) -> pd.DataFrame:
+    s = stays[stays["hadm_id"].isin(set(hadm_ids))].sort_values(["hadm_id", "intime", "stay_id"])
+    return s.groupby("hadm_id", sort=False).head(int(max_stays))
+
+
+def _admissions(linked: dict, tables: dict) -> pd.DataFrame:
+    """Notebook 01's admissions (split, age, labels) with the demographic columns it did not keep."""
+    adm = linked["admissions"].copy()
+    extra = [c for c in ("insurance", "race", "admission_type", "admission_location")
+             if c in tables["admissions"] and c not in adm]
+    if extra:
+        adm = adm.merge(tables["admissions"][["hadm_id", *extra]], on="hadm_id", how="left")
+    return adm.sort_values("hadm_id").reset_index(drop=True)
+
+
+def build(cfg, quality: QualityLog | None = None, force: bool = False) -> dict:
+    """Build (or reuse, when ``params.json`` matches) ``runs/<profile>/08``; returns ``load(cfg)``."""
+    from ..cohort import load_linked
+
+    q = quality if quality is not None else QualityLog()
+    out = out_dir(cfg)
+    params = params_of(cfg)
+    if not force and (out / "params.json").is_file() and json.loads((out / "params.json").read_text()) == params:
+        return load(cfg)
+    linked = load_linked(cfg)
+    tables = _read_tables(cfg, q)
+    adm = _admissions(linked, tables)
+    feats = _code_features(cfg, adm, tables, q)
+    temporal = _temporal(cfg, adm, q)
+    notes = tables["discharge"]
+    note_hadm = notes.loc[notes["text"].fillna("").str.len() > 0, "hadm_id"] if len(notes) else []
+    ehr = R.ehr_records(adm, icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"],
+                        temporal_hadm=temporal["stays"]["hadm_id"], note_hadm=note_hadm,
+                        record_time=cfg.medcsp_ehr_record_time)
+    cxr = R.cxr_records(linked["cxr"], views=tuple(cfg.cxr_views))
+    src = R.split_sources(ehr, cxr, cfg.medcsp_holdout_fraction, cfg.seed, q)
+    cohorts = _cohorts(cfg, adm, temporal["all_stays"], tables, q)
+    _write(out, src, feats, temporal, cohorts, notes, params, q)
+    return load(cfg)
+
+
+def _read_tables(cfg, q) -> dict:
+    from ..datasets import mimic_iv
+
+    note_root = cfg.get("mimic_note_root")
+    names = ("admissions", "patients", "diagnoses_icd", "prescriptions") + (("discharge",) if note_root else ())
+    t = mimic_iv.read_tables(cfg.mimic_iv_root, note_root, tables=names, quality=q)
+    t.setdefault("discharge", mimic_iv.empty_table("discharge"))
+    return t
+
+
+def _code_features(cfg, adm: pd.DataFrame, tables: dict, q) -> dict:
+    from ..ehr import codes as C
+
+    train = adm.loc[adm["split"] == "train", "hadm_id"]
+    icd = C.icd_tokens(tables["diagnoses_icd"], cfg.medcsp_icd_level)
+    drug = C.drug_tokens(tables["prescriptions"], cfg.medcsp_drug_key, q)
+    v_icd = C.build_vocab(icd, train, cfg.medcsp_code_min_count)
+    v_drug = C.build_vocab(drug, train, cfg.medcsp_code_min_count)
+    keys = adm["hadm_id"].tolist()
+    demo, names = C.demographics_matrix(adm, (adm["split"] == "train").to_numpy(), cfg.medcsp_demo_max_categories, q)
+    subjects = sorted(adm["subject_id"].unique())
+    return {"icd": C.multi_hot(icd, keys, v_icd, quality=q, what="icd"),
+            "drug": C.multi_hot(drug, keys, v_drug, quality=q, what="drugs"),
+            "histories": C.diagnosis_histories(icd, train, subjects, v_icd), "history_subjects": subjects,
+            "demographics": demo, "vocab": {"icd": v_icd, "drug": v_drug, "demographics": names},
+            "icd_hadm": icd["hadm_id"].unique(), "drug_hadm": drug["hadm_id"].unique()}
+
+
+def _temporal(cfg, adm: pd.DataFrame, q) -> dict:
+    from ..datasets.mimic_icu import read_icustays
+    from ..ehr import temporal as T
+
+    spec = T.TemporalSpec(cfg.medcsp_prediction_hours, cfg.medcsp_bin_hours, cfg.medcsp_item_min_stay_frac,
+                          cfg.medcsp_max_items)
+    all_stays = read_icustays(cfg.mimic_iv_root, quality=q)
+    stays = _first_stays(all_stays, adm["hadm_id"], cfg.medcsp_max_stays).reset_index(drop=True)
+    events = T.stay_events(cfg.mimic_iv_root, stays, tuple(cfg.medcsp_temporal_sources), quality=q)
+    binned = T.bin_events(events, stays, spec)
+    q.seen("medcsp", "temporal", len(events))
+    q.flag("medcsp", "temporal", f"event outside the first {spec.hours:g} h of its stay (not in the tensor)",
+           n=int(len(events) - len(binned)))
+    train_stays = stays.loc[stays["hadm_id"].isin(adm.loc[adm["split"] == "train", "hadm_id"]), "stay_id"]
+    items = T.select_items(binned, train_stays, spec)
+    stats = T.fit_stats(binned, train_stays, items)
+    values, mask = T.temporal_tensor(binned, stays["stay_id"].tolist(), stats, spec)
+    stays = stays.assign(row=np.arange(len(stays)))
+    return {"stays": stays, "all_stays": all_stays, "values": values, "mask": mask, "stats": stats,
+            "spec": {"hours": spec.hours, "bin_hours": spec.bin_hours, "n_bins": spec.n_bins}}
+
+
+def _cohorts(cfg, adm: pd.DataFrame, stays: pd.DataFrame, tables: dict, q) -> dict:
+    from ..ehr.cohorts import build_cohorts
+    from ..ehr.onsets import task_onsets
+
+    onsets = task_onsets(cfg.mimic_iv_root, stays, outside_window=cfg.medcsp_onset_outside_window, quality=q)
+    c = build_cohorts(stays, tables["patients"], tables["admissions"], onsets,
+                      prediction_hours=cfg.medcsp_prediction_hours, min_age=cfg.medcsp_min_age,
+                      onset_before_prediction=cfg.medcsp_onset_before_prediction, quality=q)
+    split = adm.set_index("hadm_id")["split"]
+    frames = {t: f.assign(split=f["hadm_id"].map(split).fillna("unassigned")) for t, f in c.frames.items()}
+    lab = adm[adm["readmission"].notna()]
+    frames["readmission"] = pd.DataFrame({"subject_id": lab["subject_id"], "hadm_id": lab["hadm_id"],
+                                          "prediction_time": lab["dischtime"],
+                                          "label": lab["readmission"].astype("int64"), "split": lab["split"]})
+    return {"frames": frames, "counts": c.counts, "params": c.params}
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def _save_sparse(path: Path, m) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        sparse.save_npz(tmp, sparse.csr_matrix(m))
+
+
+def _write(out: Path, src: dict, feats: dict, temporal: dict, cohorts: dict, notes: pd.DataFrame,
+           params: dict, quality: QualityLog) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "params.json").unlink(missing_ok=True)               # the completion marker goes first and last
+    write_parquet_atomic(src["ehr"], out / "ehr_records.parquet")
+    write_parquet_atomic(src["cxr"], out / "cxr_records.parquet")
+    write_parquet_atomic(src["holdout"], out / "holdout_records.parquet")
+    for k in ("icd", "drug", "histories"):
+        _save_sparse(out / f"{k}.npz", feats[k])
+    write_parquet_atomic(pd.DataFrame({"subject_id": feats["history_subjects"]}), out / "history_subjects.parquet")
+    with atomic_path(out / "demographics.npy", suffix=".npy") as tmp:
+        np.save(tmp, feats["demographics"])
+    _save_npz(out / "temporal.npz", values=temporal["values"], mask=temporal["mask"])
+    write_parquet_atomic(temporal["stays"], out / "stays.parquet")
+    keep = notes[["hadm_id", "text"]] if len(notes) else pd.DataFrame({"hadm_id": [], "text": []})
+    write_parquet_atomic(keep.drop_duplicates("hadm_id"), out / "notes.parquet")
+    for task, f in cohorts["frames"].items():
+        write_parquet_atomic(f, out / f"cohort_{task}.parquet")
+    write_parquet_atomic(cohorts["counts"], out / "cohort_counts.parquet")
+    write_csv_atomic(quality.to_frame(), out / "quality.csv")
+    write_json_atomic(out / "vocab.json", {**feats["vocab"], "temporal_items": temporal["stats"]["items"],
+                                           "temporal_stats": temporal["stats"], "temporal_spec": temporal["spec"],
+                                           "cohort_params": cohorts["params"]})
+    write_json_atomic(out / "params.json", params)
+
+
+def load(cfg) -> dict:
+    """What ``build`` wrote (raises, naming notebook 08, when it has not run or did not finish)."""
+    out = out_dir(cfg)
+    if not (out / "params.json").is_file():
+        from ..errors import DataError
+
+        raise DataError(out, "MEDCSP data missing or incomplete: run notebook 08_medcsp_data first "
+                             "(python -m medbind_lib.run --only 08)")
+    t = np.load(out / "temporal.npz")
+    d = {k: pd.read_parquet(out / f"{k}.parquet") for k in ("ehr_records", "cxr_records", "holdout_records",
+                                                           "stays", "history_subjects", "notes", "cohort_counts")}
+    d.update({k: sparse.load_npz(out / f"{k}.npz") for k in ("icd", "drug", "histories")})
+    d["demographics"] = np.load(out / "demographics.npy")
+    d["temporal_values"], d["temporal_mask"] = t["values"], t["mask"]
+    d["cohorts"] = {p.stem.removeprefix("cohort_"): pd.read_parquet(p) for p in sorted(out.glob("cohort_*.parquet"))
+                    if p.stem != "cohort_counts"}
+    d["vocab"] = json.loads((out / "vocab.json").read_text())
+    d["params"] = json.loads((out / "params.json").read_text())
+    d["quality"] = pd.read_csv(out / "quality.csv")
+    return d
