@@ -31,6 +31,14 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "synthetic": (True, "write and use the synthetic cohort (False = real PhysioNet data at the roots below)"),
     "n_patients": (200, "synthetic cohort size: MIMIC patients; external datasets scale with it"),
     "synth_image_size": (256, "side of the synthetic CXR images written to disk, pixels"),
+    "synth_ehr_only_fraction": (2.75, "synthetic EHR-only patients (MIMIC-IV admissions, ICU stays, notes; no CXR, no "
+                                      "ECG), as a fraction of n_patients, appended to them. 2.75 is paper-like: with "
+                                      "~84 % of the n_patients having a CXR, ~22 % of MIMIC-IV patients are in both "
+                                      "sources (paper 22.36 %)"),
+    "synth_cxr_only_fraction": (1.0, "synthetic CXR-only patients (MIMIC-CXR studies and reports; no MIMIC-IV "
+                                     "admission, no ECG: MEDCSP's retrieval hold-out pool), as a fraction of "
+                                     "n_patients, appended. 1.0 is paper-like: ~46 % of MIMIC-CXR patients are in "
+                                     "both sources (paper 45.19 %)"),
     "data_root": ("data/{profile}", "where the synthetic cohort is written / the parent of real datasets"),
     "mimic_cxr_root": ("{data_root}/mimic-cxr-jpg", "MIMIC-CXR-JPG root (files/, *.csv.gz)"),
     "mimic_cxr_reports_root": ("{mimic_cxr_root}", "root holding files/pXX/pSID/sSTUDY.txt reports"),
@@ -376,6 +384,7 @@ RANGES: dict[str, tuple] = {
     "medcsp_bin_hours": (0, None, False), "medcsp_item_min_stay_frac": (0, 1, True), "medcsp_max_stays": (1, None, True),
     "medcsp_code_min_count": (1, None, True), "medcsp_holdout_fraction": (0, 1, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
     "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
+    "synth_ehr_only_fraction": (0, None, True), "synth_cxr_only_fraction": (0, None, True),
     "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),
     "cxr_drop_path": (0, 1, True), "ecg_patch": (1, None, True), "ecg_dim": (1, None, True),
     "ecg_depth": (1, None, True), "ecg_heads": (1, None, True), "ecg_mlp_ratio": (0, None, False),

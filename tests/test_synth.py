@@ -17,7 +17,8 @@ from PIL import Image
 from medbind_lib.config import load_profile
 from medbind_lib.constants import (CHEXPERT_CSV_LABELS, CHEXPERT_LABELS, COVID_CLASSES, ICBEB_SNOMED, LEADS,
                                    LEADS_MIMIC, LEADS_PTBXL)
-from medbind_lib.synth import STAMP_NAME, external, truth_paths, write_cohort
+from medbind_lib.medcsp.records import cross_source_gaps, source_overlap
+from medbind_lib.synth import STAMP_NAME, external, latent, truth_paths, write_cohort
 from medbind_lib.synth.cxr import measure_ctr
 from medbind_lib.synth.common import write_wfdb
 
@@ -50,8 +51,12 @@ def test_summary_and_stamp(cohort):
     assert s["counts"]["mimic_patients"] == cfg.n_patients
     for k in ("mimic_cxr", "mimic_ecg", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"):
         assert s["counts"][k] > 0, k
+    n_e, n_c = latent.source_sizes(cfg.n_patients, cfg.synth_ehr_only_fraction, cfg.synth_cxr_only_fraction)
+    assert n_e > 0 and n_c > 0
+    assert (s["counts"]["mimic_ehr_only_patients"], s["counts"]["mimic_cxr_only_patients"]) == (n_e, n_c)
     stamp = json.loads((Path(cfg.data_root) / STAMP_NAME).read_text())
     assert stamp["params"]["seed"] == cfg.seed and stamp["params"]["n_patients"] == cfg.n_patients
+    assert stamp["params"]["synth_cxr_only_fraction"] == cfg.synth_cxr_only_fraction
 
 
 def test_mimic_cxr_layout(cohort):
@@ -392,6 +397,52 @@ def test_cxr_ecg_pairs_inside_and_outside_admissions(cohort):
     cxr_only = set(meta.subject_id) - set(rl.subject_id)
     ecg_only = set(rl.subject_id) - set(meta.subject_id)
     assert cxr_only and ecg_only
+
+
+def _sources(cfg, truth):
+    adm = pd.read_csv(Path(cfg.mimic_iv_root) / "hosp" / "admissions.csv.gz", parse_dates=["admittime"])
+    meta = _gz(Path(cfg.mimic_cxr_root), "mimic-cxr-2.0.0-metadata.csv.gz").drop_duplicates("study_id")
+    t = meta.StudyTime.map(lambda x: f"{int(float(x)):06}")
+    meta["time"] = pd.to_datetime(meta.StudyDate.astype(str) + " " + t, format="%Y%m%d %H%M%S")
+    groups = truth["patients"].groupby("source").subject_id.apply(set)
+    return adm, meta, groups
+
+
+def test_sources_overlap_in_part(cohort, truth):
+    """MEDCSP's sources share only some patients (EHR-only and CXR-only ones, from the files alone), and the
+    same patient's EHR and CXR records lie both within and beyond 30 days of each other (MEDCSP.md)."""
+    cfg, _ = cohort
+    adm, meta, groups = _sources(cfg, truth)
+    ecg = pd.read_csv(Path(cfg.mimic_ecg_root) / "record_list.csv")
+    e, c = set(adm.subject_id), set(meta.subject_id)
+    assert c - e == groups["cxr_only"] and not groups["cxr_only"] & set(ecg.subject_id)
+    assert groups["ehr_only"] <= e - c - set(ecg.subject_id)
+    ov = source_overlap(adm, meta)
+    assert 0 < ov["pct_of_ehr"] < 80 and 0 < ov["pct_of_cxr"] < 95
+    ehr = pd.DataFrame({"record_id": adm.hadm_id, "subject_id": adm.subject_id, "time": adm.admittime, "split": ""})
+    g = cross_source_gaps(ehr, meta.assign(record_id=meta.study_id)[["record_id", "subject_id", "time"]])
+    assert (g.gap_days <= 30).mean() > 0.2 and (g.gap_days > 30).mean() > 0.2
+    near = g.groupby("cxr_record_id").gap_days.min()                     # per study: nearest admission
+    assert 0.5 < (near <= 30).mean() < 0.95
+
+
+def test_linking_with_single_source_patients(cohort, truth):
+    """Notebook 01's linking runs on the cohort: CXR-only studies keep no hadm_id and join no pair; EHR-only
+    admissions have no CXR; every patient is in the one patient-level split."""
+    from medbind_lib.cohort import mimic_cohort
+    from medbind_lib.quality import QualityLog
+
+    cfg, _ = cohort
+    _, _, groups = _sources(cfg, truth)
+    linked = mimic_cohort(cfg, QualityLog())
+    cxr_only, ehr_only = ({str(x) for x in groups[k]} for k in ("cxr_only", "ehr_only"))
+    c = linked["cxr"][linked["cxr"].subject_id.isin(cxr_only)]
+    assert len(c) and c.hadm_id.isna().all() and not linked["pairs"].subject_id.isin(cxr_only).any()
+    a = linked["admissions"][linked["admissions"].subject_id.isin(ehr_only)]
+    assert len(a) == truth["admissions"].subject_id.isin(groups["ehr_only"]).sum() and a.cxr_record_id.isna().all()
+    sp = linked["splits"].set_index("subject_id")
+    assert sp.loc[sorted(cxr_only), "in_mimic_cxr"].all() and not sp.loc[sorted(cxr_only), "in_mimic_iv"].any()
+    assert sp.loc[sorted(ehr_only), "in_mimic_iv"].all() and not sp.loc[sorted(ehr_only), "in_mimic_cxr"].any()
 
 
 # --- determinism, reuse, atomicity -------------------------------------------------------------------

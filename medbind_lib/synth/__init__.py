@@ -6,6 +6,8 @@ layouts (mimic.py) and draws the external datasets with a domain shift (external
 generated into a fresh staging directory beside ``data_root`` and renamed into place; the stamp
 ``<data_root>/.synth_stamp.json`` is written last, so an interrupted run never looks complete.
 The latent ground truth goes to ``<data_root>/_synth_truth/{patients,admissions,visits,records}.parquet``.
+Besides the ``n_patients`` base patients, ``synth_ehr_only_fraction`` / ``synth_cxr_only_fraction`` of that many
+EHR-only / CXR-only patients are appended (latent.make_sources): MEDCSP's two sources overlap only in part.
 
 Safety: the generator only ever replaces what it wrote. It refuses a profile with ``synthetic: false``
 (whose roots are a user's real downloads), and before generating anything it refuses every existing root
@@ -30,10 +32,13 @@ from ..runtime import pid_alive
 from . import external, latent, mimic
 from .common import rng_for
 
-GENERATOR_VERSION = "1.2.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
+GENERATOR_VERSION = "1.3.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
 #                                      1.2.0: MIMIC-IV ICU events and labs (icu.py, stream "mimic_icu"): icu/{chart,
 #                                      input,procedure,output}events, icu/d_items, hosp/{labevents,d_labitems};
 #                                      every table written by 1.1.0 is byte-identical
+#                                      1.3.0: EHR-only and CXR-only patients (synth_ehr_only_fraction,
+#                                      synth_cxr_only_fraction; latent.make_sources, own streams), appended: every
+#                                      row, file and image written by 1.2.0 is byte-identical, tables gain rows
 STAMP_NAME = ".synth_stamp.json"
 MARKER_NAME = ".medbind-synthetic"
 STAGING_MARK = ".medbind-synth-staging"
@@ -41,8 +46,8 @@ TRUTH_DIR = "_synth_truth"
 ROOT_KEYS = ("mimic_cxr_root", "mimic_cxr_reports_root", "mimic_ecg_root", "mimic_iv_root", "mimic_note_root",
              "ptbxl_root", "icbeb_root", "chexpert_root", "covid_root", "rsna_root", "openi_root")
 
-__all__ = ["write_cohort", "external_sizes", "truth_paths", "foreign_roots", "GENERATOR_VERSION", "STAMP_NAME",
-           "MARKER_NAME"]
+__all__ = ["write_cohort", "write_mimic", "external_sizes", "truth_paths", "foreign_roots", "GENERATOR_VERSION",
+           "STAMP_NAME", "MARKER_NAME"]
 
 
 def external_sizes(n_patients: int) -> dict:
@@ -61,7 +66,9 @@ def truth_paths(cfg) -> dict:
 
 def _params(cfg) -> dict:
     return {"generator_version": GENERATOR_VERSION, "seed": int(cfg.seed), "n_patients": int(cfg.n_patients),
-            "synth_image_size": int(cfg.synth_image_size)}
+            "synth_image_size": int(cfg.synth_image_size),
+            "synth_ehr_only_fraction": float(cfg.synth_ehr_only_fraction),
+            "synth_cxr_only_fraction": float(cfg.synth_cxr_only_fraction)}
 
 
 def _hash(params: dict) -> str:
@@ -178,20 +185,33 @@ def _make_staging(data_root: Path) -> Path:
     return staging
 
 
+def write_mimic(paths: dict, seed: int, n_patients: int, size: int, ehr_only_fraction: float = 0.0,
+                cxr_only_fraction: float = 0.0, progress: bool = False) -> tuple[latent.Sources, pd.DataFrame, dict]:
+    """MIMIC-CXR (+ reports), MIMIC-IV-ECG, MIMIC-IV and MIMIC-IV-Note into ``paths`` (the ``mimic_*`` root
+    keys): the base patients, then the EHR-only and CXR-only ones (latent.make_sources), appended. Returns the
+    latent sources, the ground-truth records (CXR + ECG) and the MIMIC-IV row counts."""
+    src = latent.make_sources(seed, n_patients, ehr_only_fraction, cxr_only_fraction)
+    truth = []
+    with _progress(progress, "MIMIC-CXR images") as bar:
+        truth.append(mimic.write_mimic_cxr(src.base, paths["mimic_cxr_root"], paths["mimic_cxr_reports_root"], size,
+                                           rng_for(seed, "mimic_cxr"), bar, extra=src.cxr_only,
+                                           extra_rng=rng_for(seed, "cxr_only_cxr")))
+    with _progress(progress, "MIMIC-IV-ECG records") as bar:          # neither extra group has an ECG
+        truth.append(mimic.write_mimic_ecg(src.base, paths["mimic_ecg_root"], rng_for(seed, "mimic_ecg"), bar))
+    iv = mimic.write_mimic_iv(src.base, paths["mimic_iv_root"], paths["mimic_note_root"], rng_for(seed, "mimic_iv"),
+                              rng_for(seed, "mimic_icu"), extra=src.ehr_only, extra_rng=rng_for(seed, "ehr_only_iv"),
+                              extra_icu_rng=rng_for(seed, "ehr_only_icu"))
+    return src, pd.concat(truth, ignore_index=True), iv
+
+
 def _generate(cfg, paths: dict[str, Path]) -> dict:
     """Write every dataset into ``paths`` (staged roots); returns the counts."""
     seed, n, size = int(cfg.seed), int(cfg.n_patients), int(cfg.synth_image_size)
     on = bool(cfg.progress)
     sizes = external_sizes(n)
-    cohort = latent.make_cohort(rng_for(seed, "latent"), n)
-    truth = []
-    with _progress(on, "MIMIC-CXR images") as bar:
-        truth.append(mimic.write_mimic_cxr(cohort, paths["mimic_cxr_root"], paths["mimic_cxr_reports_root"], size,
-                                           rng_for(seed, "mimic_cxr"), bar))
-    with _progress(on, "MIMIC-IV-ECG records") as bar:
-        truth.append(mimic.write_mimic_ecg(cohort, paths["mimic_ecg_root"], rng_for(seed, "mimic_ecg"), bar))
-    iv = mimic.write_mimic_iv(cohort, paths["mimic_iv_root"], paths["mimic_note_root"], rng_for(seed, "mimic_iv"),
-                              rng_for(seed, "mimic_icu"))
+    src, mimic_truth, iv = write_mimic(paths, seed, n, size, float(cfg.synth_ehr_only_fraction),
+                                       float(cfg.synth_cxr_only_fraction), on)
+    truth = [mimic_truth]
     jobs = [("PTB-XL", external.write_ptbxl, "ptbxl", (sizes["ptbxl"],)),
             ("ICBEB", external.write_icbeb, "icbeb", (sizes["icbeb"],)),
             ("CheXpert", external.write_chexpert, "chexpert", (sizes["chexpert"], sizes["chexpert_valid"], size)),
@@ -202,24 +222,35 @@ def _generate(cfg, paths: dict[str, Path]) -> dict:
         with _progress(on, desc) as bar:
             truth.append(fn(paths[f"{key}_root"], *args, rng_for(seed, key), bar))
     records = pd.concat(truth, ignore_index=True)
-    _write_truth(cohort, records, paths["truth"])
+    _write_truth(src, records, paths["truth"])
     counts = records.groupby("dataset").size().to_dict()
     counts["mimic_cxr_studies"] = int(records.loc[records.dataset == "mimic_cxr", "study_id"].nunique())
     counts["mimic_patients"] = n
+    counts["mimic_ehr_only_patients"] = 0 if src.ehr_only is None else len(src.ehr_only.patients)
+    counts["mimic_cxr_only_patients"] = 0 if src.cxr_only is None else len(src.cxr_only.patients)
     counts.update({f"mimic_iv_{k}": v for k, v in iv.items()})
     return {k: int(v) for k, v in counts.items()}
 
 
-def _write_truth(cohort, records: pd.DataFrame, out: Path) -> None:
-    """Latent state for notebooks and tests (parquet, one table per level)."""
+def _write_truth(src: latent.Sources, records: pd.DataFrame, out: Path) -> None:
+    """Latent state for notebooks and tests (parquet, one table per level). ``patients.source`` says which
+    group a patient belongs to (base, ehr_only, cxr_only); the CXR-only patients' latent encounters are not
+    admissions (their visits carry the state)."""
     out.mkdir(parents=True, exist_ok=True)
-    adm = cohort.admissions
+    groups = [(g, c) for g, c in (("base", src.base), ("ehr_only", src.ehr_only), ("cxr_only", src.cxr_only))
+              if c is not None]
+    cat = lambda frames: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]  # noqa: E731
+    adm = cat([c.admissions for _, c in groups if len(c.admissions)])
+    visits = cat([c.visits for _, c in groups if len(c.visits)])
     per = adm.groupby("subject_id").agg(n_admissions=("hadm_id", "size"), died=("hospital_expire_flag", "max"),
                                         max_severity=("severity", "max"))
-    patients = cohort.patients.merge(per, left_on="subject_id", right_index=True, how="left")
+    patients = cat([c.patients.assign(source=g) for g, c in groups])
+    patients = patients.merge(per, left_on="subject_id", right_index=True, how="left")
+    for c in ("n_admissions", "died"):                                  # CXR-only patients: none
+        patients[c] = patients[c].fillna(0).astype(int)
     patients.to_parquet(out / "patients.parquet", index=False)
     adm.to_parquet(out / "admissions.parquet", index=False)
-    cohort.visits.to_parquet(out / "visits.parquet", index=False)
+    visits.to_parquet(out / "visits.parquet", index=False)
     rec = records.copy()
     for c in ("visit_id", "hadm_id"):
         rec[c] = pd.array(rec[c].astype("Float64").round(), dtype="Int64")
@@ -240,7 +271,8 @@ def write_cohort(cfg, force: bool = False) -> dict:
     """Write (or reuse) the synthetic cohort for profile ``cfg``; returns a summary dict.
 
     Reuse: skipped when ``<data_root>/.synth_stamp.json`` matches the generator parameters (seed,
-    n_patients, synth_image_size, GENERATOR_VERSION) and every root exists, unless ``force``.
+    n_patients, synth_image_size, synth_ehr_only_fraction, synth_cxr_only_fraction, GENERATOR_VERSION) and every
+    root exists, unless ``force``.
     Raises ``ConfigError`` for a non-synthetic profile and for roots it did not create (``foreign_roots``).
     """
     _refuse_foreign(cfg)

@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-# One integer per RNG stream, so adding a dataset never shifts the draws of another one.
+# One integer per RNG stream, so adding a dataset never shifts the draws of another one. The EHR-only and
+# CXR-only patients (generator 1.3.0) have streams of their own: latent state ("ehr_only", "cxr_only"), their
+# MIMIC-IV tables ("ehr_only_iv"), ICU events ("ehr_only_icu") and MIMIC-CXR studies ("cxr_only_cxr").
 STREAMS = {"latent": 1, "mimic_cxr": 2, "mimic_ecg": 3, "mimic_iv": 4, "ptbxl": 5, "icbeb": 6,
-           "chexpert": 7, "covid": 8, "rsna": 9, "openi": 10, "ids": 11, "mimic_icu": 12}
+           "chexpert": 7, "covid": 8, "rsna": 9, "openi": 10, "ids": 11, "mimic_icu": 12,
+           "ehr_only": 13, "cxr_only": 14, "ehr_only_iv": 15, "ehr_only_icu": 16, "cxr_only_cxr": 17}
 
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:
@@ -23,6 +26,25 @@ def rng_for(seed: int, stream: str) -> np.random.Generator:
 def unique_ints(rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
     """``n`` distinct integers in [low, high), in random order (MIMIC-style ids)."""
     return low + rng.choice(high - low, size=n, replace=False)
+
+
+def disjoint_ids(rng: np.random.Generator, ids, taken, low: int, high: int) -> np.ndarray:
+    """``ids`` with every value that is also in ``taken`` replaced by a fresh one from [low, high) that is in
+    neither; by value, so a repeated id (a specimen on several rows) stays one id. Draws from ``rng`` only
+    when something collides, so the ids of appended patients never clash with those written before."""
+    ids = np.asarray(ids, dtype=np.int64)
+    taken = np.unique(np.asarray(taken, dtype=np.int64))
+    uniq = np.unique(ids)
+    bad = uniq[np.isin(uniq, taken)]
+    if not len(bad):
+        return ids
+    used, fresh = np.union1d(taken, uniq), np.zeros(0, np.int64)
+    while len(fresh) < len(bad):
+        cand = pd.unique(rng.integers(low, high, 2 * len(bad) + 8))
+        cand = cand[~np.isin(cand, used)][: len(bad) - len(fresh)]
+        fresh, used = np.concatenate([fresh, cand]), np.union1d(used, cand)
+    pos = np.searchsorted(bad, ids).clip(max=len(bad) - 1)
+    return np.where(bad[pos] == ids, fresh[pos], ids)
 
 
 def dicom_ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -50,6 +72,19 @@ def write_csv(df: pd.DataFrame, path: Path, **kw) -> None:
     """Plain or gzip CSV by suffix; gzip with mtime 0 and no file name so bytes are reproducible."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = csv_bytes(df, **kw)
+    path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0) if path.name.endswith(".gz") else data)
+
+
+def write_csv_appended(df: pd.DataFrame, more: pd.DataFrame | None, path: Path, **kw) -> None:
+    """``df`` then the rows of ``more`` (same columns, no second header), as ``write_csv``: the bytes of ``df``
+    are exactly what ``write_csv(df)`` writes, whatever the dtypes of ``more`` (appended patients never change
+    the rows written before)."""
+    if more is None:
+        return write_csv(df, path, **kw)
+    if list(more.columns) != list(df.columns):
+        raise ValueError(f"{path.name}: appended columns {list(more.columns)} differ from {list(df.columns)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = csv_bytes(df, **kw) + (csv_bytes(more, header=False, **kw) if len(more) else b"")
     path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0) if path.name.endswith(".gz") else data)
 
 

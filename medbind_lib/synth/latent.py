@@ -2,6 +2,17 @@
 
 One latent state drives every modality: a visit's CXR, ECG, reports, ICD codes and notes are all
 rendered from the same row, which is what makes cross-modal retrieval and zero-shot transfer learnable.
+
+Three groups of patients (``make_sources``), each from its own RNG stream, later groups appended after the
+earlier ones so that adding one never changes a row written for another:
+
+- base (``make_cohort``, stream ``latent``): MIMIC-IV admissions, CXR and/or ECG visits (most have both);
+- EHR-only (``make_ehr_only``, stream ``ehr_only``): admissions (hence MIMIC-IV tables, ICU stays, notes),
+  no CXR and no ECG;
+- CXR-only (``make_cxr_only``, stream ``cxr_only``): CXR visits only, no MIMIC-IV admission and no ECG (the
+  patients MEDCSP keeps out of pre-training and samples its text->image retrieval hold-out from). Their
+  visits come from latent hospital/ED encounters outside MIMIC-IV (``make_admissions`` + ``make_visits``, the
+  same model as the base patients; the encounters are not written, the visits carry no ``hadm_id``).
 """
 from __future__ import annotations
 
@@ -10,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .common import unique_ints
+from .common import disjoint_ids, rng_for, unique_ints
 
 CHRONIC = ("enlarged", "lvh_ecg", "mi_inferior", "mi_anterior", "lbbb", "rbbb", "avb1", "afib", "paced",
            "htn", "diabetes")
@@ -192,3 +203,64 @@ def make_cohort(rng: np.random.Generator, n_patients: int) -> Cohort:
     adm = make_admissions(rng, patients)
     visits = make_visits(rng, patients, adm)
     return Cohort(patients, adm, visits)
+
+
+# --- patients outside the base cohort (generator 1.3.0) --------------------------------------------------
+SUBJECT_RANGE, HADM_RANGE = (10_000_000, 20_000_000), (20_000_000, 30_000_000)
+VISIT_COLUMNS = ["visit_id", "subject_id", "hadm_id", "setting", "time", "cxr", "ecg", *ACUTE, "ecg_time"]
+
+
+@dataclass
+class Sources:
+    """The three patient groups of the MIMIC datasets; ``ehr_only`` / ``cxr_only`` are None when empty."""
+    base: Cohort
+    ehr_only: Cohort | None
+    cxr_only: Cohort | None
+
+
+def source_sizes(n_patients: int, ehr_only_fraction: float, cxr_only_fraction: float) -> tuple[int, int]:
+    """Numbers of EHR-only and CXR-only patients: the fractions of ``n_patients``, rounded half up."""
+    return tuple(int(np.floor(float(f) * int(n_patients) + 0.5)) for f in (ehr_only_fraction, cxr_only_fraction))
+
+
+def _extra_patients(rng, n: int, taken_subjects, modalities: str) -> pd.DataFrame:
+    p = make_patients(rng, n)
+    p["subject_id"] = disjoint_ids(rng, p.subject_id.to_numpy(), np.asarray(taken_subjects, dtype=np.int64),
+                                   *SUBJECT_RANGE)
+    p["modalities"] = modalities
+    return p
+
+
+def make_ehr_only(rng: np.random.Generator, n: int, taken_subjects, taken_hadm) -> Cohort:
+    """``n`` patients with admissions only (MIMIC-IV tables, ICU stays, notes; no CXR, no ECG), ids disjoint
+    from ``taken_*``; ``visits`` is empty."""
+    patients = _extra_patients(rng, n, taken_subjects, "none")
+    adm = make_admissions(rng, patients)
+    adm["hadm_id"] = disjoint_ids(rng, adm.hadm_id.to_numpy(), np.asarray(taken_hadm, dtype=np.int64), *HADM_RANGE)
+    return Cohort(patients, adm, pd.DataFrame(columns=VISIT_COLUMNS))
+
+
+def make_cxr_only(rng: np.random.Generator, n: int, taken_subjects, first_visit_id: int) -> Cohort:
+    """``n`` patients with CXR visits only (no admission, no ECG; ``hadm_id`` NA), subject ids disjoint from
+    ``taken_subjects``, visit ids from ``first_visit_id``; ``admissions`` is empty. The visits' times and acute
+    states come from latent encounters outside MIMIC-IV drawn as base admissions are (same model)."""
+    patients = _extra_patients(rng, n, taken_subjects, "cxr")
+    encounters = make_admissions(rng, patients)
+    visits = make_visits(rng, patients, encounters)
+    visits["hadm_id"] = pd.array([pd.NA] * len(visits), dtype="Int64")
+    visits["visit_id"] += int(first_visit_id)
+    return Cohort(patients, encounters.iloc[:0], visits)
+
+
+def make_sources(seed: int, n_patients: int, ehr_only_fraction: float = 0.0,
+                 cxr_only_fraction: float = 0.0) -> Sources:
+    """The base cohort (stream ``latent``, unchanged by the fractions) and the EHR-only / CXR-only patients
+    (streams ``ehr_only`` / ``cxr_only``), ids never colliding with an earlier group's."""
+    base = make_cohort(rng_for(seed, "latent"), n_patients)
+    n_e, n_c = source_sizes(n_patients, ehr_only_fraction, cxr_only_fraction)
+    ehr = make_ehr_only(rng_for(seed, "ehr_only"), n_e, base.patients.subject_id,
+                        base.admissions.hadm_id) if n_e else None
+    taken = np.concatenate([base.patients.subject_id.to_numpy()]
+                           + ([ehr.patients.subject_id.to_numpy()] if ehr is not None else []))
+    cxr = make_cxr_only(rng_for(seed, "cxr_only"), n_c, taken, len(base.visits)) if n_c else None
+    return Sources(base, ehr, cxr)

@@ -2,6 +2,12 @@
 
 All four share the latent cohort's subjects and shifted timeline, so a CXR and an ECG of the same
 visit link to each other (|dt| < 24 h) and to the admission by time, exactly as in the real data.
+
+Patients outside the base cohort (latent.make_sources) are drawn from their own streams and appended: the
+CXR-only patients' studies after the base studies (``write_mimic_cxr(extra=)``), the EHR-only patients'
+admissions and every table derived from them after the base rows (``write_mimic_iv(extra=)``), each table
+written as the base bytes followed by the new rows (``write_csv_appended``), with ids disjoint from the base
+ones. Neither group has an ECG.
 """
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ import pandas as pd
 
 from ..constants import CHEXPERT_LABELS, LEADS, LEADS_MIMIC
 from . import cxr, ecg, ehr, icu, reports
-from .common import dicom_ids, fmt_dt, study_time_str, unique_ints, write_csv, write_wfdb, save_gray
+from .common import (dicom_ids, disjoint_ids, fmt_dt, study_time_str, unique_ints, write_csv,
+                     write_csv_appended, write_wfdb, save_gray)
 from .latent import Cohort
 
 BATCH = 48
@@ -50,11 +57,16 @@ def _findings_str(f: dict) -> str:
 
 
 # --- MIMIC-CXR ---------------------------------------------------------------------------------------
-def _plan_cxr(cohort: Cohort, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Studies (one per CXR visit) and images (frontal, optional lateral, a few odd ViewPositions)."""
+def _plan_cxr(cohort: Cohort, rng, taken_study_ids=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Studies (one per CXR visit) and images (frontal, optional lateral, a few odd ViewPositions).
+
+    ``taken_study_ids`` (appended patients): study ids kept disjoint from these, and none of the base cohort's
+    one-off oddities (empty/LL ViewPosition, midnight/morning StudyTime), which stay unique."""
     pat = cohort.patients.set_index("subject_id")
     vis = cohort.visits[cohort.visits.cxr].reset_index(drop=True)
     study_ids = unique_ints(rng, len(vis), 50_000_000, 60_000_000)
+    if taken_study_ids is not None:
+        study_ids = disjoint_ids(rng, study_ids, taken_study_ids, 50_000_000, 60_000_000)
     studies, images = [], []
     for k, v in enumerate(vis.itertuples(index=False)):
         p = pat.loc[v.subject_id]
@@ -69,6 +81,9 @@ def _plan_cxr(cohort: Cohort, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
         for view in views:
             images.append(dict(study_id=int(study_ids[k]), view=view))
     studies, images = pd.DataFrame(studies), pd.DataFrame(images)
+    if taken_study_ids is not None:
+        images["dicom_id"] = dicom_ids(rng, len(images))
+        return studies, images
     # real-data oddities: a frontal image with empty ViewPosition and one 'LL' lateral
     extra = [dict(study_id=int(studies.study_id.iloc[0]), view=""),
              dict(study_id=int(studies.study_id.iloc[-1]), view="LL")]
@@ -95,12 +110,39 @@ def _render_cxr(studies, images, root: Path, size: int, rng, bar) -> None:
             bar.update(len(chunk))
 
 
-def write_mimic_cxr(cohort: Cohort, root: Path, reports_root: Path, size: int, rng, bar) -> pd.DataFrame:
+def write_mimic_cxr(cohort: Cohort, root: Path, reports_root: Path, size: int, rng, bar, extra: Cohort | None = None,
+                    extra_rng=None) -> pd.DataFrame:
+    """Images, reports and the four tables of ``cohort``'s CXR visits; then, from ``extra_rng`` alone, those of
+    ``extra`` (the CXR-only patients), appended after them. Returns the ground truth, one row per image."""
     studies, images = _plan_cxr(cohort, rng)
     _render_cxr(studies, images, root, size, rng, bar)
-    abnormal = [k for k, f in enumerate(studies.f) if f["cardiomegaly"] or f["effusion"]]
-    normal = [k for k, f in enumerate(studies.f) if not any(f[c] for c in CXR_KEYS)]
-    special = {k: "impression_only" for k in normal[:2]} | {k: "addendum" for k in abnormal[:1]}
+    labels = _write_reports(studies, reports_root, rng, specials=True)
+    tables = _cxr_tables(studies, images, labels, size, rng)
+    truth = [_cxr_truth(studies, images, labels)]
+    more = None
+    if extra is not None and bool(extra.visits.cxr.any()):
+        es, ei = _plan_cxr(extra, extra_rng, taken_study_ids=studies.study_id.to_numpy())
+        _render_cxr(es, ei, root, size, extra_rng, bar)
+        el = _write_reports(es, reports_root, extra_rng, specials=False)
+        more = _cxr_tables(es, ei, el, size, extra_rng)
+        truth.append(_cxr_truth(es, ei, el))
+    for name, (df, kw) in tables.items():
+        add = more[name][0] if more else None
+        if name == "IMAGE_FILENAMES":
+            (root / name).write_text(df.text.iloc[0] + ("" if add is None else add.text.iloc[0]))
+        else:
+            write_csv_appended(df, add, root / name, **kw)
+    return pd.concat(truth, ignore_index=True) if len(truth) > 1 else truth[0]
+
+
+def _write_reports(studies, reports_root: Path, rng, specials: bool) -> pd.DataFrame:
+    """One report per study (text files); returns its CheXpert-style labels. ``specials``: the base cohort's
+    single impression-only pair and addendum (real-data oddities, kept unique)."""
+    special = {}
+    if specials:
+        abnormal = [k for k, f in enumerate(studies.f) if f["cardiomegaly"] or f["effusion"]]
+        normal = [k for k, f in enumerate(studies.f) if not any(f[c] for c in CXR_KEYS)]
+        special = {k: "impression_only" for k in normal[:2]} | {k: "addendum" for k in abnormal[:1]}
     lab_rows = []
     for k, s in enumerate(studies.itertuples(index=False)):
         text, labels = reports.mimic_report(s.f, s.g, rng, s.ap, s.sex, special.get(k, ""))
@@ -109,11 +151,11 @@ def write_mimic_cxr(cohort: Cohort, root: Path, reports_root: Path, size: int, r
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         lab_rows.append(dict(subject_id=s.subject_id, study_id=s.study_id, **labels))
-    _write_cxr_tables(studies, images, pd.DataFrame(lab_rows), root, size, rng)
-    return _cxr_truth(studies, images, pd.DataFrame(lab_rows))
+    return pd.DataFrame(lab_rows)
 
 
-def _write_cxr_tables(studies, images, labels, root: Path, size: int, rng) -> None:
+def _cxr_tables(studies, images, labels, size: int, rng) -> dict:
+    """``{file name: (frame, write_csv kwargs)}`` of the MIMIC-CXR tables (IMAGE_FILENAMES: one ``text`` cell)."""
     st = studies.set_index("study_id")
     view_meaning = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral", "LL": "left lateral",
                     "": ""}
@@ -128,22 +170,21 @@ def _write_cxr_tables(studies, images, labels, root: Path, size: int, rng) -> No
         "ViewCodeSequence_CodeMeaning": images.view.map(view_meaning),
         "PatientOrientationCodeSequence_CodeMeaning": np.where(proc == "CHEST (PA AND LAT)", "Erect",
                                                                rng.choice(["Recumbent", ""], len(images)))})
-    write_csv(meta, root / "mimic-cxr-2.0.0-metadata.csv.gz")
     subjects = studies.subject_id.unique()
     split = dict(zip(subjects, rng.choice(["train", "validate", "test"], len(subjects), p=[0.8, 0.1, 0.1])))
-    write_csv(pd.DataFrame({"dicom_id": images.dicom_id, "study_id": images.study_id,
-                            "subject_id": meta.subject_id, "split": meta.subject_id.map(split)}),
-              root / "mimic-cxr-2.0.0-split.csv.gz")
+    split_df = pd.DataFrame({"dicom_id": images.dicom_id, "study_id": images.study_id,
+                             "subject_id": meta.subject_id, "split": meta.subject_id.map(split)})
     cols = ["subject_id", "study_id", *CHEXPERT_LABELS]
     chex = labels[cols].iloc[np.sort(rng.choice(len(labels), len(labels) - max(1, len(labels) // 50), replace=False))]
-    write_csv(chex, root / "mimic-cxr-2.0.0-chexpert.csv.gz", float_format="%.1f")
     neg = labels[cols].copy()
     flip = (neg["Pneumonia"] == -1.0) & (rng.random(len(neg)) < 0.3)   # NegBio resolves some uncertainty
     neg.loc[flip, "Pneumonia"] = 1.0
     neg = neg.iloc[np.sort(rng.choice(len(neg), len(neg) - max(1, len(neg) // 40), replace=False))]
-    write_csv(neg, root / "mimic-cxr-2.0.0-negbio.csv.gz", float_format="%.1f")
     lines = [f"files/p{str(s)[:2]}/p{s}/s{d}/{i}.jpg" for s, d, i in zip(meta.subject_id, meta.study_id, meta.dicom_id)]
-    (root / "IMAGE_FILENAMES").write_text("\n".join(lines) + "\n")
+    return {"mimic-cxr-2.0.0-metadata.csv.gz": (meta, {}), "mimic-cxr-2.0.0-split.csv.gz": (split_df, {}),
+            "mimic-cxr-2.0.0-chexpert.csv.gz": (chex, {"float_format": "%.1f"}),
+            "mimic-cxr-2.0.0-negbio.csv.gz": (neg, {"float_format": "%.1f"}),
+            "IMAGE_FILENAMES": (pd.DataFrame({"text": ["\n".join(lines) + "\n"]}), {})}
 
 
 def _cxr_truth(studies, images, labels) -> pd.DataFrame:
@@ -213,19 +254,56 @@ def write_mimic_ecg(cohort: Cohort, root: Path, rng, bar) -> pd.DataFrame:
 
 
 # --- MIMIC-IV ----------------------------------------------------------------------------------------
-def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng, icu_rng) -> dict:
-    """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, icu/icustays, note/discharge,
-    then the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
-    tables above do not depend on them."""
+DICTIONARIES = ("hosp/d_icd_diagnoses", "icu/d_items", "hosp/d_labitems")     # constant: never appended to
+NOTES = "note/discharge"
+
+
+def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None) -> dict:
+    """Every MIMIC-IV / MIMIC-IV-Note frame of ``cohort`` (``{table: frame}``, notes under ``NOTES``).
+
+    ``base`` (appended patients): the base cohort's frames; stay, pharmacy, specimen and order ids are then
+    kept disjoint from theirs and lab event ids continue after theirs."""
     p, a = cohort.patients, cohort.admissions
     dx, d_icd = ehr.diagnoses_tables(p, a)
     tables = {"hosp/patients": ehr.patients_table(p, a, rng), "hosp/admissions": ehr.admissions_table(a, rng),
               "hosp/diagnoses_icd": dx, "hosp/d_icd_diagnoses": d_icd,
               "hosp/prescriptions": ehr.prescriptions_table(p, a, rng), "icu/icustays": ehr.icustays_table(a, rng)}
+    if base is not None:
+        for table, col, lo, hi in (("icu/icustays", "stay_id", 30_000_000, 40_000_000),
+                                   ("hosp/prescriptions", "pharmacy_id", 10_000_000, 100_000_000)):
+            tables[table][col] = disjoint_ids(rng, tables[table][col], base[table][col], lo, hi)
+    tables[NOTES] = ehr.discharge_table(p, a, rng)
+    events, _ = icu.make_icu(p, a, tables["icu/icustays"], icu_rng)
+    tables.update(events)
+    if base is not None:
+        lab = tables["hosp/labevents"]
+        lab["specimen_id"] = disjoint_ids(icu_rng, lab.specimen_id, base["hosp/labevents"].specimen_id,
+                                          1_000_000, 91_000_000)
+        lab["labevent_id"] = int(base["hosp/labevents"].labevent_id.to_numpy().max(initial=0)) + 1 + np.arange(len(lab))
+        ev = ("icu/procedureevents", "icu/inputevents")
+        cols = [tables[t][c].to_numpy() for t in ev for c in ("orderid", "linkorderid")]
+        new = disjoint_ids(icu_rng, np.concatenate(cols), np.concatenate([base[t].orderid.to_numpy() for t in ev]),
+                           100_000, 9_100_000)
+        bounds = np.cumsum([0] + [len(c) for c in cols])
+        for k, (t, c) in enumerate((t, c) for t in ev for c in ("orderid", "linkorderid")):
+            tables[t][c] = new[bounds[k]:bounds[k + 1]]
+    return tables
+
+
+def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng, icu_rng, extra: Cohort | None = None,
+                   extra_rng=None, extra_icu_rng=None) -> dict:
+    """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, icu/icustays, note/discharge,
+    then the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
+    tables above do not depend on them. ``extra`` (the EHR-only patients): the same tables from ``extra_rng`` /
+    ``extra_icu_rng`` alone, their rows appended after the base rows (dictionaries unchanged). Returns row
+    counts (all patients)."""
+    tables = _iv_tables(cohort, rng, icu_rng)
+    more = _iv_tables(extra, extra_rng, extra_icu_rng, base=tables) if extra is not None and len(extra.admissions) \
+        else {}
     for name, df in tables.items():
-        write_csv(df, iv_root / f"{name}.csv.gz")
-    notes = ehr.discharge_table(p, a, rng)
-    write_csv(notes, note_root / "note" / "discharge.csv.gz")
-    events = icu.write_icu(p, a, tables["icu/icustays"], iv_root, icu_rng)
-    return {"admissions": len(a), "discharge_notes": len(notes), "diagnoses": len(dx),
-            "prescriptions": len(tables["hosp/prescriptions"]), "icustays": len(tables["icu/icustays"]), **events}
+        path = note_root / "note" / "discharge.csv.gz" if name == NOTES else iv_root / f"{name}.csv.gz"
+        write_csv_appended(df, None if name in DICTIONARIES else more.get(name), path)
+    n = {name: len(df) + (len(more[name]) if more and name not in DICTIONARIES else 0) for name, df in tables.items()}
+    return {"admissions": n["hosp/admissions"], "discharge_notes": n[NOTES], "diagnoses": n["hosp/diagnoses_icd"],
+            "prescriptions": n["hosp/prescriptions"], "icustays": n["icu/icustays"],
+            **{name.split("/")[1]: n[name] for name in icu.TABLES}}
