@@ -3,6 +3,8 @@
 A *problem* is a fixed random batch of samples (CXR only, ECG only, or both = a pair), raw features
 per modality and integer text keys with duplicates (also across ranks).  Embeddings come from a tiny
 shared module (one Linear per input kind + a learnable logit scale), so parameter gradients exist.
+A MEDCSP problem (records of two sources with missing modalities, patients shared across sources and
+ranks, times, diagnosis histories) runs through MEDCSPLoss the same way.
 """
 from __future__ import annotations
 
@@ -31,6 +33,20 @@ CONFIGS = [
     ("cxr_clip_even", dict(variant="cxr_clip"), "even"),
     ("medclip_cosine_uneven", dict(variant="medclip", medclip_label_sim="cosine"), "uneven"),
 ]
+
+
+# MEDCSP: 12 records, the first 3 EHR (the uneven split gives rank 0 EHR records only, hence no imaging
+# record at all for medcsp_single on rank 0)
+MEDCSP_MODS = ("icd", "note", "image", "report")
+MEDCSP_CONFIGS = [
+    ("medcsp_even", dict(variant="medcsp"), "even"),
+    ("medcsp_keys_uneven", dict(variant="medcsp", la_negatives="batch", lp_direction="ehr_to_cxr",
+                                ld_target="softmax", ld_same_patient=False, ld_direction="cxr_to_ehr"), "uneven"),
+    ("medcsp_a_p_uneven", dict(variant="medcsp_a_p", lp_direction="cxr_to_ehr"), "uneven"),
+    ("medcsp_single_uneven", dict(variant="medcsp_single", la_negatives="batch"), "uneven"),
+]
+COUNT_KEYS = {"n_samples", "n_cxr", "n_ecg", "m_pairs",
+              "n_records", "n_ehr", "la_anchors", "lp_anchors", "lp_positives_mean", "ld_anchors"}
 
 
 class Tiny(nn.Module):
@@ -75,6 +91,46 @@ def batch_for(problem: dict, sample_ids: list[int], model: Tiny, const_empty: bo
     }
 
 
+class TinyMEDCSP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.ModuleDict({k: nn.Linear(RAW, DIM) for k in MEDCSP_MODS})
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.1)))
+
+    def forward(self, raw: dict) -> dict:
+        return {k: self.proj[k](raw[k]) for k in self.proj}
+
+
+def make_medcsp_problem(seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    sources = torch.tensor([0, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1])
+    n = len(sources)
+    mask = torch.rand(n, len(MEDCSP_MODS), generator=g) < 0.6
+    mask[:, 0] |= (sources == 0) & ~mask.any(1)
+    mask[:, 2] |= (sources == 1) & ~mask.any(1)
+    patients = torch.tensor([0, 1, 2, 0, 1, 1, 2, 0, 0, 3, 3, 2])
+    hist = (torch.rand(4, 6, generator=g) < 0.5).float()
+    hist[3] = 0.0  # a patient without diagnosis history
+    return {"x": {k: torch.randn(n, RAW, generator=g) for k in MEDCSP_MODS}, "mask": mask, "sources": sources,
+            "patients": patients, "times": torch.tensor([0., 5, 40, 20, 8, 30, 70, 90, 10, 3, 60, 45]),
+            "histories": hist[patients]}
+
+
+def run_medcsp_config(problem, record_ids, kwargs, seed: int = 0):
+    """MEDCSPLoss dict and parameter grads for one (possibly per-rank) set of records."""
+    from medbind_lib.losses import MEDCSPLoss
+
+    torch.manual_seed(seed)
+    model = TinyMEDCSP()
+    ids = torch.tensor(record_ids, dtype=torch.long)
+    batch = {"embeddings": model({k: v[ids] for k, v in problem["x"].items()}),
+             **{k: problem[k][ids] for k in ("mask", "sources", "patients", "times", "histories")}}
+    out = MEDCSPLoss(**kwargs)(batch, logit_scale=model.logit_scale.exp())
+    out["loss"].backward()
+    grads = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    return out, grads
+
+
 def split(n: int, world: int, rank: int, how: str) -> list[int]:
     if how == "even":
         per = n // world
@@ -115,8 +171,15 @@ def worker(rank: int, world: int, port: int, outdir: str) -> None:
             for g in grads.values():  # what DDP does: average the gradients over ranks
                 dist.all_reduce(g)
                 g /= world
-            terms = {k: float(D.all_reduce_mean(v)) if k not in ("n_samples", "n_cxr", "n_ecg", "m_pairs")
-                     else float(v) for k, v in out.items()}
+            terms = {k: float(D.all_reduce_mean(v)) if k not in COUNT_KEYS else float(v) for k, v in out.items()}
+            results[name] = {"terms": terms, "grads": grads}
+        mproblem = make_medcsp_problem()
+        for name, kwargs, how in MEDCSP_CONFIGS:
+            out, grads = run_medcsp_config(mproblem, split(len(mproblem["sources"]), world, rank, how), kwargs)
+            for g in grads.values():
+                dist.all_reduce(g)
+                g /= world
+            terms = {k: float(D.all_reduce_mean(v)) if k not in COUNT_KEYS else float(v) for k, v in out.items()}
             results[name] = {"terms": terms, "grads": grads}
         if rank == 0:
             torch.save(results, Path(outdir) / "results.pt")

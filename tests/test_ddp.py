@@ -1,5 +1,6 @@
 """DDP equivalence on CPU: 2 gloo processes, each with part of a fixed batch, give the same loss (mean over
-ranks) and the same DDP-averaged parameter gradients as one process on the whole batch (CONVENTIONS 16)."""
+ranks) and the same DDP-averaged parameter gradients as one process on the whole batch (CONVENTIONS 16),
+for MEDBind's losses and MEDCSP's."""
 from __future__ import annotations
 
 import socket
@@ -71,3 +72,20 @@ def test_ddp_matches_full_batch(ddp_results, name, kwargs, how):
         torch.testing.assert_close(got["grads"][k], g, atol=1e-5, rtol=1e-5, msg=f"{name}: grad {k}")
     # the parameters really are trained by this loss
     assert any(g.abs().sum() > 0 for g in full_grads.values())
+
+
+@pytest.mark.parametrize("name,kwargs,how", ddp_worker.MEDCSP_CONFIGS, ids=[c[0] for c in ddp_worker.MEDCSP_CONFIGS])
+def test_ddp_medcsp_matches_full_batch(ddp_results, name, kwargs, how):
+    problem = ddp_worker.make_medcsp_problem()
+    full_out, full_grads = ddp_worker.run_medcsp_config(problem, list(range(len(problem["sources"]))), kwargs)
+    got = ddp_results[name]
+    assert set(got["terms"]) == set(full_out)
+    for k, v in full_out.items():
+        assert got["terms"][k] == pytest.approx(float(v.detach()), abs=1e-5), f"{name}: term {k}"
+    for k, g in full_grads.items():
+        torch.testing.assert_close(got["grads"][k], g, atol=1e-5, rtol=1e-5, msg=f"{name}: grad {k}")
+    # every term the variant has is non-trivial on this problem (anchors exist), and parameters are trained
+    for k in ("la_anchors", "lp_anchors", "ld_anchors"):
+        if k in full_out:
+            assert float(full_out[k]) > 0, f"{name}: {k}"
+    assert any(g.abs().sum() > 0 for n, g in full_grads.items() if n.startswith("proj"))
