@@ -85,6 +85,14 @@ def _resample_codes(codes: np.ndarray, n_boot: int, seed: int) -> Iterator[np.nd
             yield order[offs + np.arange(int(ln.sum()))]
 
 
+def mean_replicates(values, groups=None, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """[n_boot] bootstrap replicates of a mean of per-row values (the resamples of ``resample_indices``, so two
+    value arrays over the same rows share every resample: their difference is a paired bootstrap)."""
+    v = np.asarray(values, dtype=np.float64)
+    g = np.arange(len(v)) if groups is None else groups
+    return np.array([v[idx].mean() for idx in resample_indices(g, n_boot, seed)]) if n_boot else np.zeros(0)
+
+
 def with_ci(metric_fn: Callable, *arrays, groups=None, n_boot: int = 1000, seed: int = 0,
             alpha: float = 0.05) -> dict:
     """Any metric with a patient-level bootstrap CI: ``metric_fn(*arrays)`` on all rows, then on each

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .bootstrap import balanced_accuracy_replicates, percentile_ci, resample_indices
+from .bootstrap import balanced_accuracy_replicates, mean_replicates, percentile_ci, resample_indices
 
 __all__ = ["record", "paired_mean_difference", "paired_balanced_accuracy_difference", "paired_differences",
            "seed_paired_differences"]
@@ -38,8 +38,7 @@ def record(per_query: dict | None, item: str, system: str, outcome, *, kind: str
 
 def _mean_diff_reps(values_a, values_b, groups, n_boot: int, seed: int):
     d = np.asarray(values_a, np.float64) - np.asarray(values_b, np.float64)
-    g = np.arange(len(d)) if groups is None else np.asarray(groups)
-    reps = np.array([d[idx].mean() for idx in resample_indices(g, n_boot, seed)]) if n_boot else np.zeros(0)
+    reps = mean_replicates(d, None if groups is None else np.asarray(groups), n_boot, seed)
     return float(d.mean()), reps, float(np.mean(values_a)), float(np.mean(values_b))
 
 

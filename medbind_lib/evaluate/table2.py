@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import paper
 from ._common import as_numpy
-from .bootstrap import bootstrap_mean, percentile_ci, resample_indices
+from .bootstrap import bootstrap_mean, mean_replicates, percentile_ci
 from .prompts import chexpert5x200_instance_texts, chexpert5x200_prompts
 from .protocol import EvalSettings, _with_settings, eval_settings
 from .report import _fmt_ci, _shared_legend, ci_str
@@ -29,13 +29,6 @@ from .zeroshot import embed_prompts
 TABLE2_SYSTEMS = ("untrained", "clip", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd")
 TABLE2_DATASETS = {"mimic_cxr": ("cxr", "MIMIC-CXR"), "chexpert_5x200": ("cxr", "CheXpert 5x200"),
                    "openi": ("cxr", "Open-I"), "mimic_ecg": ("ecg", "MIMIC-ECG"), "ptbxl": ("ecg", "PTB-XL")}
-
-
-def _replicates_of_mean(values: np.ndarray, groups, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap replicates of a mean of per-row values (same resamples as ``bootstrap_mean``)."""
-    v = np.asarray(values, dtype=np.float64)
-    g = np.arange(len(v)) if groups is None else groups
-    return np.array([v[idx].mean() for idx in resample_indices(g, n_boot, seed)]) if n_boot else np.zeros(0)
 
 
 def _chance_any(g: int, r: int, k: int) -> float:
@@ -130,7 +123,7 @@ def table2_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Artif
                     ci = bootstrap_mean(res["hits"][k] * 100.0, res["groups"], n_boot=s.n_boot, seed=s.seed,
                                         alpha=s.alpha)
                     row.update({f"R@{k}": ci["value"], f"R@{k}_lo": ci["lo"], f"R@{k}_hi": ci["hi"]})
-                reps = _replicates_of_mean(rsum_vals, res["groups"], s.n_boot, s.seed)
+                reps = mean_replicates(rsum_vals, res["groups"], s.n_boot, s.seed)
                 lo, hi = percentile_ci(reps, s.alpha)
                 row.update(rsum=float(rsum_vals.mean()), rsum_lo=lo, rsum_hi=hi,
                            **{f"chance_R@{k}": res["chance"][k] for k in ks},
