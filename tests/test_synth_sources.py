@@ -21,9 +21,10 @@ from medbind_lib.synth.common import STREAMS, disjoint_ids, rng_for
 
 N, SIZE, FE, FC = 20, 48, 0.5, 0.3                   # 20 base, 10 EHR-only, 6 CXR-only patients
 
-# sha256 and length of the decompressed tables generator 1.2.0 wrote for make_cohort(seed 0, 20 patients), images of
-# 48 px (streams mimic_cxr, mimic_ecg, mimic_iv, mimic_icu, seed 0)
-GOLDEN_1_2_0 = {
+# sha256 and length of the decompressed tables of the base cohort (no EHR-only / CXR-only patients) for
+# make_cohort(seed 0, 20 patients), images of 48 px (streams mimic_cxr, mimic_ecg, mimic_iv, mimic_icu, seed 0):
+# as generator 1.2.0 wrote them, except icustays, the ICU events, labs and notes, re-drawn once in 1.4.0
+GOLDEN_BASE = {
     "cxr/IMAGE_FILENAMES": ("b69127f2348ddb45500ddf4a734cd77c1a5e47929c1e6d96fac77fb9b2d48cab", 6004),
     "cxr/mimic-cxr-2.0.0-chexpert.csv.gz": ("5c8532d55b11783c4d3d071ecda7f9bd1cc497ec1bff748e74175cc0776a0861", 2527),
     "cxr/mimic-cxr-2.0.0-metadata.csv.gz": ("e1a6f62ae4bd7536277025f72bebd4f957a5dea0ed25e553dbb9d7fb47733e2b", 11695),
@@ -37,19 +38,19 @@ GOLDEN_1_2_0 = {
     "iv/hosp/d_icd_diagnoses.csv.gz": ("120011494e97dc390a01dda42f831d76c0c02ba15491b753cf03cf33f20b746a", 1842),
     "iv/hosp/d_labitems.csv.gz": ("0ad6b8c24c4ca5aa5147d4940cb01fb7793f4e42cec0310758a8b4a488693d03", 443),
     "iv/hosp/diagnoses_icd.csv.gz": ("87807b1c252cf5b517fbed0c46683fa949a86ad4433de2861bfb011bc8f44af7", 3100),
-    "iv/hosp/labevents.csv.gz": ("7698f0d374905167ba9735b19748d0a57907651a350580d4197fab71726f12a4", 160745),
+    "iv/hosp/labevents.csv.gz": ("0693f941b63fa0a2905b8eda157010122a2dc0798a7b52513b22309dc6733751", 157144),
     "iv/hosp/patients.csv.gz": ("f29230d9a1f56c7cf3d828bc07a3ed287e0768b51a0b2a98a99a1274c8e5679b", 733),
     "iv/hosp/prescriptions.csv.gz": ("3826d3d32697aebcee2d6a7dce71ca0ef77d4cb1371b58d7561e7c3d0b0de794", 19817),
-    "iv/icu/chartevents.csv.gz": ("74a46238c41469587e9b017622b55ef09d2fcc6b7a7687a56052744a723d3d20", 242594),
+    "iv/icu/chartevents.csv.gz": ("743073f96a870a295f5b5c1b7d926061eca18aa2dbbb05edd65a478a7142dab3", 182116),
     "iv/icu/d_items.csv.gz": ("6847856a2249ba0146a3750b82be2ef0f8dd513c71aba9c8c3abd149815e4954", 1773),
-    "iv/icu/icustays.csv.gz": ("1fa1b3d44ab42a0effecd1996505531ececbef26837bbcf8b4eb549bc9102a2d", 1037),
-    "iv/icu/inputevents.csv.gz": ("264eee78e93ea8d29d30f1795db0db433fe008cfa16f55b7a2e8dfebd1a867b9", 1936),
-    "iv/icu/outputevents.csv.gz": ("b0adb785d48ed036a964cd8d2de05042f9cef27ec4d28bdd6b4cda7489c98f44", 32137),
-    "iv/icu/procedureevents.csv.gz": ("2b6a3a0d0584f31d8ff283939a813b398ba964c4b14c9d3dfba43883619840ad", 643),
-    "note/note/discharge.csv.gz": ("1064d11eb87cef4f3bffc8b5b09426a41ffce92a0af62935cf50c251214da790", 44426),
+    "iv/icu/icustays.csv.gz": ("0b25560b224e24054499415346fdf79ab2f3b136fb3c1417e291503d8a678488", 1366),
+    "iv/icu/inputevents.csv.gz": ("24f1b18a66b554a0ad5ae8dc0fd969cb35e28431d1f6fe40bbecd7bafd0a8e4c", 5572),
+    "iv/icu/outputevents.csv.gz": ("41c6c5a3ccd44a1ae47fc91eece1ec7d38616c59bb5de3e0f2230332608e5125", 25442),
+    "iv/icu/procedureevents.csv.gz": ("1660cfd59f88ab86796bd1149e6d80b4a20b6595872d049c85e3b838c5f11abd", 642),
+    "note/note/discharge.csv.gz": ("62fe3e51ebf1e7ecf5774775bd6fa1ee6571aa7ba4d8b59024fc1226563e1b84", 43194),
 }
 # per-record files of the same cohort: (sha256 over sorted (path, sha256 of file), number of files)
-GOLDEN_FILES_1_2_0 = {
+GOLDEN_FILES_BASE = {
     "cxr/files/*/*/*.txt": ("e6b8077adb18a152c7528833d412f8b68c02781717f08aaa90d3c26b09ccf52f", 49),
     "ecg/files/*/*/*/*.hea": ("dc894a53cbca25d2dc8c6b7d476cfd236aa77d75705f3f4716210c59079d5066", 52),
     "ecg/files/*/*/*/*.dat": ("aeb23383d2fc5ed9beacce7a3ecb45ea4b2e520e19e258037905cb43b6bbc76e", 52),
@@ -110,17 +111,17 @@ def _groups(src) -> tuple[set, set, set]:
 def test_no_extra_patients_is_generator_1_2_0(plain):
     root, src, _, _ = plain
     assert src.ehr_only is None and src.cxr_only is None
-    for rel, (h, n) in GOLDEN_1_2_0.items():
+    for rel, (h, n) in GOLDEN_BASE.items():
         b = _text(root, rel)
         assert (hashlib.sha256(b).hexdigest(), len(b)) == (h, n), rel
-    for pattern, want in GOLDEN_FILES_1_2_0.items():
+    for pattern, want in GOLDEN_FILES_BASE.items():
         assert _agg(root, pattern) == want, pattern
 
 
 def test_extra_patients_only_append(plain, mixed):
     """Tables gain rows after the old bytes; every old file (images, reports, ECGs) is byte-identical."""
     (a, *_), (b, *_) = plain, mixed
-    for rel in GOLDEN_1_2_0:
+    for rel in GOLDEN_BASE:
         old, new = _text(a, rel), _text(b, rel)
         if rel in DICTIONARIES or rel.startswith("ecg/"):
             assert new == old, rel

@@ -32,13 +32,16 @@ from ..runtime import pid_alive
 from . import external, latent, mimic
 from .common import rng_for
 
-GENERATOR_VERSION = "1.3.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
+GENERATOR_VERSION = "1.4.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
 #                                      1.2.0: MIMIC-IV ICU events and labs (icu.py, stream "mimic_icu"): icu/{chart,
 #                                      input,procedure,output}events, icu/d_items, hosp/{labevents,d_labitems};
 #                                      every table written by 1.1.0 is byte-identical
 #                                      1.3.0: EHR-only and CXR-only patients (synth_ehr_only_fraction,
 #                                      synth_cxr_only_fraction; latent.make_sources, own streams), appended: every
 #                                      row, file and image written by 1.2.0 is byte-identical, tables gain rows
+#                                      1.4.0: fewer sick-only ICU admissions (latent.ICU_LOGIT; FIDDLE mortality
+#                                      ~14 %, was ~25 %), icustays drawn from the mimic_icu stream, ARF/shock
+#                                      intercepts re-solved; notes re-drawn once; CXR, ECG, external data unchanged
 STAMP_NAME = ".synth_stamp.json"
 MARKER_NAME = ".medbind-synthetic"
 STAGING_MARK = ".medbind-synth-staging"

@@ -1,6 +1,6 @@
 """MIMIC-IV ICU event tables and lab results: latent ICU trajectories that foreshadow ARF, shock and death.
 
-Every ICU stay of ``icu/icustays`` (ehr.icustays_table, unchanged) gets a latent trajectory over the stay,
+Every ICU stay of ``icu/icustays`` (ehr.icustays_table) gets a latent trajectory over the stay,
 driven by its admission's latent state (conditions, severity, ``hospital_expire_flag``):
 
 - respiratory impairment R(t): a baseline from pneumonia / edema / heart failure / effusion (+ noise), plus a
@@ -16,8 +16,8 @@ driven by its admission's latent state (conditions, severity, ``hospital_expire_
 Onsets (``medcsp_items.TASK_EVENTS``) fall before 48 h for some stays, after 48 h for others and never for
 most; the intercepts are tuned so that among FIDDLE-eligible stays (first ICU stay of the patient, stay
 longer than 48 h, no onset before 48 h) about ``FIDDLE_PREVALENCE`` of stays have the event (ARF ~18 %,
-shock ~15 %). Mortality is the latent admissions' own outcome (~25-29 % of those stays, above FIDDLE's 12 %:
-changing it would change the tables written before). The ramps make the first 48 h informative for
+shock ~15 %). Mortality is the latent admissions' own outcome; which admissions reach the ICU
+(``latent.ICU_LOGIT``) puts it at ~14 % of those stays (FIDDLE 12 %). The ramps make the first 48 h informative for
 onsets after 48 h; a logistic regression on 24-48 h vital and 0-48 h lab means reaches AUROC ~0.88 (ARF),
 ~0.78 (shock), ~0.85 (mortality) on a 2,500-patient cohort, leaving room for better models.
 
@@ -26,8 +26,8 @@ ICU (more often for sicker stays) and every 14-30 h on the ward (also for admiss
 output hourly (Foley) or every few hours (void); FiO2 when ventilated or on supplemental oxygen, arterial MAP for
 stays with an arterial line, blood gases mostly for sicker stays (missingness is informative, as in MIMIC).
 
-All draws come from one generator (the ``mimic_icu`` stream), so the tables written before this module
-existed are byte-identical. Everything is vectorised over stays and events (no per-event Python loops).
+All draws, ``icu/icustays`` included (1.4.0), come from one generator (the ``mimic_icu`` stream), so the hosp
+tables and notes never depend on the ICU model. Everything is vectorised over stays and events (no per-event Python loops).
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ PRESSOR_SPEC = {"Norepinephrine": (0.72, (0.02, 0.5), "mcg/kg/min", "mg"),
 
 # --- event model: intercepts solved so that the expected FIDDLE-eligible prevalence over latent cohorts of
 # 5,000 patients (3 seeds) is FIDDLE_PREVALENCE; tests/test_synth_icu.py re-measures it from the tables -------
-ARF_INTERCEPT, SHOCK_INTERCEPT = -3.35, -3.18     # logit intercepts of the event probabilities
+ARF_INTERCEPT, SHOCK_INTERCEPT = -2.5, -2.85      # logit intercepts (1.4.0, with latent.ICU_LOGIT; were -3.35, -3.18)
 ARF_EARLY, SHOCK_EARLY = 0.42, 0.36               # share of onsets before 48 h (of stays that get the event)
 H = 3_600_000_000_000                             # ns per hour
 MIN = 60_000_000_000                              # ns per minute

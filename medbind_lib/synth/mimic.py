@@ -267,13 +267,16 @@ def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None) -> dict:
     dx, d_icd = ehr.diagnoses_tables(p, a)
     tables = {"hosp/patients": ehr.patients_table(p, a, rng), "hosp/admissions": ehr.admissions_table(a, rng),
               "hosp/diagnoses_icd": dx, "hosp/d_icd_diagnoses": d_icd,
-              "hosp/prescriptions": ehr.prescriptions_table(p, a, rng), "icu/icustays": ehr.icustays_table(a, rng)}
+              "hosp/prescriptions": ehr.prescriptions_table(p, a, rng)}
     if base is not None:
-        for table, col, lo, hi in (("icu/icustays", "stay_id", 30_000_000, 40_000_000),
-                                   ("hosp/prescriptions", "pharmacy_id", 10_000_000, 100_000_000)):
-            tables[table][col] = disjoint_ids(rng, tables[table][col], base[table][col], lo, hi)
+        tables["hosp/prescriptions"]["pharmacy_id"] = disjoint_ids(
+            rng, tables["hosp/prescriptions"].pharmacy_id, base["hosp/prescriptions"].pharmacy_id, 10_000_000, 100_000_000)
     tables[NOTES] = ehr.discharge_table(p, a, rng)
-    events, _ = icu.make_icu(p, a, tables["icu/icustays"], icu_rng)
+    stays = ehr.icustays_table(a, icu_rng)            # the ICU stream from here on: the tables above never move
+    if base is not None:
+        stays["stay_id"] = disjoint_ids(icu_rng, stays.stay_id, base["icu/icustays"].stay_id, 30_000_000, 40_000_000)
+    tables["icu/icustays"] = stays
+    events, _ = icu.make_icu(p, a, stays, icu_rng)
     tables.update(events)
     if base is not None:
         lab = tables["hosp/labevents"]
@@ -292,8 +295,8 @@ def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None) -> dict:
 
 def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng, icu_rng, extra: Cohort | None = None,
                    extra_rng=None, extra_icu_rng=None) -> dict:
-    """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, icu/icustays, note/discharge,
-    then the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
+    """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, note/discharge, then icu/icustays
+    and the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
     tables above do not depend on them. ``extra`` (the EHR-only patients): the same tables from ``extra_rng`` /
     ``extra_icu_rng`` alone, their rows appended after the base rows (dictionaries unchanged). Returns row
     counts (all patients)."""
