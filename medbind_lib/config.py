@@ -174,6 +174,45 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_onset_outside_window": ("keep_before_intime", "ARF / shock events before ICU intime: keep_before_intime "
                                     "(an onset before T: a patient ventilated on arrival is excluded, as FIDDLE) | "
                                     "ignore (on the real demo 8 of 66 ventilated stays then lose their onset)"),
+    # MEDCSP pre-training (notebook 09; medbind_lib.medcsp.pretrain on the shared loop, medbind_lib.trainer;
+    # MEDCSP.md "Losses"): paper values by default, every choice the paper leaves open a key
+    "medcsp_variants": (["medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp", "medcsp_single"],
+                        "MEDCSP variants notebook 09 trains (Figure 7 ablations; same data and splits)"),
+    "medcsp_lr": (1e-5, "peak AdamW learning rate of MEDCSP pre-training (paper 1e-5)"),
+    "medcsp_weight_decay": (0.01, "AdamW weight decay (the paper does not say; torch's AdamW default)"),
+    "medcsp_epochs": (10, "MEDCSP pre-training epochs (paper 10); an epoch = records // batch size"),
+    "medcsp_batch_size": (128, "GLOBAL batch in records (EHR + CXR), split over DDP ranks (paper 128)"),
+    "medcsp_warmup_steps": (0, "linear warm-up steps before the cosine decay (the paper does not say)"),
+    "medcsp_tau": (0.1, "MEDCSP temperature (paper 0.1)"),
+    "medcsp_learnable_temperature": (False, "learn 1/tau (CLIP style) instead of the paper's fixed tau"),
+    "medcsp_lambda_p": (0.5, "weight of L_P (paper 0.5)"),
+    "medcsp_lambda_d": (0.2, "weight of L_D (paper 0.2)"),
+    "medcsp_theta_days": (30.0, "L_P positives: same patient, other source, |dt| <= theta days (paper 30)"),
+    "medcsp_la_negatives": ("source", "L_A negatives: source (other records of the same source, the paper's "
+                                      "'within individual sources') | batch"),
+    "medcsp_lp_direction": ("both", "L_P anchors: both (symmetric) | ehr_to_cxr | cxr_to_ehr (official code: one "
+                                    "direction)"),
+    "medcsp_ld_direction": ("both", "L_D anchors: both | ehr_to_cxr | cxr_to_ehr"),
+    "medcsp_ld_target": ("l1", "L_D soft target from the history cosines: l1 (row-normalised, OTTER) | softmax"),
+    "medcsp_ld_same_patient": (True, "L_D keeps same-patient cross-source pairs among its candidates"),
+    "medcsp_pair_rate": (0.25, "share of each batch filled with same-patient cross-source record pairs within "
+                               "theta (the paper does not say how batches are formed; random batches of MIMIC "
+                               "hold almost none, leaving L_P empty); null = plain shuffled records"),
+    "medcsp_embed_dim": (512, "MEDCSP joint embedding dimension (paper 512)"),
+    "medcsp_image_model": ("vit_base_patch16_224", "timm image encoder of MEDCSP (paper: BiomedCLIP's ViT-B/16)"),
+    "medcsp_image_pretrained_path": (None, "local timm checkpoint of the image encoder; null = random init"),
+    "medcsp_image_model_kwargs": ({}, "extra timm.create_model kwargs (CPU profiles: a small ViT)"),
+    "medcsp_image_pool": ("token", "image pooling passed to timm (ViT: token = CLS)"),
+    "medcsp_text_model_path": (None, "local HF folder of the text encoder shared by notes and reports (paper: "
+                                     "PubMedBERT / BiomedCLIP); null = text_model_path (null there = MiniLM)"),
+    "medcsp_text_max_length": (256, "word pieces per note / report (paper 256)"),
+    "medcsp_text_freeze": (False, "freeze the shared text encoder and cache its pooled output per text (a CPU "
+                                  "compute knob; the paper trains every parameter)"),
+    "medcsp_mlp_hidden": (256, "hidden and output width of the ICD, drug and demographics MLPs"),
+    "medcsp_mlp_layers": (2, "layers of those MLPs"),
+    "medcsp_lstm_hidden": (128, "LSTM hidden size over the temporal tensor"),
+    "medcsp_lstm_layers": (1, "LSTM layers"),
+    "medcsp_dropout": (0.1, "dropout in the MLP and LSTM encoders"),
     # Table 4 (LLM prompt tuning): medbind_lib.llm, notebook 07. The paper names the model (BioBERT), LoRA, the
     # linear projection inserted after the text and the tasks; everything else is a choice named here.
     "llm_model_path": (None, "local Hugging Face BERT folder of the Table 4 language model (paper: BioBERT v1.1); "
@@ -368,6 +407,8 @@ CHOICES: dict[str, tuple] = {
     "medcsp_icd_level": ("full", "category"), "medcsp_drug_key": ("drug", "gsn", "ndc"),
     "medcsp_ehr_record_time": ("admittime", "dischtime"), "medcsp_onset_before_prediction": ("exclude", "positive"),
     "medcsp_onset_outside_window": ("keep_before_intime", "ignore"),
+    "medcsp_la_negatives": ("source", "batch"), "medcsp_lp_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"),
+    "medcsp_ld_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"), "medcsp_ld_target": ("l1", "softmax"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
     "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),
@@ -377,6 +418,7 @@ SUBSET_CHOICES: dict[str, tuple] = {
     "seed_replicate_variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
     "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
     "medcsp_temporal_sources": ("chartevents", "labevents", "inputevents", "procedureevents", "outputevents"),
+    "medcsp_variants": ("medcsp", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single"),
 }
 # key: (lowest, highest, lowest allowed itself?) for numbers; None (null) passes where the default is None
 RANGES: dict[str, tuple] = {
@@ -398,6 +440,12 @@ RANGES: dict[str, tuple] = {
     "warmup_steps": (0, None, True), "grad_clip": (0, None, True), "emcl_weight": (0, None, True),
     "pair_fraction": (0, 1, False), "ecg_noise_std": (0, None, True), "eval_every_epochs": (1, None, True),
     "max_steps": (1, None, True), "checkpoint_every_steps": (0, None, True), "llm_lr": (0, None, False),
+    "medcsp_lr": (0, None, False), "medcsp_weight_decay": (0, None, True), "medcsp_epochs": (1, None, True),
+    "medcsp_batch_size": (2, None, True), "medcsp_warmup_steps": (0, None, True), "medcsp_tau": (0, None, False),
+    "medcsp_lambda_p": (0, None, True), "medcsp_lambda_d": (0, None, True), "medcsp_theta_days": (0, None, True),
+    "medcsp_pair_rate": (0, 1, True), "medcsp_embed_dim": (1, None, True), "medcsp_text_max_length": (1, None, True),
+    "medcsp_mlp_hidden": (1, None, True), "medcsp_mlp_layers": (1, None, True), "medcsp_lstm_hidden": (1, None, True),
+    "medcsp_lstm_layers": (1, None, True), "medcsp_dropout": (0, 1, True),
     "llm_weight_decay": (0, None, True), "llm_lora_alpha": (0, None, False), "llm_lora_dropout": (0, 1, True),
     "llm_grad_clip": (0, None, True), "llm_torch_threads": (1, None, True),
 }

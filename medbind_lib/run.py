@@ -7,7 +7,8 @@ Executed copies go to ``runs/<profile>/`` (never in place); the first failing no
 named with the failing cell and the executed copy holding the error, whatever the failure (an exception, a
 cell timeout, a dead kernel). Parameters not declared in a notebook's ``parameters`` cell are an error
 (papermill only warns). A notebook that declares a ``variant`` parameter runs once per variant of the
-profile (``variants``), into ``runs/<profile>/<NN_name>-<variant>.ipynb`` (papermill's path templating).
+profile (``variants``; notebook 09: ``medcsp_variants``), into ``runs/<profile>/<NN_name>-<variant>.ipynb``
+(papermill's path templating).
 ``--set KEY=VALUE`` overrides profile keys in every notebook (passed as the ``overrides`` parameter).
 At the end the runner prints a time table and writes it to ``runs/<profile>/timings.csv``.
 """
@@ -75,7 +76,10 @@ def executions(nb: Path, cfg, overrides: dict | None = None) -> list[tuple[dict,
     base = {"profile": cfg.profile, **({"overrides": dict(overrides)} if overrides else {})}
     if "variant" not in pm.inspect_notebook(str(nb)):
         return [(base, nb.name)]
-    runs = list(cfg.variants) + replicate_runs(cfg)          # + seed replicates (replicates.py)
+    if nb.stem.startswith("09"):                               # MEDCSP pre-training: one run per variant
+        runs = list(cfg.medcsp_variants)
+    else:
+        runs = list(cfg.variants) + replicate_runs(cfg)      # + seed replicates (replicates.py)
     return [({**base, "variant": v}, f"{nb.stem}-{v}.ipynb") for v in runs]
 
 

@@ -1,42 +1,29 @@
-"""The pre-training loop of every system (MEDBind_BD / _NM, ECG-CLIP, CXR-CLIP, MedCLIP-style).
+"""MEDBind's pre-training (MEDBind_BD / _NM, ECG-CLIP, CXR-CLIP, MedCLIP-style) on the suite's one loop.
 
 ``train(cfg, variant, out_dir=None, resume=True) -> dict`` and the CLI::
 
     python -m medbind_lib.train --profile P --variant V
     torchrun --standalone --nproc_per_node N -m medbind_lib.train --profile P --variant V
 
-One loop for every variant (data: :mod:`medbind_lib.data`; which samples a variant sees is documented
-there).  Protocol (METHOD.md 1 and 3, open_clip): AdamW (``model.param_groups``: no weight decay on norms,
-biases, positions, CLS tokens, temperature; fused on CUDA), per-step linear warm-up then cosine decay to
-0, gradient clipping, bf16 autocast on CUDA only (``amp``), optional ``torch.compile``.  DDP: torchrun,
-gloo on CPU / nccl on GPU, GLOBAL batch ``batch_size`` sharded by the batch sampler, embeddings gathered
-with gradient inside the loss; logged terms are ``all_reduce_mean`` of the per-rank shares.
+:class:`MEDBindMethod` is MEDBind's model + loss + batch sampler; the loop itself (optimiser, schedule,
+checkpoints and exact resume, AMP, DDP, progress, per-step logs, NaN stop, ``best.pt`` selection) is
+:func:`medbind_lib.trainer.fit`, shared with MEDCSP.  Data: :mod:`medbind_lib.data` (which samples a variant
+sees is documented there).  Protocol (METHOD.md 1 and 3, open_clip): AdamW with the profile's ``lr``,
+``weight_decay``, ``text_lr_scale``; per-step warm-up then cosine; GLOBAL batch ``batch_size`` sharded by
+:class:`~medbind_lib.data.PairBatchSampler`, embeddings gathered with gradient inside the loss.
 
-Seeding (CONVENTIONS 17): ``seed`` before model init, ``seed + rank`` after.  Augmentations are seeded
-per item by the sampler; dropout uses torch's global RNG, whose state (python / numpy / torch / CUDA, per
-rank) is checkpointed with the sampler position, so on CPU a resumed run ends with exactly the weights of
-an uninterrupted one.
+Augmentations are seeded per item by the sampler; dropout uses torch's global RNG, checkpointed with the
+sampler position, so on CPU a resumed run ends with exactly the weights of an uninterrupted one.
 
-Outputs in ``out_dir`` (default ``runs/<profile>/02/<variant>/``), all written atomically:
-``last.pt`` (after every epoch, every ``checkpoint_every_steps`` and on interruption: the full state for an
-exact resume; once the run has finished it is rewritten without optimizer, scheduler and sampler state, a
-third of the size), ``best.pt`` (lowest validation ``select_on`` criterion - by default the TMCL of the
-variant's modalities, the same for every variant; weights and metadata only), ``steps.parquet`` (per step: loss
-terms, m, n, samples/s, data wait, lr, grad norm), ``epochs.csv`` (validation per epoch), ``metrics.json`` (results + params + env).
-A non-finite loss or gradient norm stops training with :class:`NonFiniteLoss` naming the step and terms,
-before the optimizer step (the last checkpoint stays clean).
+Outputs in ``out_dir`` (default ``runs/<profile>/02/<variant>/``): see :mod:`medbind_lib.trainer`;
+``best.pt`` is chosen on the validation ``select_on`` criterion - by default the TMCL of the variant's
+modalities, the same for every variant.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
-import math
-import os
-import random
 import sys
-import time
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -48,20 +35,16 @@ from torch import nn
 
 from . import data as mdata
 from . import distributed as D
-from .io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from .losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
 from .replicates import parse_run, with_run_seed
-from .runtime import env_info, log_line, progress, seed_everything
+from .trainer import (CKPT_VERSION, Method, NonFiniteLoss, build_optimizer, cosine_lambda, fit, load_checkpoint,
+                      save_checkpoint)
 
-__all__ = ["train", "NonFiniteLoss", "Embedder", "embed_batch", "model_for_variant", "build_optimizer",
-           "cosine_lambda", "save_checkpoint", "load_checkpoint", "validate", "retrieval_check", "main"]
+__all__ = ["train", "MEDBindMethod", "NonFiniteLoss", "Embedder", "embed_batch", "model_for_variant",
+           "build_optimizer", "cosine_lambda", "save_checkpoint", "load_checkpoint", "validate", "retrieval_check",
+           "main", "CKPT_VERSION"]
 
-CKPT_VERSION = 1
 RETRIEVAL_KS = (1, 5, 10)
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN/inf loss or gradient norm."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -124,60 +107,6 @@ def embed_batch(embedder, batch: Mapping, device, modalities: tuple[str, ...], c
     out["n_samples"] = int(batch["n_samples"])
     out["cxr_labels"] = batch["cxr_labels"].to(device)
     return out
-
-
-def build_optimizer(model, cfg, device) -> torch.optim.Optimizer:
-    scales = {"encoders.text": float(cfg.text_lr_scale)} if cfg.text_lr_scale != 1.0 else None
-    groups = [g for g in model.param_groups(cfg.weight_decay, cfg.lr, scales) if g["params"]]
-    kw = {}
-    if torch.device(device).type == "cuda":
-        kw["fused"] = True
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, **kw)
-
-
-def cosine_lambda(total_steps: int, warmup_steps: int):
-    """LR multiplier per step: linear warm-up (step+1)/warmup, then cosine from 1 to 0 at ``total_steps``."""
-    total, warm = max(1, int(total_steps)), max(0, int(warmup_steps))
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if total <= warm:
-            return 1.0
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
-    return f
-
-
-# ----------------------------------------------------------------------------------------------------
-# checkpoints
-# ----------------------------------------------------------------------------------------------------
-def rng_state() -> dict:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: Mapping) -> None:
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        with contextlib.suppress(Exception):
-            torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def save_checkpoint(path, state: Mapping) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, renamed onto it only when complete: a crash
-    during the save leaves the previous checkpoint intact."""
-    path = Path(path)
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(dict(state), tmp)
-    return path
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -298,39 +227,70 @@ def validate(model, embedder, loss_fn, ds_valid, tables, collate, cfg, device, m
 
 
 # ----------------------------------------------------------------------------------------------------
-# distributed setup
-# ----------------------------------------------------------------------------------------------------
-def _init_distributed() -> tuple[int, int, int, bool]:
-    """(rank, world, local_rank, created) from torchrun's environment; initialises the process group."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return D.rank(), D.world_size(), 0, False
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), local, False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local)
-    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    return dist.get_rank(), dist.get_world_size(), local, True
-
-
-def _amp_dtype(cfg, device) -> Optional[torch.dtype]:
-    mode = cfg.amp
-    if mode not in ("auto", "bf16", "off"):
-        raise ValueError(f"amp must be auto | bf16 | off, got {mode!r}")
-    if mode == "off" or (mode == "auto" and torch.device(device).type != "cuda"):
-        return None
-    return torch.bfloat16
-
-
-# ----------------------------------------------------------------------------------------------------
-# the loop
+# the method on the shared loop
 # ----------------------------------------------------------------------------------------------------
 def default_out_dir(cfg, variant: str) -> Path:
     return Path(cfg["runs_dir"]) / "02" / variant
+
+
+class MEDBindMethod(Method):
+    """A MEDBind-paper system on :func:`medbind_lib.trainer.fit`: its model (the encoders its loss uses),
+    :class:`MEDBindLoss`, the pair-aware sampler over notebook 01's MIMIC records, validation loss (with the
+    ``select_on`` criterion) and exact retrieval on the validation split."""
+
+    def __init__(self, cfg, run: str, data: Optional[dict] = None):
+        self.run = run
+        self.variant, _ = parse_run(run)
+        self.cfg = cfg
+        self.modalities = mdata.modalities_of(self.variant)
+        self.find_unused_parameters = len(self.modalities) == 2
+        self.criterion = "val_select" if cfg.select_on == "tmcl" else "val_loss"
+        self.hparams = {k: cfg[k] for k in ("lr", "weight_decay", "epochs", "batch_size", "warmup_steps",
+                                            "text_lr_scale")}
+        self.data = data
+        self.loss_fn = MEDBindLoss(self.variant, tau=cfg.tau, emcl_scale=cfg.emcl_scale,
+                                   reduction=cfg.loss_reduction, emcl_weight=cfg.emcl_weight)
+
+    def build_model(self, cfg):
+        return model_for_variant(cfg, self.variant)
+
+    def setup(self, model, rank: int, world: int, device) -> None:
+        cfg = self.cfg
+        self.model = model
+        data = self.data if self.data is not None else mdata.load_pretrain(cfg, self.variant)
+        if any(t.variant != self.variant for t in data["tables"].values()):
+            raise ValueError("data was built for another variant")
+        self.data = data
+        tr, va = data["tables"]["train"], data["tables"]["valid"]
+        arrays = (data["cxr_cached"].array, data["ecg_cached"].array, data["ecg_stats"])
+        ds_tr = mdata.PretrainDataset(tr, *arrays, cfg, train=True)
+        self.ds_valid = mdata.PretrainDataset(va, *arrays, cfg, train=False)
+        self.valid_tables = va
+        shapes = dict(cxr_shape=(3, cfg.cxr_size, cfg.cxr_size),
+                      ecg_shape=(12, int(model.model_config.get("ecg_samples") or 1000)))
+        self.collate = mdata.Collator(mdata.TokenizeFn.from_model(model), cfg.text_identity, cfg.text_dedup, **shapes)
+        self.sampler = mdata.PairBatchSampler(tr.is_pair, cfg.batch_size, cfg.pair_fraction, cfg.seed, rank, world)
+        self.loader = mdata.make_loader(ds_tr, self.sampler, self.collate, cfg.n_workers, cfg.seed + rank, device)
+        self.forward_module = Embedder(model, self.modalities)
+
+    def loss_terms(self, fwd, model, batch) -> dict:
+        li = embed_batch(fwd, batch, self.device, self.modalities, self.cfg.cxr_channels_last)
+        return self.loss_fn(li, logit_scale=model.logit_scale if model.learnable_temperature else None)
+
+    def batch_samples(self, batch, logged: Mapping) -> float:
+        return logged.get("n_samples", float(batch["n_samples"]))     # the loss reports the global count
+
+    def validate(self, model, fwd, amp_ctx, rank: int, world: int) -> dict:
+        return validate(model, fwd, self.loss_fn, self.ds_valid, self.valid_tables, self.collate, self.cfg,
+                        self.device, self.modalities, amp_ctx, self.cfg.batch_size, rank, world)
+
+    def metrics(self, steps: pd.DataFrame) -> dict:
+        cfg = self.cfg
+        return {"data": {s: t.summary() for s, t in self.data["tables"].items()},
+                "m_pairs_mean": float(steps["m_pairs"].mean()) if "m_pairs" in steps else None,
+                "select_on": cfg.select_on,
+                "params": {k: cfg[k] for k in ("emcl_scale", "emcl_weight", "loss_reduction", "select_on",
+                                               "pair_fraction", "ecg_noise_std", "tau", "text_dedup")}}
 
 
 def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_steps: Optional[int] = None,
@@ -353,253 +313,9 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
         raise ValueError(f"select_on must be one of {SELECT_ON}, got {cfg.select_on!r}")
     if cfg.loss_reduction not in REDUCTIONS:
         raise ValueError(f"loss_reduction must be one of {REDUCTIONS}, got {cfg.loss_reduction!r}")
-    rank, world, local, created = _init_distributed()
-    is_main = rank == 0
-    log = log or (lambda msg: log_line(msg) if is_main else None)
-    if device is None:
-        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, run)
-    out.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    amp_dtype = _amp_dtype(cfg, device)
-
-    def amp_ctx():
-        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-
-    modalities = mdata.modalities_of(variant)
-    try:
-        # ---- model: seed before init, seed + rank after (CONVENTIONS 17)
-        seed_everything(cfg.seed)
-        model = model_for_variant(cfg, variant).to(device)
-        seed_everything(cfg.seed + rank)
-        # ---- data
-        data = data if data is not None else mdata.load_pretrain(cfg, variant)
-        if any(t.variant != variant for t in data["tables"].values()):
-            raise ValueError("data was built for another variant")
-        tr, va = data["tables"]["train"], data["tables"]["valid"]
-        ds_tr = mdata.PretrainDataset(tr, data["cxr_cached"].array, data["ecg_cached"].array, data["ecg_stats"],
-                                      cfg, train=True)
-        ds_va = mdata.PretrainDataset(va, data["cxr_cached"].array, data["ecg_cached"].array, data["ecg_stats"],
-                                      cfg, train=False)
-        tokenize = mdata.TokenizeFn.from_model(model)
-        shapes = dict(cxr_shape=(3, cfg.cxr_size, cfg.cxr_size),
-                      ecg_shape=(12, int(model.model_config.get("ecg_samples") or 1000)))
-        collate = mdata.Collator(tokenize, cfg.text_identity, cfg.text_dedup, **shapes)
-        sampler = mdata.PairBatchSampler(tr.is_pair, cfg.batch_size, cfg.pair_fraction, cfg.seed, rank, world)
-        loader = mdata.make_loader(ds_tr, sampler, collate, cfg.n_workers, cfg.seed + rank, device)
-        bpe = sampler.batches_per_epoch
-        total = cfg.epochs * bpe if cfg.max_steps is None else min(cfg.epochs * bpe, int(cfg.max_steps))
-        # ---- wrappers, optimiser, schedule
-        embedder = Embedder(model, modalities)
-        if world > 1:
-            embedder = nn.parallel.DistributedDataParallel(
-                embedder, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=len(modalities) == 2)
-        fwd = embedder
-        if cfg.compile:
-            try:
-                fwd = torch.compile(embedder, dynamic=True)
-            except Exception as e:  # pragma: no cover - depends on the toolchain
-                log(f"torch.compile unavailable ({type(e).__name__}: {e}); running eagerly")
-        opt = build_optimizer(model, cfg, device)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, cfg.warmup_steps))
-        loss_fn = MEDBindLoss(variant, tau=cfg.tau, emcl_scale=cfg.emcl_scale, reduction=cfg.loss_reduction,
-                              emcl_weight=cfg.emcl_weight)
-        loss_fn_eval = loss_fn
-
-        step, epoch, start = 0, 0, 0
-        best_val, history, untrained = float("inf"), [], None
-        steps_log: list[dict] = []
-        t_prev_total = 0.0
-        if resume and last_path.exists():
-            ck = load_checkpoint(last_path)
-            if ck.get("variant") != run:
-                raise ValueError(f"{last_path} holds variant {ck.get('variant')!r}, not {run!r}")
-            model.load_state_dict(ck["model"])
-            if "optimizer" in ck:
-                opt.load_state_dict(ck["optimizer"])
-                sched.load_state_dict(ck["scheduler"])
-            elif ck["step"] < total:
-                raise ValueError(f"{last_path} is the slim checkpoint of a run that finished at step {ck['step']}; "
-                                 f"the settings now ask for {total} steps and no optimizer state is left to "
-                                 f"continue exactly: move {last_path.parent} away to train afresh")
-            sampler.load_state_dict(ck["sampler"])
-            step, epoch, start = ck["step"], ck["epoch"], ck["sampler"]["start"]
-            best_val, history, untrained = ck["best_val"], ck["history"], ck.get("untrained")
-            t_prev_total = ck.get("train_seconds", 0.0)
-            rng_all = ck["rng"]
-            set_rng_state(rng_all[rank] if isinstance(rng_all, list) and rank < len(rng_all) else rng_all[0])
-            sp = out / "steps.parquet"
-            if sp.exists():
-                steps_log = [r for r in pd.read_parquet(sp).to_dict("records") if r["step"] <= step]
-            log(f"[{run}] resumed from {last_path.name} at step {step} (epoch {epoch}, batch {start})")
-        # ---- helpers that close over the state
-        def gather_rng():
-            st = rng_state()
-            if world > 1:
-                import torch.distributed as dist
-                allst = [None] * world
-                dist.all_gather_object(allst, st)
-                return allst
-            return [st]
-
-        def write_logs():
-            if is_main and steps_log:
-                write_parquet_atomic(pd.DataFrame(steps_log), out / "steps.parquet")
-            if is_main and history:
-                write_csv_atomic(pd.DataFrame(history), out / "epochs.csv")
-
-        def save(path, weights_only: bool = False, finished: bool = False):
-            """Full state for an exact resume, or (best.pt, a finished last.pt) weights + metadata only: the
-            AdamW moments are twice the model's size and nothing reads them once training stops."""
-            rng_all = gather_rng()
-            if not is_main:
-                return
-            state = {"version": CKPT_VERSION, "variant": run, "model": model.state_dict(), "step": step,
-                     "epoch": epoch, "total_steps": total, "cfg": dict(cfg), "model_config": model.model_config,
-                     "best_val": best_val, "history": history, "untrained": untrained, "finished": finished,
-                     "train_seconds": t_prev_total + (time.perf_counter() - t_start), "rng": rng_all,
-                     "sampler": {**sampler.state_dict(), "epoch": epoch, "start": start}}
-            if not (weights_only or finished):
-                state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict())
-            save_checkpoint(path, state)
-
-        def validate_and_keep_best(label: str) -> None:
-            """Validate, log, and write best.pt (recording the new best_val) when the validation loss improves."""
-            nonlocal best_val
-            v = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities, amp_ctx,
-                         cfg.batch_size, rank, world)
-            history.append({"epoch": epoch, "step": step, **v})
-            log(f"[{run}] {label}: " + _fmt(v))
-            crit = v.get("val_select" if cfg.select_on == "tmcl" else "val_loss", float("inf"))
-            if crit < best_val:
-                best_val = crit
-                save(best_path, weights_only=True)
-
-        if untrained is None and step == 0:
-            untrained = validate(model, embedder, loss_fn_eval, ds_va, va, collate, cfg, device, modalities,
-                                 amp_ctx, cfg.batch_size, rank, world)
-            log(f"[{run}] untrained valid: " + _fmt(untrained))
-
-        # ---- loop
-        t_start = time.perf_counter()
-        model.train()
-        bar = progress(total=total, initial=step, enabled=bool(cfg.progress) and is_main, desc=run)
-        interrupted = False
-        t_last = time.perf_counter()
-        while step < total and not interrupted:
-            sampler.set_epoch(epoch, start)
-            it = iter(loader)
-            while step < total:
-                t0 = time.perf_counter()
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
-                t_data = time.perf_counter() - t0
-                with amp_ctx():
-                    li = embed_batch(fwd, batch, device, modalities, cfg.cxr_channels_last)
-                    terms = loss_fn(li, logit_scale=model.logit_scale if model.learnable_temperature else None)
-                loss = terms["loss"]
-                names = [k for k, v in terms.items() if torch.is_tensor(v) and v.ndim == 0]
-                vals = D.all_reduce_mean(torch.stack([terms[k].detach().float().reshape(()) for k in names]))
-                logged = {k: float(v) for k, v in zip(names, vals.tolist())}
-                if not math.isfinite(logged["loss"]):
-                    raise NonFiniteLoss(f"[{run}] non-finite loss at step {step} (epoch {epoch}, batch "
-                                        f"{start}): " + ", ".join(f"{k}={v:.4g}" for k, v in logged.items()))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip else
-                                                    float("inf"))
-                if not torch.isfinite(gn):
-                    raise NonFiniteLoss(f"[{run}] non-finite gradient norm at step {step} (epoch {epoch}): "
-                                        + ", ".join(f"{k}={v:.4g}" for k, v in logged.items()))
-                lr = opt.param_groups[0]["lr"]
-                opt.step()
-                sched.step()
-                step += 1
-                start += 1
-                now = time.perf_counter()
-                dt, t_last = now - t_last, now
-                n_glob = logged.get("n_samples", float(batch["n_samples"]))
-                # the loss reports global counts; terms under the m_/n_ names are counts, not losses
-                steps_log.append({"step": step, "epoch": epoch, "lr": lr, "grad_norm": float(gn),
-                                  "samples_per_s": n_glob / dt if dt > 0 else float("nan"),
-                                  "step_s": dt, "data_wait_s": t_data, **logged})
-                bar.update(1)
-                bar.set_postfix(loss=f"{logged['loss']:.3f}", sps=f"{n_glob / max(dt, 1e-9):.1f}")
-                if cfg.checkpoint_every_steps and step % int(cfg.checkpoint_every_steps) == 0:
-                    write_logs()
-                    save(last_path)
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    interrupted = True
-                    break
-            if interrupted:
-                break
-            if start >= bpe:  # epoch complete
-                epoch, start = epoch + 1, 0
-                if epoch % max(1, int(cfg.eval_every_epochs)) == 0 or step >= total:
-                    validate_and_keep_best(f"epoch {epoch} step {step}")
-                write_logs()
-                save(last_path, finished=step >= total)
-                t_last = time.perf_counter()
-        bar.close()
-        if interrupted:
-            write_logs()
-            save(last_path)
-            log(f"[{run}] stopped after step {step} (stop_after_steps); resume with resume=True")
-            return {"variant": run, "step": step, "interrupted": True, "out_dir": str(out)}
-        # the run ended mid-epoch (max_steps): validate once more at the final step
-        if not history or history[-1]["step"] != step:
-            validate_and_keep_best(f"final step {step}")
-            write_logs()
-            save(last_path, finished=True)
-        if best_val == float("inf"):           # no finite validation loss: keep the final weights (every rank
-            save(best_path, weights_only=True)  # takes this branch, as save gathers RNG states collectively)
-        train_seconds = t_prev_total + (time.perf_counter() - t_start)
-        metrics = None
-        if is_main:
-            metrics = _metrics(cfg, run, out, data, steps_log, history, untrained, best_val, total, bpe, step,
-                               world, device, amp_dtype, train_seconds)
-            write_json_atomic(out / "metrics.json", metrics)
-        return metrics or {"variant": run, "step": step, "rank": rank}
-    finally:
-        if created:
-            import torch.distributed as dist
-            dist.destroy_process_group()
-
-
-def _fmt(d: Mapping) -> str:
-    """Log line: losses, R@1, R@10 and median ranks (the rest is in epochs.csv / metrics.json)."""
-    keep = ("val_", "r1_", "r10_", "medr_")
-    return ", ".join(f"{k}={v:.3f}" for k, v in d.items() if isinstance(v, float) and k.startswith(keep))
-
-
-def _metrics(cfg, variant, out, data, steps_log, history, untrained, best_val, total, bpe, step, world, device,
-             amp_dtype, train_seconds) -> dict:
-    sl = pd.DataFrame(steps_log)
-    warm = sl.iloc[min(len(sl) - 1, 2):] if len(sl) else sl  # skip the first (warm-up) steps
-    final = history[-1] if history else {}
-    return {
-        "variant": variant, "out_dir": str(out), "steps": step, "total_steps": total, "batches_per_epoch": bpe,
-        "epochs": cfg.epochs, "world_size": world, "device": str(device),
-        "amp": None if amp_dtype is None else str(amp_dtype),
-        "data": {s: t.summary() for s, t in data["tables"].items()},
-        "train_seconds": train_seconds,
-        "samples_per_s_median": float(warm["samples_per_s"].median()) if len(warm) else None,
-        "data_wait_fraction": float(warm["data_wait_s"].sum() / max(warm["step_s"].sum(), 1e-9)) if len(warm) else None,
-        "m_pairs_mean": float(sl["m_pairs"].mean()) if "m_pairs" in sl else None,
-        "first_loss": float(sl["loss"].iloc[0]) if len(sl) else None,
-        "last_loss": float(sl["loss"].iloc[-1]) if len(sl) else None,
-        "best_val_criterion": best_val, "select_on": cfg.select_on, "final_valid": final, "untrained_valid": untrained, "history": history,
-        "checkpoints": {"last": str(out / "last.pt"), "best": str(out / "best.pt")},
-        "params": {k: cfg[k] for k in ("seed", "lr", "weight_decay", "epochs", "batch_size", "warmup_steps",
-                                       "grad_clip", "emcl_scale", "emcl_weight", "loss_reduction", "select_on",
-                                       "pair_fraction",
-                                       "ecg_noise_std", "tau", "amp", "compile", "max_steps", "text_dedup")},
-        "env": env_info(cfg),
-    }
+    return fit(MEDBindMethod(cfg, run, data), cfg, out, resume, stop_after_steps=stop_after_steps, device=device,
+               log=log)
 
 
 # ----------------------------------------------------------------------------------------------------

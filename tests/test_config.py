@@ -94,6 +94,11 @@ def test_config_choices_match_the_library():
     from medbind_lib import linking
 
     assert CHOICES["readmission_no_next"] == linking.READMISSION_NO_NEXT
+    from medbind_lib.losses import medcsp
+
+    assert set(SUBSET_CHOICES["medcsp_variants"]) == set(medcsp.MEDCSP_VARIANTS)
+    assert CHOICES["medcsp_la_negatives"] == medcsp.LA_NEGATIVES and CHOICES["medcsp_ld_target"] == medcsp.LD_TARGETS
+    assert CHOICES["medcsp_lp_direction"] == CHOICES["medcsp_ld_direction"] == medcsp.LP_DIRECTIONS
 
 
 def test_parse_overrides():

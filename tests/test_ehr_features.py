@@ -45,6 +45,11 @@ def test_diagnosis_histories_use_training_admissions_only():
                             vocab=["9:4280", "10:I509", "10:J189"]).toarray()
     # subject 1: admission 11 (9:4280) is not a training admission; subject 3 has none
     np.testing.assert_array_equal(h, [[0, 1, 0], [0, 1, 1], [0, 0, 0]])
+    # subject ids as text (how notebook 01's linked frames hold them) give the same rows
+    h_str = diagnosis_histories(t, [10, 20], ["1", "2", "3"], ["9:4280", "10:I509", "10:J189"]).toarray()
+    np.testing.assert_array_equal(h_str, h)
+    with pytest.raises(ValueError, match="integers"):
+        diagnosis_histories(t, [10], ["x1"], ["10:I509"])
 
 
 def test_drug_tokens_keys_and_missing_counted():

@@ -24,6 +24,7 @@ def test_rows_align_and_features_come_from_training(built):
     ehr = d["ehr_records"]
     assert d["icd"].shape[0] == d["drug"].shape[0] == len(d["demographics"]) == len(ehr)
     assert d["histories"].shape == (len(d["history_subjects"]), d["icd"].shape[1])
+    assert d["histories"].nnz > 0                     # patients with training admissions have a history
     assert d["temporal_values"].shape[:2] == (len(d["stays"]), 48) and d["temporal_mask"].shape == \
         d["temporal_values"].shape
     # every vocabulary token occurs in a training admission's row

@@ -88,7 +88,12 @@ def diagnosis_histories(icd: pd.DataFrame, train_hadm_ids, subjects, vocab) -> s
     """h^p of Eq. 6: for each subject in ``subjects``, the multi-hot of every distinct code of its TRAINING
     admissions (a patient with none has an all-zero row; L_D then has no soft target for it)."""
     tr = icd[icd["hadm_id"].isin(set(train_hadm_ids))]
-    return multi_hot(tr, list(subjects), vocab, key="subject_id")
+    keys = pd.Series(list(subjects), dtype=object)
+    ids = pd.to_numeric(keys, errors="coerce")
+    if ids.isna().any():
+        raise ValueError(f"diagnosis_histories: subject ids must be integers, got {keys[ids.isna()].tolist()[:5]}")
+    # ids as int64 whatever their type (linked frames hold them as text): a str key never matches an int
+    return multi_hot(tr, ids.astype("int64").tolist(), vocab, key="subject_id")
 
 
 def demographics_matrix(adm: pd.DataFrame, train_mask, max_categories: int = 10, quality=None

@@ -127,7 +127,7 @@ def _code_features(cfg, adm: pd.DataFrame, tables: dict, q) -> dict:
     v_drug = C.build_vocab(drug, train, cfg.medcsp_code_min_count)
     keys = adm["hadm_id"].tolist()
     demo, names = C.demographics_matrix(adm, (adm["split"] == "train").to_numpy(), cfg.medcsp_demo_max_categories, q)
-    subjects = sorted(adm["subject_id"].unique())
+    subjects = sorted(adm["subject_id"].astype("int64").unique().tolist())    # linked ids may be text
     return {"icd": C.multi_hot(icd, keys, v_icd, quality=q, what="icd"),
             "drug": C.multi_hot(drug, keys, v_drug, quality=q, what="drugs"),
             "histories": C.diagnosis_histories(icd, train, subjects, v_icd), "history_subjects": subjects,

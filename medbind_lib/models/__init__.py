@@ -27,11 +27,14 @@ from ._common import MissingWeightsError
 from .cxr import CXREncoder
 from .ecg import ECGTransformer
 from .medbind import MEDBindModel
+from .medcsp import (MEDCSP_MODALITIES, MEDCSPConfig, MEDCSPModel, MLPEncoder, TemporalLSTM, build_medcsp_model,
+                     medcsp_model_from_config)
 from .text import TextEncoder, packaged_minilm_path
 
 __all__ = ["CXREncoder", "ECGTransformer", "TextEncoder", "MEDBindModel", "ModelConfig", "MissingWeightsError",
            "build_model", "build_encoders", "packaged_minilm_path", "count_parameters", "parameter_summary",
-           "flops_per_sample"]
+           "flops_per_sample", "MEDCSP_MODALITIES", "MEDCSPConfig", "MEDCSPModel", "MLPEncoder", "TemporalLSTM",
+           "build_medcsp_model", "medcsp_model_from_config"]
 
 
 @dataclass

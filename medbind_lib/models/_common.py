@@ -1,7 +1,11 @@
-"""Shared helpers of the model package: the missing-weights error and local-path checks."""
+"""Shared helpers of the model package: the missing-weights error, local-path checks and optimiser
+parameter groups (one convention for every model of the suite)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
+
+from torch import nn
 
 from ..errors import ConfigError
 
@@ -19,3 +23,30 @@ def require_path(path, key: str, what: str) -> Path:
             f"checkpoint there, point {key!r} at a local copy, or set it to null for random initialisation"
             + (" / the packaged MiniLM." if key == "text_model_path" else "."))
     return p
+
+
+#: parameter-name fragments without weight decay (besides every 1-d / 0-d tensor)
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "relative_position_bias_table", "absolute_pos_embed",
+                  "log_logit_scale", "position_embeddings", "token_type_embeddings")
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
+                 lr_scales: Mapping[str, float] | None = None) -> list[dict]:
+    """open_clip convention: no weight decay on biases, norms (any 1-d / 0-d tensor), positions, CLS
+    tokens, relative-position tables and the temperature. ``lr_scales`` maps a parameter-name prefix
+    (e.g. ``encoders.text``) to a multiplier of ``lr`` (a pretrained encoder next to random ones)."""
+    scales = dict(lr_scales or {})
+    groups: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim < 2 or any(s in name for s in NO_DECAY_NAMES)
+        scale = next((v for k, v in scales.items() if name.startswith(k)), 1.0)
+        groups.setdefault((no_decay, scale), []).append(p)
+    out = []
+    for (no_decay, scale), params in sorted(groups.items()):
+        g = {"params": params, "weight_decay": 0.0 if no_decay else float(weight_decay)}
+        if lr is not None:
+            g["lr"] = float(lr) * scale
+        out.append(g)
+    return out

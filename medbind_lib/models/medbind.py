@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._common import param_groups
+
 ENCODER_KEYS = ("cxr", "ecg", "text")
 TEXT_INPUTS = ("cxr_text", "ecg_text")
 INPUT_KEYS = ("cxr", "ecg") + TEXT_INPUTS
@@ -141,26 +143,9 @@ class MEDBindModel(nn.Module):
     # ---------------------------------------------------------------- optimisation helpers
     def param_groups(self, weight_decay: float, lr: float | None = None,
                      lr_scales: Mapping[str, float] | None = None) -> list[dict]:
-        """open_clip convention: no weight decay on biases, norms (any 1-d / 0-d tensor), positions, CLS
-        tokens, relative-position tables and the temperature. ``lr_scales`` maps a parameter-name prefix
-        (e.g. ``encoders.text``) to a multiplier of ``lr`` (a pretrained encoder next to random ones)."""
-        skip_names = ("pos_embed", "cls_token", "relative_position_bias_table", "absolute_pos_embed",
-                      "log_logit_scale", "position_embeddings", "token_type_embeddings")
-        scales = dict(lr_scales or {})
-        groups: dict[tuple[bool, float], list] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            no_decay = p.ndim < 2 or any(s in name for s in skip_names)
-            scale = next((v for k, v in scales.items() if name.startswith(k)), 1.0)
-            groups.setdefault((no_decay, scale), []).append(p)
-        out = []
-        for (no_decay, scale), params in sorted(groups.items()):
-            g = {"params": params, "weight_decay": 0.0 if no_decay else float(weight_decay)}
-            if lr is not None:
-                g["lr"] = float(lr) * scale
-            out.append(g)
-        return out
+        """Optimiser groups by :func:`._common.param_groups` (no weight decay on biases, norms, positions,
+        CLS tokens and the temperature; ``lr_scales``: parameter-name prefix -> multiplier of ``lr``)."""
+        return param_groups(self, weight_decay, lr, lr_scales)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, tau={self.tau:.4g}, learnable_temperature={self.learnable_temperature}, "

@@ -1,0 +1,110 @@
+# %% [markdown]
+# # 09 · MEDCSP pre-training, one variant
+#
+# One notebook per MEDCSP variant (the runner executes it once for each of the profile's `medcsp_variants`):
+# `medcsp` (L_A + λ_P L_P + λ_D L_D), the ablations `medcsp_a`, `medcsp_a_p`, `medcsp_a_d` (same batches,
+# fewer terms) and `medcsp_single` (imaging records only). The loop is the one MEDBind's systems train with
+# (`medbind_lib.trainer`: checkpoints, exact resume, AMP, DDP, per-step logs, NaN stop); MEDCSP brings its model
+# (per-modality encoders, one text encoder shared by notes and reports), its losses and a batch sampler that
+# puts same-patient EHR/CXR record pairs within θ days into each batch at the rate `medcsp_pair_rate` (the
+# paper does not say how batches are formed). Data: notebook 08's records, the shared patient-level split.
+# Outputs: `runs/<profile>/09/<variant>/` (checkpoints, per-step log, metrics.json).
+
+# %% tags=["parameters"]
+profile = "smoke"
+overrides = {}  # profile keys to override (the runner passes its --set values here)
+variant = "medcsp"
+
+# %%
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import torch
+
+from medbind_lib.config import load_profile
+from medbind_lib.medcsp.pretrain import LOSS_KEYS, default_out_dir, train_medcsp
+from medbind_lib.prereq import require
+from medbind_lib.runtime import seed_everything
+
+cfg = load_profile(profile, notebook="09", overrides=overrides)
+require(cfg, "09")  # names the notebook to run first if an earlier one has not run
+seed_everything(cfg.seed)
+out = default_out_dir(cfg, variant)
+gpus = torch.cuda.device_count()
+if gpus > 1:  # DDP: one process per GPU, record embeddings gathered with gradient inside the loss
+    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+                    "-m", "medbind_lib.medcsp.pretrain", "--profile", profile, "--variant", variant,
+                    *(["--set", *sets] if sets else [])], check=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+else:
+    metrics = train_medcsp(cfg, variant)
+print(f"{variant}: {metrics['steps']} steps on {metrics['device']} x{metrics['world_size']}; "
+      f"best.pt = lowest validation loss ({metrics['best_val_criterion']:.3f})")
+print(", ".join(f"{k}={cfg[k]}" for k in LOSS_KEYS))
+
+# %% [markdown]
+# ## The records the variant trained on
+# Per split: records of each source, records carrying each modality, patients, and patients present in both
+# sources (the only ones L_P can bind). `medcsp_single` sees the imaging records alone.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+data = pd.DataFrame(metrics["data"]).T
+print(data.to_string())
+print(f"batch size {cfg.medcsp_batch_size}, {metrics['batches_per_epoch']} batches per epoch, "
+      f"{cfg.medcsp_epochs} epochs, pair rate {cfg.medcsp_pair_rate}")
+
+# %% [markdown]
+# ## Loss terms, L_P positives per batch, throughput
+# L_P can only learn from same-patient cross-source pairs within θ that land in the same batch; the middle
+# panel counts them per batch (logged for every variant, also those that do not use L_P).
+
+# %%
+import matplotlib.pyplot as plt
+
+from medbind_lib.plots import save_figure
+
+steps = pd.read_parquet(out / "steps.parquet")
+epochs = pd.read_csv(out / "epochs.csv")
+fig, ax = plt.subplots(1, 3, figsize=(14, 3.4))
+ax[0].plot(steps["step"], steps["loss"], label="train loss", color="k")
+for c in ("la", "lp", "ld"):
+    if c in steps:
+        ax[0].plot(steps["step"], steps[c], lw=0.8, label=c.upper().replace("L", "L_", 1))
+ax[0].plot(epochs["step"], epochs["val_loss"], "o-", color="tab:red", label="valid loss")
+ax[0].set(xlabel="step", title=f"{variant}: loss")
+ax[0].legend(fontsize=7)
+ax[1].hist(steps["n_lp_pairs"], bins=range(int(steps["n_lp_pairs"].max()) + 2), color="tab:blue")
+ax[1].set(xlabel="L_P positive pairs per batch", ylabel="batches", title="same patient, other source, within θ")
+ax[2].plot(steps["step"], steps["samples_per_s"], label="records/s")
+ax[2].plot(steps["step"], steps["data_wait_s"] / steps["step_s"] * 100, label="data wait (% of step)")
+ax[2].set(xlabel="step", title="throughput")
+ax[2].legend(fontsize=7)
+fig.tight_layout()
+save_figure(fig, cfg, f"09_training_{variant}");
+
+# %%
+wait = steps["data_wait_s"].sum() / steps["step_s"].sum()
+print(f"median {steps['samples_per_s'].median():.1f} records/s; data wait {wait:.1%} of step time; "
+      f"{steps['n_lp_pairs'].mean():.1f} L_P positive pairs per batch on average")
+
+# %% [markdown]
+# ## A first retrieval check against the untrained model
+# Validation split, the same architecture before and after training: report->image over the validation CXR
+# studies (a hit = the report's own study). R@1, R@10 and the median rank (lower is better); chance R@K = K /
+# studies. The held-out studies (patients absent from the EHR source, never in pre-training) and every other
+# evaluation set are scored with confidence intervals in the evaluation notebooks.
+
+# %%
+fv, uv = metrics["final_valid"], metrics["untrained_valid"]
+n = fv.get("n_gallery_report_image")
+rows = []
+for k, name in (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "median rank")):
+    key = f"{k}_report_image"
+    if key in fv:
+        rows.append({"metric": name, "untrained": uv.get(key, float("nan")), "trained": fv[key],
+                     "chance": (n + 1) / 2 if k == "medr" else 100 * min(int(k[1:]), n) / n, "studies": n})
+print(pd.DataFrame(rows).set_index("metric").round(1).to_string())

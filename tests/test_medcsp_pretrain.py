@@ -1,0 +1,75 @@
+"""MEDCSP pre-training on the shared loop (medcsp/pretrain.py + trainer.py) on the smoke cohort's notebook 08 data:
+a resumed run ends with exactly the weights of an uninterrupted one, the sampler's pairs reach L_P, the
+single-source variant never builds or sees the EHR side, and a finished run is reused, not retrained."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medbind_lib.config import load_profile
+from medbind_lib.medcsp import batches as B
+from medbind_lib.medcsp import features
+from medbind_lib.medcsp.pretrain import MEDCSPMethod, lp_pairs, train_medcsp
+from medbind_lib.trainer import load_checkpoint
+
+from test_data import ensure_smoke_artifacts
+
+TINY = {"progress": False, "medcsp_batch_size": 16, "medcsp_epochs": 1, "max_steps": 3, "medcsp_text_max_length": 16,
+        "medcsp_embed_dim": 16, "medcsp_mlp_hidden": 16, "medcsp_lstm_hidden": 8, "medcsp_pair_rate": 0.5,
+        "medcsp_image_model_kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = load_profile("smoke", overrides=TINY)
+    ensure_smoke_artifacts(cfg)
+    features.build(cfg)
+    return cfg, B.load_records(cfg), B.load_records(cfg, sources=("cxr",))
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_is_exact_and_pairs_reach_lp(setup, tmp_path):
+    cfg, loaded, _ = setup
+    full = train_medcsp(cfg, "medcsp", out_dir=tmp_path / "full", loaded=loaded)
+    part = train_medcsp(cfg, "medcsp", out_dir=tmp_path / "part", loaded=loaded, stop_after_steps=1)
+    assert part["interrupted"] and part["step"] == 1
+    resumed = train_medcsp(cfg, "medcsp", out_dir=tmp_path / "part", loaded=loaded)
+    assert full["steps"] == resumed["steps"] == 3
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    m = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    # pair_rate 0.5 of 16 records = 4 forced same-patient pairs per batch: L_P has anchors in every step
+    assert m["n_lp_pairs_mean"] >= 4 and m["lp_anchors_mean"] >= 8
+    assert m["params"]["medcsp_lambda_p"] == 0.5 and m["params"]["variant"] == "medcsp"
+    assert "r1_report_image" in m["final_valid"] and m["final_valid"]["n_gallery_report_image"] > 0
+    # a finished run is reused, not retrained
+    again = train_medcsp(cfg, "medcsp", out_dir=tmp_path / "full", loaded=loaded)
+    assert again["steps"] == 3 and again["train_seconds"] == pytest.approx(m["train_seconds"], rel=0.5)
+
+
+def test_single_source_variant_builds_and_sees_no_ehr(setup, tmp_path):
+    cfg, _, cxr_only = setup
+    method = MEDCSPMethod(cfg, "medcsp_single", cxr_only)
+    model = method.build_model(cfg)
+    assert set(model.encoders) == {"image", "text"} and set(model.projections) == {"image", "report"}
+    assert (cxr_only["records"]["train"].source == 1).all()
+    out = train_medcsp(cfg, "medcsp_single", out_dir=tmp_path / "single", loaded=cxr_only)
+    assert out["steps"] == 3 and out["data"]["train"]["ehr"] == 0
+    with pytest.raises(ValueError, match="MEDCSP variant"):
+        MEDCSPMethod(cfg, "medbind_bd", cxr_only)
+
+
+def test_lp_pairs_counts_the_loss_positives():
+    src = torch.tensor([0, 1, 1, 0, 1])
+    pat = torch.tensor([7, 7, 7, 8, 8])
+    t = torch.tensor([0.0, 10.0, 45.0, 0.0, 31.0], dtype=torch.float64)
+    # (0,1) same patient, other source, 10 d; (0,2) 45 d > 30; (3,4) 31 d > 30; (1,2) same source
+    assert float(lp_pairs(src, pat, t, 30.0)) == 1.0
+    assert float(lp_pairs(src, pat, t, 45.0)) == 3.0
