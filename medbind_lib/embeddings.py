@@ -120,13 +120,17 @@ def _load_model(cfg, variant: str, checkpoint, device):
 
 
 def export_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None, datasets: Optional[Iterable[str]] = None,
-                      splits=("valid", "test"), device=None, batch_size: int = 64, linked: dict | None = None) -> dict:
+                      splits=("valid", "test"), device=None, batch_size: int = 64, linked: dict | None = None,
+                      loaded: Optional[tuple] = None) -> dict:
     """Write one ``.npz`` per dataset (module docstring); returns {dataset: path}.
 
     ``checkpoint``: ``best`` | ``last`` (of ``runs/<profile>/02/<variant>/``), a path, or ``untrained``.
+    ``loaded``: ``(model, step, checkpoint name)`` of a model loaded by the caller (MEDCSP's, through its
+    :class:`medbind_lib.medcsp.embed.CXRView`: any model with ``encoders``, ``embed_dim``, ``encode_cxr`` /
+    ``encode_ecg``, ``tokenize`` and ``encode_text(tokens, modality)``).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, step, ck_name = _load_model(cfg, variant, checkpoint, device)
+    model, step, ck_name = loaded if loaded is not None else _load_model(cfg, variant, checkpoint, device)
     tag = variant + ("_untrained" if checkpoint == "untrained" else "")
     out = Path(out_dir) if out_dir is not None else Path(cfg.runs_dir) / "embeddings" / tag
     linked = linked if linked is not None else cohort.load_linked(cfg)

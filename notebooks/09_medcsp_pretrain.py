@@ -53,7 +53,10 @@ print(", ".join(f"{k}={cfg[k]}" for k in LOSS_KEYS))
 # %%
 # NBVAL_CHECK_OUTPUT
 data = pd.DataFrame(metrics["data"]).T
-print(data.to_string())
+print(data.drop(columns=["split", "dropped", "unavailable"], errors="ignore").to_string())
+skipped = {f"{s}: {k}": v for s, d in metrics["data"].items() for part in ("dropped", "unavailable")
+           for k, v in d.get(part, {}).items() if v}
+print("records dropped / modalities unavailable (counted, see medcsp.batches):", skipped or "none")
 print(f"batch size {cfg.medcsp_batch_size}, {metrics['batches_per_epoch']} batches per epoch, "
       f"{cfg.medcsp_epochs} epochs, pair rate {cfg.medcsp_pair_rate}")
 
@@ -108,3 +111,47 @@ for k, name in (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "median 
         rows.append({"metric": name, "untrained": uv.get(key, float("nan")), "trained": fv[key],
                      "chance": (n + 1) / 2 if k == "medr" else 100 * min(int(k[1:]), n) / n, "studies": n})
 print(pd.DataFrame(rows).set_index("metric").round(1).to_string())
+
+# %% [markdown]
+# ## Export embeddings of every evaluation set
+# In the suite's one format (`runs/<profile>/embeddings/<variant>/`), so that the evaluation notebooks read MEDCSP
+# and MEDBind rows alike: MIMIC-CXR, CheXpert 5x200, COVID, RSNA and Open-I (image and report towers), the
+# retrieval hold-out (CXR studies of patients absent from the EHR source, never in pre-training) and, for the
+# variants with EHR encoders, every EHR record (per-modality and record embeddings; the task cohorts pick their
+# rows by `hadm_id`). Also, once, the untrained `medcsp` architecture: the untrained reference row.
+
+# %%
+from medbind_lib.medcsp.batches import load_records
+from medbind_lib.medcsp.embed import export_medcsp_embeddings
+
+loaded = load_records(cfg, splits=("train", "valid", "test"))
+paths = export_medcsp_embeddings(cfg, variant, "best", loaded=loaded)
+emb_root = out.parents[1] / "embeddings"
+if not (emb_root / "medcsp_untrained" / "ehr_records.npz").exists():  # deterministic: whichever variant runs first
+    export_medcsp_embeddings(cfg, "medcsp", "untrained", loaded=loaded)
+print(sorted(paths))
+
+# %% [markdown]
+# ## Hold-out report->image retrieval, trained vs untrained
+# The hold-out studies' reports query their images (a hit = the report's own study; chance R@K = K / studies).
+# A first check only: confidence intervals, P@K and the other evaluation sets are in the evaluation notebooks.
+
+# %%
+import numpy as np
+
+from medbind_lib.embeddings import load_embeddings
+from medbind_lib.evaluate.retrieval import target_ranks
+
+rows = []
+for tag in (variant, "medcsp_untrained"):
+    f = emb_root / tag / "mimic_cxr_holdout.npz"
+    if not f.exists():
+        continue
+    z = load_embeddings(f)
+    r = target_ranks(torch.from_numpy(z["text_emb"]), torch.from_numpy(z["emb"]), np.arange(len(z["emb"])))
+    rows.append({"model": tag, **{f"R@{k}": 100 * float(np.mean(r < k)) for k in (1, 5, 10)},
+                 "median rank": float(np.median(r) + 1), "studies": len(r)})
+n = rows[0]["studies"]
+rows.append({"model": "chance", **{f"R@{k}": 100 * min(k, n) / n for k in (1, 5, 10)}, "median rank": (n + 1) / 2,
+             "studies": n})
+print(pd.DataFrame(rows).set_index("model").round(1).to_string())

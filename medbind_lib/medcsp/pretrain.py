@@ -108,11 +108,14 @@ class MEDCSPMethod(Method):
         self.loss_fn = loss_from_profile(cfg, self.variant)
 
     # ---------------------------------------------------------------- model and data
+    @staticmethod
+    def input_dims_of(data: Mapping) -> dict:
+        """Encoder input widths from notebook 08's data (temporal: values + missingness channels)."""
+        return {"icd": int(data["icd"].shape[1]), "drug": int(data["drug"].shape[1]),
+                "demo": int(data["demographics"].shape[1]), "temporal": 2 * int(data["temporal_values"].shape[-1])}
+
     def input_dims(self) -> dict:
-        d = self.loaded["data"]
-        t = d["temporal_values"]
-        return {"icd": int(d["icd"].shape[1]), "drug": int(d["drug"].shape[1]),
-                "demo": int(d["demographics"].shape[1]), "temporal": 2 * int(t.shape[-1])}
+        return self.input_dims_of(self.loaded["data"])
 
     def build_model(self, cfg):
         from ..models.medcsp import build_medcsp_model
@@ -189,23 +192,13 @@ class MEDCSPMethod(Method):
         model.train(was)
         return out
 
-    @torch.no_grad()
     def embed_cxr(self, model, ds, rows, amp_ctx, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image, report) embeddings of CXR records ``rows`` of dataset ``ds`` (deterministic view)."""
-        from ..models.medcsp import MEDCSP_MODALITIES
+        from .embed import embed_rows
 
-        ci, cr = MEDCSP_MODALITIES.index("image"), MEDCSP_MODALITIES.index("report")
-        img, rep = [], []
-        for s in range(0, len(rows), batch_size):
-            batch = to_device(self.collate([ds[int(i)] for i in rows[s:s + batch_size]]), self.device)
-            with amp_ctx():
-                emb = model(batch)
-            m = batch["mask"]
-            if not bool((m[:, ci] & m[:, cr]).all()):
-                raise ValueError("embed_cxr needs records with both an image and a report")
-            img.append(emb["image"].float().cpu())
-            rep.append(emb["report"].float().cpu())
-        return torch.cat(img), torch.cat(rep)
+        with amp_ctx():
+            z = embed_rows(model, ds, self.collate, rows, self.device, batch_size)
+        return torch.from_numpy(z["image"]), torch.from_numpy(z["report"])
 
     def retrieval(self, model, amp_ctx) -> dict:
         """Report->image on the validation CXR studies with both modalities: hit = the report's own study."""

@@ -1,0 +1,161 @@
+"""Embeddings of a MEDCSP model for every evaluation set, in the suite's one format (notebook 09).
+
+``export_medcsp_embeddings(cfg, run, checkpoint="best")`` writes ``runs/<profile>/embeddings/<run>/``
+(``<run>_untrained/`` for ``checkpoint="untrained"``: the architecture initialised with ``seed`` exactly as
+the training run was at step 0):
+
+* ``mimic_cxr``, ``chexpert_5x200``, ``covid``, ``rsna``, ``openi``: the files MEDBind's systems write
+  (:func:`medbind_lib.embeddings.export_embeddings`, through :class:`CXRView`: image embedding = ``emb``,
+  report embedding = ``text_emb``), so every table and figure reads MEDCSP and MEDBind rows alike;
+* ``mimic_cxr_holdout``: the retrieval hold-out (CXR studies of patients absent from the EHR source, never
+  in pre-training): ``emb`` (image), ``text_emb`` (report), ``text``, ``record_id``, ``study_id``,
+  ``subject_id``;
+* ``ehr_records`` (variants with the EHR encoders): every EHR record of every split, one ``<modality>_emb``
+  [N, d] per EHR modality (zeros where absent) with ``mask`` [N, 5], the record embedding ``emb`` (masked
+  mean, Eq. 2), ``hadm_id``, ``subject_id``, ``split`` - the EHR task cohorts select their rows by
+  ``hadm_id``.
+Every file holds ``variant``, ``checkpoint`` and ``step``; writes are atomic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..embeddings import _save, _str, export_embeddings
+from ..losses.medcsp import record_embeddings
+from ..replicates import parse_run, with_run_seed
+from ..runtime import seed_everything
+from . import batches as B
+from .pretrain import default_out_dir, model_modalities
+
+__all__ = ["CXRView", "load_medcsp_model", "embed_rows", "export_medcsp_embeddings", "CXR_SETS"]
+
+CXR_SETS = ("mimic_cxr", "chexpert_5x200", "covid", "rsna", "openi")
+EHR_MODALITIES = ("icd", "drug", "demo", "temporal", "note")
+
+
+class CXRView(nn.Module):
+    """MEDCSP's image and report towers under the names MEDBind's evaluation calls (``cxr``, ``cxr`` text)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.embed_dim = model.embed_dim
+        self.encoders = {"cxr": model.encoders["image"], "text": model.encoders["text"]}
+
+    def encode_cxr(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode("image", x)
+
+    def encode_text(self, tokens, modality: str = "cxr") -> torch.Tensor:
+        if modality != "cxr":
+            raise ValueError(f"MEDCSP embeds CXR reports only, not {modality!r} texts")
+        return self.model.encode_text(tokens, "report")
+
+    def tokenize(self, texts, device=None) -> dict:
+        return self.model.tokenize(texts, device=device)
+
+
+def load_medcsp_model(cfg, run: str, checkpoint: str = "best", device="cpu", input_dims: Optional[dict] = None):
+    """(model in eval mode, step, checkpoint name).  ``untrained``: built from ``input_dims`` (notebook 08's
+    feature widths) with the run's seed, as :func:`medbind_lib.trainer.fit` builds it before step 0."""
+    from ..models.medcsp import build_medcsp_model, medcsp_model_from_config
+    from ..trainer import load_checkpoint
+
+    variant, _ = parse_run(run)
+    seed_everything(with_run_seed(cfg, run).seed)
+    if checkpoint == "untrained":
+        if input_dims is None:
+            raise ValueError("an untrained MEDCSP model needs input_dims (MEDCSPMethod.input_dims())")
+        model = build_medcsp_model(cfg, input_dims=input_dims, medcsp_modalities=list(model_modalities(variant)))
+        return model.to(device).eval(), 0, "untrained"
+    p = Path(checkpoint) if checkpoint not in ("best", "last") else default_out_dir(cfg, run) / f"{checkpoint}.pt"
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint {p} not found: train the variant first "
+                                f"(python -m medbind_lib.medcsp.pretrain --profile {cfg.profile} --variant {run})")
+    ck = load_checkpoint(p)
+    model = medcsp_model_from_config(ck["model_config"])
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), int(ck["step"]), p.name
+
+
+@torch.no_grad()
+def embed_rows(model, ds, collate, rows, device="cpu", batch_size: int = 64) -> dict:
+    """{modality: [n, d] float32} and ``mask`` [n, 7] for dataset rows ``rows`` (deterministic view)."""
+    from .pretrain import to_device
+
+    out, masks = {}, []
+    for s in range(0, len(rows), batch_size):
+        batch = to_device(collate([ds[int(i)] for i in rows[s:s + batch_size]]), device)
+        emb = model(batch)
+        for m, z in emb.items():
+            out.setdefault(m, []).append(z.float().cpu())
+        masks.append(batch["mask"].cpu())
+    d = model.embed_dim
+    res = {m: torch.cat(v).numpy() for m, v in out.items()}
+    res["mask"] = torch.cat(masks).numpy() if masks else np.zeros((0, 7), bool)
+    return res if len(rows) else {**{m: np.zeros((0, d), np.float32) for m in model.modalities}, "mask": res["mask"]}
+
+
+def _holdout(model, loaded, cfg, collate, device, batch_size) -> dict:
+    recs = B.holdout_records(loaded["data"], loaded["cxr_cached"])
+    arr = loaded["cxr_cached"].array
+    ds = B.MEDCSPDataset(recs, loaded["data"], arr, cfg, train=False)
+    z = embed_rows(model, ds, collate, np.arange(len(recs)), device, batch_size)
+    f = recs.records
+    return {"emb": z["image"], "text_emb": z["report"], "text": _str(f["report_text"]),
+            "record_id": _str(f["record_id"]), "subject_id": _str(f["subject_id"]),
+            "study_id": _str(f["record_id"].str.removeprefix("cxr-")), "split": _str(["holdout"] * len(f))}
+
+
+def _ehr(model, loaded, cfg, collate, device, batch_size) -> dict:
+    from ..models.medcsp import MEDCSP_MODALITIES
+
+    parts = []
+    for split, recs in loaded["records"].items():
+        ehr_rows = np.flatnonzero(recs.source == 0)
+        ds = B.MEDCSPDataset(recs, loaded["data"], loaded["cxr_cached"].array, cfg, train=False)
+        z = embed_rows(model, ds, collate, ehr_rows, device, batch_size)
+        f = recs.records.iloc[ehr_rows]
+        parts.append((split, f, z))
+    cols = [MEDCSP_MODALITIES.index(m) for m in EHR_MODALITIES]
+    mask = np.concatenate([z["mask"][:, cols] for _, _, z in parts]).astype(bool)
+    emb = {m: np.concatenate([z[m] for _, _, z in parts]) for m in EHR_MODALITIES}
+    _, _, c = record_embeddings({m: torch.from_numpy(v) for m, v in emb.items()}, torch.from_numpy(mask), EHR_MODALITIES)
+    ehr = loaded["data"]["ehr_records"]
+    hadm = np.concatenate([ehr["hadm_id"].to_numpy()[f["ehr_row"].to_numpy()] for _, f, _ in parts])
+    return {**{f"{m}_emb": v for m, v in emb.items()}, "mask": mask, "mask_names": np.array(EHR_MODALITIES),
+            "emb": c.numpy().astype(np.float32), "hadm_id": hadm.astype(np.int64),
+            "subject_id": _str(np.concatenate([f["subject_id"].to_numpy() for _, f, _ in parts])),
+            "record_id": _str(np.concatenate([f["record_id"].to_numpy() for _, f, _ in parts])),
+            "split": _str(np.concatenate([[s] * len(f) for s, f, _ in parts]))}
+
+
+def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=None, batch_size: int = 64,
+                             loaded: Optional[dict] = None, datasets=CXR_SETS) -> dict:
+    """Write the files of the module docstring; returns {name: path}."""
+    from .. import data as mdata
+    from .pretrain import MEDCSPMethod
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    variant, _ = parse_run(run)
+    loaded = loaded if loaded is not None else B.load_records(cfg, splits=("train", "valid", "test"))
+    dims = MEDCSPMethod.input_dims_of(loaded["data"])
+    model, step, name = load_medcsp_model(cfg, run, checkpoint, device, input_dims=dims)
+    tag = run + ("_untrained" if checkpoint == "untrained" else "")
+    out = Path(cfg.runs_dir) / "embeddings" / tag
+    written = export_embeddings(cfg, run, out_dir=out, datasets=datasets, device=device, batch_size=batch_size,
+                                loaded=(CXRView(model), step, name))
+    meta = {"variant": np.array(run), "checkpoint": np.array(name), "step": np.array(step)}
+    collate = B.MEDCSPCollator(mdata.TokenizeFn.from_model(model), text_dedup=True,
+                               dims=B.MEDCSPDataset(loaded["records"]["train"], loaded["data"],
+                                                    loaded["cxr_cached"].array, cfg, train=False).dims)
+    written["mimic_cxr_holdout"] = _save(out / "mimic_cxr_holdout.npz",
+                                         {**_holdout(model, loaded, cfg, collate, device, batch_size), **meta})
+    if variant != "medcsp_single":
+        written["ehr_records"] = _save(out / "ehr_records.npz", {**_ehr(model, loaded, cfg, collate, device,
+                                                                         batch_size), **meta})
+    return written
