@@ -11,7 +11,7 @@ import torch
 from medbind_lib.config import load_profile
 from medbind_lib.medcsp import batches as B
 from medbind_lib.medcsp import features
-from medbind_lib.medcsp.pretrain import MEDCSPMethod, lp_pairs, train_medcsp
+from medbind_lib.medcsp.pretrain import MEDCSPMethod, train_medcsp
 from medbind_lib.trainer import load_checkpoint
 
 from test_data import ensure_smoke_artifacts
@@ -64,12 +64,3 @@ def test_single_source_variant_builds_and_sees_no_ehr(setup, tmp_path):
     assert out["steps"] == 3 and out["data"]["train"]["ehr"] == 0
     with pytest.raises(ValueError, match="MEDCSP variant"):
         MEDCSPMethod(cfg, "medbind_bd", cxr_only)
-
-
-def test_lp_pairs_counts_the_loss_positives():
-    src = torch.tensor([0, 1, 1, 0, 1])
-    pat = torch.tensor([7, 7, 7, 8, 8])
-    t = torch.tensor([0.0, 10.0, 45.0, 0.0, 31.0], dtype=torch.float64)
-    # (0,1) same patient, other source, 10 d; (0,2) 45 d > 30; (3,4) 31 d > 30; (1,2) same source
-    assert float(lp_pairs(src, pat, t, 30.0)) == 1.0
-    assert float(lp_pairs(src, pat, t, 45.0)) == 3.0

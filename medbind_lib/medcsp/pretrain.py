@@ -17,7 +17,9 @@ encoders).  ``best.pt`` = lowest validation loss of the variant (``val_loss``; w
 is usually the last epoch).  Validation also scores report->image retrieval on the validation CXR studies
 (R@K, median rank, hit = the report's own study; chance R@K = K / studies).  Every step logs the terms,
 the global record counts, L_P's anchors and the number of L_P positive pairs in the batch (``n_lp_pairs``,
-counted for every variant, so the sampler's pairing is visible in ``medcsp_a`` too).
+counted for every variant, so the sampler's pairing is visible in ``medcsp_a`` too; under DDP the mean of the
+ranks' shares, pairs across ranks not counted).  Validation ``val_ld`` is 0 by construction: diagnosis
+histories come from training admissions only (MEDCSP.md), so validation patients have none.
 
 Outputs: ``runs/<profile>/09/<run>/`` with the files of :mod:`medbind_lib.trainer`.
 """
@@ -39,7 +41,7 @@ from ..replicates import parse_run, with_run_seed
 from ..trainer import Method, fit
 from . import batches as B
 
-__all__ = ["MEDCSPMethod", "train_medcsp", "default_out_dir", "loss_from_profile", "model_modalities",
+__all__ = ["MEDCSPMethod", "train_medcsp", "default_out_dir", "loss_from_profile", "model_modalities", "to_device",
            "LOSS_KEYS", "main"]
 
 LOSS_KEYS = ("medcsp_tau", "medcsp_lambda_p", "medcsp_lambda_d", "medcsp_theta_days", "medcsp_la_negatives",
@@ -67,14 +69,6 @@ def loss_from_profile(cfg, variant: str) -> MEDCSPLoss:
                       lp_direction=cfg.medcsp_lp_direction, ld_target=cfg.medcsp_ld_target,
                       ld_same_patient=cfg.medcsp_ld_same_patient, ld_direction=cfg.medcsp_ld_direction,
                       modalities=model_modalities(variant))
-
-
-def lp_pairs(sources: torch.Tensor, patients: torch.Tensor, times: torch.Tensor, theta: float) -> torch.Tensor:
-    """Number of L_P positive pairs in a batch: same patient, different source, |dt| <= theta (days)."""
-    same = patients[:, None] == patients[None, :]
-    cross = sources[:, None] != sources[None, :]
-    near = (times[:, None] - times[None, :]).abs() <= theta
-    return (same & cross & near).sum().div(2).float()
 
 
 def to_device(batch: Mapping, device) -> dict:
@@ -150,17 +144,18 @@ class MEDCSPMethod(Method):
         self.forward_module = model
 
     # ---------------------------------------------------------------- steps
-    def _terms(self, fwd, model, batch) -> dict:
+    def _terms(self, fwd, model, batch, records) -> dict:
         b = to_device(batch, self.device)
         emb = fwd(b)
         li = {"embeddings": emb, "mask": b["mask"][:, model.mask_columns], "sources": b["sources"], "patients": b["patients"],
               "times": b["times"], "histories": b["histories"]}
         terms = self.loss_fn(li, logit_scale=model.logit_scale if model.learnable_temperature else None)
-        terms["n_lp_pairs"] = lp_pairs(b["sources"], b["patients"], b["times"], self.cfg.medcsp_theta_days)
+        rows = batch["record_rows"].numpy()          # L_P positives among this rank's records (every variant)
+        terms["n_lp_pairs"] = torch.tensor(float(B.count_positive_pairs(records, rows, self.cfg.medcsp_theta_days)))
         return terms
 
     def loss_terms(self, fwd, model, batch) -> dict:
-        return self._terms(fwd, model, batch)
+        return self._terms(fwd, model, batch, self._records("train"))
 
     def batch_samples(self, batch, logged: Mapping) -> float:
         return logged.get("n_records", float(batch["n_records"]))
@@ -179,7 +174,7 @@ class MEDCSPMethod(Method):
         for rows in self.valid_sampler:
             batch = self.collate([self.ds_valid[i] for i in rows])
             with amp_ctx():
-                terms = self._terms(fwd, model, batch)
+                terms = self._terms(fwd, model, batch, self._records("valid"))
             n = float(terms["n_records"])
             vals = {k: float(D.all_reduce_mean(v)) for k, v in terms.items()
                     if torch.is_tensor(v) and v.ndim == 0 and k in ("loss", "la", "lp", "ld")}
