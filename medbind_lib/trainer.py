@@ -12,7 +12,8 @@ gradient; logged terms are ``all_reduce_mean`` of the per-rank shares.
 
 Seeding (CONVENTIONS 17): ``seed`` before model init, ``seed + rank`` after.  The RNG state (python /
 numpy / torch / CUDA, per rank) is checkpointed with the sampler position, so on CPU a resumed run ends with
-exactly the weights of an uninterrupted one.
+exactly the weights of an uninterrupted one (a frozen text encoder's feature cache is refilled after a resume,
+from other batch compositions: then equal to float rounding, not bitwise).
 
 Outputs in ``out`` (all atomic): ``last.pt`` (after every epoch, every ``checkpoint_every_steps`` and on
 interruption: the full state; once finished, rewritten without optimizer/scheduler state), ``best.pt``

@@ -1,5 +1,6 @@
 """MEDCSP pre-training on the shared loop (medcsp/pretrain.py + trainer.py) on the smoke cohort's notebook 08 data:
-a resumed run ends with exactly the weights of an uninterrupted one, the sampler's pairs reach L_P, the
+a resumed run ends with exactly the weights of an uninterrupted one (with a trained text encoder: a frozen one's
+feature cache is refilled after a resume from other batch compositions, equal only to float rounding), the sampler's pairs reach L_P, the
 single-source variant never builds or sees the EHR side, and a finished run is reused, not retrained."""
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from medbind_lib.trainer import load_checkpoint
 from test_data import ensure_smoke_artifacts
 
 TINY = {"progress": False, "medcsp_batch_size": 16, "medcsp_epochs": 1, "max_steps": 3, "medcsp_text_max_length": 16,
-        "medcsp_embed_dim": 16, "medcsp_mlp_hidden": 16, "medcsp_lstm_hidden": 8, "medcsp_pair_rate": 0.5,
+        "medcsp_text_freeze": False, "medcsp_embed_dim": 16, "medcsp_mlp_hidden": 16, "medcsp_lstm_hidden": 8, "medcsp_pair_rate": 0.5,
         "medcsp_image_model_kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 1.0}}
 
 
