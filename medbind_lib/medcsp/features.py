@@ -40,6 +40,9 @@ PARAM_KEYS = ("seed", "medcsp_prediction_hours", "medcsp_bin_hours", "medcsp_ite
               "medcsp_code_min_count", "medcsp_drug_key", "medcsp_demo_max_categories", "medcsp_ehr_record_time",
               "medcsp_holdout_fraction", "medcsp_min_age", "medcsp_onset_before_prediction",
               "medcsp_onset_outside_window", "cxr_views")
+# bumped when the code changes what is built, so older folders are rebuilt, never reused
+# (2: diagnosis histories keyed by integer subject ids; 1 built them empty from the linked text ids)
+FEATURES_VERSION = 2
 TASK_MODALITIES = {"arf": ("temporal", "demo"), "shock": ("temporal", "demo"), "mortality": ("temporal", "demo"),
                    "readmission": ("temporal", "note", "demo", "icd", "drug")}
 _INPUTS = ("hosp/admissions", "hosp/patients", "hosp/diagnoses_icd", "hosp/prescriptions", "icu/icustays",
@@ -52,7 +55,7 @@ def out_dir(cfg) -> Path:
 
 def params_of(cfg) -> dict:
     """The parameters that define the built data (recorded with it and compared before reuse)."""
-    p = {k: cfg[k] for k in PARAM_KEYS}
+    p = {"version": FEATURES_VERSION, **{k: cfg[k] for k in PARAM_KEYS}}
     root = Path(cfg["mimic_iv_root"])
     p["inputs"] = {t: file_signature(_table(root, t)) for t in _INPUTS}
     p["linked"] = file_signature(Path(cfg["runs_dir"]) / "01" / "link_params.json")
