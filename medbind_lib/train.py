@@ -21,8 +21,6 @@ modalities, the same for every variant.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Mapping, Optional
@@ -37,8 +35,8 @@ from . import data as mdata
 from . import distributed as D
 from .losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
 from .replicates import parse_run, with_run_seed
-from .trainer import (CKPT_VERSION, Method, NonFiniteLoss, build_optimizer, cosine_lambda, fit, load_checkpoint,
-                      save_checkpoint)
+from .trainer import (CKPT_VERSION, Method, NonFiniteLoss, build_optimizer, cli, cosine_lambda, fit,
+                      load_checkpoint, save_checkpoint)
 
 __all__ = ["train", "MEDBindMethod", "NonFiniteLoss", "Embedder", "embed_batch", "model_for_variant",
            "build_optimizer", "cosine_lambda", "save_checkpoint", "load_checkpoint", "validate", "retrieval_check",
@@ -322,30 +320,8 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
 # CLI
 # ----------------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    from .config import load_profile
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="smoke")
-    ap.add_argument("--variant", default=None, help=f"one of {VARIANTS} (or a seed replicate <variant>@seed<k>); "
-                                                   "default: every variant of the profile")
-    ap.add_argument("--out-dir", default=None)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="profile overrides")
-    args = ap.parse_args(argv)
-    import yaml
-
-    overrides = {}
-    for kv in args.set:
-        k, _, v = kv.partition("=")
-        overrides[k] = yaml.safe_load(v)
-    cfg = load_profile(args.profile, notebook="02", overrides=overrides or None)
-    variants = [args.variant] if args.variant else list(cfg.variants)
-    for v in variants:
-        m = train(cfg, v, out_dir=args.out_dir if len(variants) == 1 else None, resume=not args.no_resume)
-        if m and "samples_per_s_median" in m:
-            print(json.dumps({k: m[k] for k in ("variant", "steps", "train_seconds", "samples_per_s_median",
-                                                 "best_val_criterion")}, default=str))
-    return 0
+    return cli(argv, __doc__.split("\n")[0], "02", "variants",
+               f"one of {VARIANTS} (or a seed replicate <variant>@seed<k>)", train)
 
 
 if __name__ == "__main__":

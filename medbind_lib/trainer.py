@@ -41,7 +41,7 @@ from . import distributed as D
 from .io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from .runtime import env_info, log_line, progress, seed_everything
 
-__all__ = ["Method", "fit", "NonFiniteLoss", "build_optimizer", "cosine_lambda", "save_checkpoint",
+__all__ = ["Method", "fit", "cli", "NonFiniteLoss", "build_optimizer", "cosine_lambda", "save_checkpoint",
            "load_checkpoint", "rng_state", "set_rng_state", "init_distributed", "amp_dtype_of", "CKPT_VERSION"]
 
 CKPT_VERSION = 1
@@ -435,3 +435,31 @@ def _metrics(st: _Run, method: Method, cfg, bpe: int, device, amp_dtype) -> dict
     extra = method.metrics(sl)
     params = {**{k: cfg[k] for k in LOOP_PARAMS}, **hp, **extra.pop("params", {})}
     return {**out, **extra, "params": params, "env": env_info(cfg)}
+
+
+def cli(argv, description: str, notebook: str, variants_key: str, variant_help: str, train_fn) -> int:
+    """The training CLI of a method: ``--profile``, ``--variant`` (default: the profile's ``variants_key``),
+    ``--out-dir``, ``--no-resume``, ``--set KEY=YAML``; one JSON line of throughput per finished variant."""
+    import argparse
+    import json
+
+    import yaml
+
+    from .config import load_profile
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--variant", default=None, help=f"{variant_help}; default: the profile's {variants_key}")
+    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="profile overrides")
+    args = ap.parse_args(argv)
+    overrides = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in args.set)}
+    cfg = load_profile(args.profile, notebook=notebook, overrides=overrides or None)
+    variants = [args.variant] if args.variant else list(cfg[variants_key])
+    for v in variants:
+        m = train_fn(cfg, v, out_dir=args.out_dir if len(variants) == 1 else None, resume=not args.no_resume)
+        if m and "samples_per_s_median" in m:
+            print(json.dumps({k: m[k] for k in ("variant", "steps", "train_seconds", "samples_per_s_median",
+                                                 "best_val_criterion")}, default=str))
+    return 0

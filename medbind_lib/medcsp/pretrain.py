@@ -25,8 +25,6 @@ Outputs: ``runs/<profile>/09/<run>/`` with the files of :mod:`medbind_lib.traine
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Mapping, Optional
@@ -38,7 +36,7 @@ import torch
 from ..losses import MEDCSPLoss
 from ..losses.medcsp import MEDCSP_VARIANTS, SOURCE_CXR
 from ..replicates import parse_run, with_run_seed
-from ..trainer import Method, fit
+from ..trainer import Method, cli, fit
 from . import batches as B
 
 __all__ = ["MEDCSPMethod", "train_medcsp", "default_out_dir", "loss_from_profile", "model_modalities", "to_device",
@@ -233,25 +231,7 @@ def train_medcsp(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_a
 
 
 def main(argv=None) -> int:
-    from ..config import load_profile
-    import yaml
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="smoke")
-    ap.add_argument("--variant", default=None, help=f"one of {MEDCSP_VARIANTS}; default: medcsp_variants")
-    ap.add_argument("--out-dir", default=None)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="profile overrides")
-    args = ap.parse_args(argv)
-    overrides = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in args.set)}
-    cfg = load_profile(args.profile, notebook="09", overrides=overrides or None)
-    variants = [args.variant] if args.variant else list(cfg.medcsp_variants)
-    for v in variants:
-        m = train_medcsp(cfg, v, out_dir=args.out_dir if len(variants) == 1 else None, resume=not args.no_resume)
-        if m and "samples_per_s_median" in m:
-            print(json.dumps({k: m[k] for k in ("variant", "steps", "train_seconds", "samples_per_s_median",
-                                                 "best_val_criterion")}, default=str))
-    return 0
+    return cli(argv, __doc__.split("\n")[0], "09", "medcsp_variants", f"one of {MEDCSP_VARIANTS}", train_medcsp)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Shared helpers of the model package: the missing-weights error, local-path checks and optimiser
-parameter groups (one convention for every model of the suite)."""
+"""Shared helpers of the model package: the missing-weights error, local-path checks, optimiser
+parameter groups and the contrastive temperature (one convention for every model of the suite)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -50,3 +52,31 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
             g["lr"] = float(lr) * scale
         out.append(g)
     return out
+
+
+class Temperature:
+    """Mixin: the contrastive temperature as ``log_logit_scale`` = log(1/tau), a buffer (fixed tau, the papers')
+    or a Parameter (learnable, CLIP style, clamped at ``max_logit_scale``); call :meth:`_init_temperature` in
+    ``__init__``.  ``logit_scale`` (1/tau, a 0-d tensor) goes to the losses."""
+
+    def _init_temperature(self, init_tau: float, learnable: bool, max_logit_scale: float) -> None:
+        if init_tau <= 0:
+            raise ValueError(f"tau must be > 0, got {init_tau}")
+        self.learnable_temperature = bool(learnable)
+        self.max_logit_scale = float(max_logit_scale)
+        init = torch.tensor(math.log(1.0 / init_tau), dtype=torch.float32)
+        if self.learnable_temperature:
+            self.log_logit_scale = nn.Parameter(init)
+        else:
+            self.register_buffer("log_logit_scale", init)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """1/tau as a 0-d tensor (learnable: exp of the log scale, clamped at ``max_logit_scale``)."""
+        if self.learnable_temperature:
+            return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
+        return self.log_logit_scale.exp()
+
+    @property
+    def tau(self) -> float:
+        return float(1.0 / self.logit_scale.detach())

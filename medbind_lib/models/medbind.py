@@ -13,21 +13,20 @@ the loss: ``MEDBindLoss(...)(batch, logit_scale=model.logit_scale)``.
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import param_groups
+from ._common import Temperature, param_groups
 
 ENCODER_KEYS = ("cxr", "ecg", "text")
 TEXT_INPUTS = ("cxr_text", "ecg_text")
 INPUT_KEYS = ("cxr", "ecg") + TEXT_INPUTS
 
 
-class MEDBindModel(nn.Module):
+class MEDBindModel(Temperature, nn.Module):
     """``forward(batch) -> {modality: [n, embed_dim] unit-norm}`` for the modalities present in ``batch``."""
 
     def __init__(self, encoders: Mapping[str, nn.Module], embed_dim: int = 256, learnable_temperature: bool = False,
@@ -48,26 +47,9 @@ class MEDBindModel(nn.Module):
             names = [k] if k != "text" or self.shared_text_projection else list(TEXT_INPUTS)
             for name in names:
                 self.projections[name] = nn.Linear(_out_dim(enc, k), self.embed_dim)
-        self.learnable_temperature = bool(learnable_temperature)
-        self.max_logit_scale = float(max_logit_scale)
-        init = torch.tensor(math.log(1.0 / init_tau), dtype=torch.float32)
-        if self.learnable_temperature:
-            self.log_logit_scale = nn.Parameter(init)
-        else:
-            self.register_buffer("log_logit_scale", init)
+        self._init_temperature(init_tau, learnable_temperature, max_logit_scale)
 
-    # ---------------------------------------------------------------- temperature
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        """1/tau as a 0-d tensor (learnable: exp of the log scale, clamped at ``max_logit_scale``)."""
-        if self.learnable_temperature:
-            return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
-        return self.log_logit_scale.exp()
-
-    @property
-    def tau(self) -> float:
-        return float(1.0 / self.logit_scale.detach())
-
+    # ---------------------------------------------------------------- keys
     @property
     def modalities(self) -> tuple[str, ...]:
         """Input keys this model can embed."""

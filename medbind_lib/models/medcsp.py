@@ -30,7 +30,6 @@ Parameter (clamped at ``max_logit_scale``); ``model.logit_scale`` (1/tau) goes t
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Sequence
 
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import param_groups
+from ._common import Temperature, param_groups
 from .cxr import CXREncoder
 from .medbind import _out_dim
 from .text import TextEncoder
@@ -129,7 +128,7 @@ class TemporalLSTM(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # model
 # ----------------------------------------------------------------------------------------------------
-class MEDCSPModel(nn.Module):
+class MEDCSPModel(Temperature, nn.Module):
     """``forward(batch) -> {modality: [N, embed_dim]}``: unit norm in present rows, zeros in absent rows.
 
     ``encoders``: keys among ``MEDCSP_ENCODER_KEYS`` (each with ``.out_dim``).  ``modalities``: those to
@@ -163,26 +162,9 @@ class MEDCSPModel(nn.Module):
         self.embed_dim = int(embed_dim)
         self.projections = nn.ModuleDict({m: nn.Linear(_out_dim(self.encoders[ENCODER_OF[m]], ENCODER_OF[m]),
                                                        self.embed_dim) for m in self.modalities})
-        self.learnable_temperature = bool(learnable_temperature)
-        self.max_logit_scale = float(max_logit_scale)
-        init = torch.tensor(math.log(1.0 / init_tau), dtype=torch.float32)
-        if self.learnable_temperature:
-            self.log_logit_scale = nn.Parameter(init)
-        else:
-            self.register_buffer("log_logit_scale", init)
+        self._init_temperature(init_tau, learnable_temperature, max_logit_scale)
 
-    # ---------------------------------------------------------------- temperature, bookkeeping
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        """1/tau as a 0-d tensor (learnable: exp of the log scale, clamped at ``max_logit_scale``)."""
-        if self.learnable_temperature:
-            return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
-        return self.log_logit_scale.exp()
-
-    @property
-    def tau(self) -> float:
-        return float(1.0 / self.logit_scale.detach())
-
+    # ---------------------------------------------------------------- bookkeeping
     @property
     def mask_columns(self) -> list[int]:
         """Columns of the [N, 7] batch mask for ``self.modalities`` (the mask of this model's embeddings)."""
