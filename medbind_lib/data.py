@@ -55,8 +55,8 @@ from .preprocess.text import normalize_for_identity
 from .runtime import seed_worker
 
 __all__ = ["VARIANT_MODALITIES", "PretrainTables", "load_pretrain", "PretrainDataset", "PairBatchSampler",
-           "fixed_batches", "Collator", "TokenizeFn", "EvalArrayDataset", "make_loader", "label_matrix",
-           "text_keys"]
+           "fixed_batches", "Collator", "TokenizeFn", "tokenize_once", "EvalArrayDataset", "make_loader",
+           "label_matrix", "text_keys"]
 
 VARIANT_MODALITIES = {"medbind_bd": ("cxr", "ecg"), "medbind_nm": ("cxr", "ecg"), "ecg_clip": ("ecg",),
                       "cxr_clip": ("cxr",), "medclip": ("cxr",)}
@@ -409,19 +409,26 @@ class Collator:
             "cxr_ids": [it["cxr_id"] for it in c_items], "ecg_ids": [it["ecg_id"] for it in e_items],
             "samples": torch.tensor([it["sample"] for it in items], dtype=torch.long),
         }
-        all_texts = ctexts + etexts
-        if self.dedup:
-            uniq, inv = {}, []
-            for t in all_texts:
-                inv.append(uniq.setdefault(t, len(uniq)))
-            texts = list(uniq)
-        else:
-            texts, inv = all_texts, list(range(len(all_texts)))
-        inv = torch.tensor(inv, dtype=torch.long)
-        batch["cxr_text_index"], batch["ecg_text_index"] = inv[:len(ctexts)], inv[len(ctexts):]
+        texts, (batch["cxr_text_index"], batch["ecg_text_index"]), batch["text_tokens"] = tokenize_once(
+            (ctexts, etexts), self.tokenize, self.dedup)
         batch["unique_texts"] = texts
-        batch["text_tokens"] = self.tokenize(texts) if (self.tokenize is not None and texts) else None
         return batch
+
+
+def tokenize_once(groups: Sequence[Sequence[str]], tokenize: Optional[Callable], dedup: bool = True):
+    """(texts, one long index tensor per group into ``texts``, ``tokenize(texts)`` or None): each distinct
+    text of the batch is tokenised (and later encoded) once; ``dedup=False`` keeps one row per text."""
+    all_texts = [t for g in groups for t in g]
+    if dedup:
+        uniq: dict = {}
+        inv = [uniq.setdefault(t, len(uniq)) for t in all_texts]
+        texts = list(uniq)
+    else:
+        texts, inv = all_texts, list(range(len(all_texts)))
+    inv = torch.tensor(inv, dtype=torch.long)
+    bounds = np.cumsum([0] + [len(g) for g in groups])
+    index = tuple(inv[bounds[k]:bounds[k + 1]] for k in range(len(groups)))
+    return texts, index, (tokenize(texts) if (tokenize is not None and texts) else None)
 
 
 def make_loader(dataset: Dataset, batch_sampler, collate: Callable, n_workers: int = 0, seed: int = 0,

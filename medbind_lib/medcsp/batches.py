@@ -43,6 +43,7 @@ import torch
 from scipy import sparse
 from torch.utils.data import Dataset, Sampler
 
+from ..data import tokenize_once
 from ..losses.medcsp import SOURCE_CXR, SOURCE_EHR
 from ..models.medcsp import MEDCSP_MODALITIES   # the model owns the mask's column order; batches follow it
 from ..preprocess import cxr as pcxr
@@ -540,17 +541,8 @@ class MEDCSPCollator:
         }
         notes = [it["note"] for it in items if "note" in it]
         reports = [it["report"] for it in items if "report" in it]
-        all_texts = notes + reports
-        if self.text_dedup:
-            uniq: dict = {}
-            inv = [uniq.setdefault(x, len(uniq)) for x in all_texts]
-            texts = list(uniq)
-        else:
-            texts, inv = all_texts, list(range(len(all_texts)))
-        inv = torch.tensor(inv, dtype=torch.long)
-        batch["note_index"], batch["report_index"] = inv[:len(notes)], inv[len(notes):]
-        batch["texts"] = texts
-        batch["text_tokens"] = self.tokenize(texts) if (self.tokenize is not None and texts) else None
+        batch["texts"], (batch["note_index"], batch["report_index"]), batch["text_tokens"] = tokenize_once(
+            (notes, reports), self.tokenize, self.text_dedup)
         return batch
 
 
