@@ -6,56 +6,9 @@
 """
 from __future__ import annotations
 
-from .medbind import (
-    EMCL_SCALES,
-    LABEL_SIMS,
-    REDUCTIONS,
-    VARIANTS,
-    MEDBindLoss,
-    clip_infonce,
-    emcl,
-    hash_texts,
-    medclip_soft,
-    normalize_text,
-    tmcl,
-)
-from .medcsp import (
-    LA_NEGATIVES,
-    LD_TARGETS,
-    LP_DIRECTIONS,
-    MEDCSP_VARIANTS,
-    SOURCE_CXR,
-    SOURCE_EHR,
-    MEDCSPLoss,
-    medcsp_la,
-    medcsp_ld,
-    medcsp_lp,
-    record_embeddings,
-)
+from . import medbind as _medbind
+from . import medcsp as _medcsp
+from .medbind import *  # noqa: F401,F403 - the names of each module's __all__, listed there once
+from .medcsp import *  # noqa: F401,F403
 
-__all__ = [
-    # MEDBind and the CXR baselines
-    "EMCL_SCALES",
-    "LABEL_SIMS",
-    "REDUCTIONS",
-    "VARIANTS",
-    "hash_texts",
-    "normalize_text",
-    "clip_infonce",
-    "tmcl",
-    "emcl",
-    "medclip_soft",
-    "MEDBindLoss",
-    # MEDCSP
-    "MEDCSP_VARIANTS",
-    "LA_NEGATIVES",
-    "LP_DIRECTIONS",
-    "LD_TARGETS",
-    "SOURCE_EHR",
-    "SOURCE_CXR",
-    "record_embeddings",
-    "medcsp_la",
-    "medcsp_lp",
-    "medcsp_ld",
-    "MEDCSPLoss",
-]
+__all__ = [*_medbind.__all__, *_medcsp.__all__]

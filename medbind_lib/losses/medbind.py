@@ -67,6 +67,7 @@ from medbind_lib import distributed as D
 
 __all__ = [
     "EMCL_SCALES",
+    "LABEL_SIMS",
     "REDUCTIONS",
     "VARIANTS",
     "hash_texts",
