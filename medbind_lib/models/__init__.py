@@ -15,15 +15,13 @@ with :class:`MissingWeightsError` (a ``ConfigError``) naming the path and the pr
 from __future__ import annotations
 
 import dataclasses
-import re
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
 
-from ._common import MissingWeightsError
+from ._common import MissingWeightsError, profile_fields
 from .cxr import CXREncoder
 from .ecg import ECGTransformer
 from .medbind import MEDBindModel
@@ -80,13 +78,9 @@ class ModelConfig:
         ``ecg_samples`` absent or None -> round(ecg_fs * ecg_seconds) when the profile has them.  Path keys
         expand ``{key}`` references to other profile keys and resolve relative paths from the repo root.
         """
-        names = {f.name for f in fields(cls)}
-        kw = {k: profile[k] for k in names if k in profile}
+        kw = profile_fields(cls, profile, ("cxr_pretrained_path", "text_model_path"))
         if kw.get("ecg_samples") is None and "ecg_fs" in profile and "ecg_seconds" in profile:
             kw["ecg_samples"] = int(round(float(profile["ecg_fs"]) * float(profile["ecg_seconds"])))
-        for k in ("cxr_pretrained_path", "text_model_path"):
-            if kw.get(k):
-                kw[k] = _resolve_path(str(kw[k]), profile)
         if "modalities" in kw:
             kw["modalities"] = tuple(kw["modalities"])
         return cls(**kw)
@@ -105,21 +99,6 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["modalities"] = list(self.modalities)
         return d
-
-
-def _resolve_path(value: str, profile: Mapping) -> str:
-    pattern = re.compile(r"\{(\w+)\}")
-    for _ in range(10):
-        new = pattern.sub(lambda m: str(profile[m.group(1)]) if m.group(1) in profile else m.group(0), value)
-        if new == value:
-            break
-        value = new
-    if value.strip().lower() in ("packaged", "minilm", "all-minilm-l6-v2"):
-        return value
-    from .. import ROOT
-
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (ROOT / p).resolve())
 
 
 def build_encoders(cfg: ModelConfig) -> dict[str, nn.Module]:

@@ -3,6 +3,8 @@ parameter groups and the contrastive temperature (one convention for every model
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Mapping
 
@@ -25,6 +27,32 @@ def require_path(path, key: str, what: str) -> Path:
             f"checkpoint there, point {key!r} at a local copy, or set it to null for random initialisation"
             + (" / the packaged MiniLM." if key == "text_model_path" else "."))
     return p
+
+
+def resolve_path(value: str, profile: Mapping) -> str:
+    """A path key's value with ``{key}`` references to other profile keys expanded, relative paths from the repo
+    root (``packaged`` / ``minilm`` names of the packaged text model pass unchanged)."""
+    pattern = re.compile(r"\{(\w+)\}")
+    for _ in range(10):
+        new = pattern.sub(lambda m: str(profile[m.group(1)]) if m.group(1) in profile else m.group(0), value)
+        if new == value:
+            break
+        value = new
+    if value.strip().lower() in ("packaged", "minilm", "all-minilm-l6-v2"):
+        return value
+    from .. import ROOT
+
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (ROOT / p).resolve())
+
+
+def profile_fields(cls, profile: Mapping, path_keys=()) -> dict:
+    """The keys of ``profile`` that are fields of dataclass ``cls``; set ``path_keys`` resolved (:func:`resolve_path`)."""
+    kw = {f.name: profile[f.name] for f in fields(cls) if f.name in profile}
+    for k in path_keys:
+        if kw.get(k):
+            kw[k] = resolve_path(str(kw[k]), profile)
+    return kw
 
 
 #: parameter-name fragments without weight decay (besides every 1-d / 0-d tensor)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Temperature, param_groups
+from ._common import Temperature, param_groups, profile_fields
 from .cxr import CXREncoder
 from .medbind import _out_dim
 from .text import TextEncoder
@@ -343,15 +343,10 @@ class MEDCSPConfig:
     def from_profile(cls, profile: Mapping[str, Any]) -> "MEDCSPConfig":
         """Keys of ``profile`` that are fields here, defaults otherwise.  ``medcsp_text_model_path`` absent or
         None falls back to ``text_model_path``; paths expand ``{key}`` references and resolve from the repo root."""
-        from . import _resolve_path  # the package imports this module: resolve lazily
-
-        names = {f.name for f in fields(cls)}
-        kw = {k: profile[k] for k in names if k in profile}
-        if kw.get("medcsp_text_model_path") is None:
-            kw["medcsp_text_model_path"] = profile.get("text_model_path")
-        for k in ("medcsp_image_pretrained_path", "medcsp_text_model_path"):
-            if kw.get(k):
-                kw[k] = _resolve_path(str(kw[k]), profile)
+        text = profile.get("medcsp_text_model_path")
+        text = profile.get("text_model_path") if text is None else text
+        kw = profile_fields(cls, {**profile, "medcsp_text_model_path": text},
+                            ("medcsp_image_pretrained_path", "medcsp_text_model_path"))
         if "medcsp_modalities" in kw:
             kw["medcsp_modalities"] = list(kw["medcsp_modalities"])
         return cls(**kw)
