@@ -3,8 +3,8 @@
 The runner calls :func:`require` before a notebook's kernel starts and each notebook calls it in its first
 cell, so a notebook run out of order says which notebook to run first instead of failing deep inside with a
 ``KeyError``. Completion markers are the last files a producer writes: notebook 01's ``link_params.json``
-(after its tables), notebook 02's per-variant embedding folders (after the checkpoint), notebook 08's
-``params.json`` (after the MEDCSP data).
+(after its tables), notebook 02's and notebook 09's per-variant embedding folders (after the checkpoint),
+notebook 08's ``params.json`` (after the MEDCSP data).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ __all__ = ["MissingArtifacts", "missing", "require", "NEEDS"]
 
 # notebook -> producer notebooks whose outputs it reads
 NEEDS: dict[str, tuple[str, ...]] = {"02": ("01",), "03": ("01", "02"), "04": ("01", "02"), "05": ("01", "02"),
-                                     "06": ("01", "02"), "07": ("01", "02"), "08": ("01",), "09": ("01", "08")}
+                                     "06": ("01", "02"), "07": ("01", "02"), "08": ("01",), "09": ("01", "08"),
+                                     "10": ("01", "02", "08", "09"), "11": ("01", "02", "09"), "12": ("08", "09")}
 
 
 class MissingArtifacts(RuntimeError):
@@ -37,6 +38,11 @@ def _outputs(cfg, producer: str) -> list[Path]:
         return out
     if producer == "08":
         return [runs / "08" / "params.json"]               # written last by medcsp.features.build
+    if producer == "09":                                   # each MEDCSP variant + the untrained reference
+        out = [runs / "embeddings" / "medcsp_untrained"]
+        for v in cfg.medcsp_variants:
+            out += [runs / "09" / v / "best.pt", runs / "embeddings" / v]
+        return out
     raise KeyError(producer)
 
 

@@ -158,28 +158,33 @@ print(pd.DataFrame(rows).set_index("model").round(1).to_string())
 
 # %% [markdown]
 # ## Is the trained model better than the untrained one beyond the noise?
-# Report->image R@10 of the trained variant minus the untrained `medcsp` architecture on the SAME queries:
-# MIMIC-CXR validation images (each image's report queries the validation images; a hit = the image itself) and
-# the hold-out studies, with a paired patient-bootstrap 95% CI (`evaluate.paired`, the test MEDBind's
-# BD - NM comparisons use). A CI above 0 = trained beats untrained beyond resampling noise.
+# Text->image R@10 by the paper's protocol (each distinct report queries the images; relevant = every image of its
+# study: identical report text in MIMIC-CXR, the study id in the hold-out; R@10 = relevant images in the top 10 /
+# relevant images) of the trained variant minus the untrained `medcsp` architecture on the SAME queries: the
+# MIMIC-CXR validation split and the hold-out studies, with a paired patient-bootstrap 95% CI (`evaluate.paired`,
+# the test MEDBind's BD - NM comparisons use). A CI above 0 = trained beats untrained beyond resampling noise.
 
 # %%
+from medbind_lib.evaluate._common import text_keys
 from medbind_lib.evaluate.paired import paired_mean_difference
 from medbind_lib.evaluate.protocol import EvalSettings
+from medbind_lib.evaluate.retrieval import text_to_image_precision_recall
 
 
-def hits_at(tag, name, split=None, k=10):
+def per_query_recall(tag, name, split=None, k=10):
     z = load_embeddings(emb_root / tag / f"{name}.npz")
     keep = np.ones(len(z["emb"]), bool) if split is None else z["split"] == split
-    r = target_ranks(torch.from_numpy(z["text_emb"][keep]), torch.from_numpy(z["emb"][keep]), np.arange(keep.sum()))
-    return 100.0 * (r < k), z["subject_id"][keep]
+    keys = text_keys(list(z["text"][keep])) if name == "mimic_cxr" else list(z["study_id"][keep])
+    r = text_to_image_precision_recall(z["text_emb"][keep], z["emb"][keep], keys, keys, ks=(k,), n_boot=0,
+                                       return_per_query=True)
+    return r["per_query"][f"R@{k}"], z["subject_id"][keep][r["per_query"]["rows"]]
 
 
 ev = EvalSettings(profile=profile, seed=cfg.seed)
 rows = []
 for name, split in (("mimic_cxr", "valid"), ("mimic_cxr_holdout", None)):
-    a, groups = hits_at(variant, name, split)
-    b, _ = hits_at("medcsp_untrained", name, split)
+    a, groups = per_query_recall(variant, name, split)
+    b, _ = per_query_recall("medcsp_untrained", name, split)
     d = paired_mean_difference(a, b, groups, n_boot=ev.n_boot, seed=ev.seed, alpha=ev.alpha)
     rows.append({"set": f"{name} ({split or 'all'})", "queries": d["n"], "trained R@10": a.mean(),
                  "untrained R@10": b.mean(), "difference": d["diff"], "CI low": d["lo"], "CI high": d["hi"]})

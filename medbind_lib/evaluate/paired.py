@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .bootstrap import balanced_accuracy_replicates, mean_replicates, percentile_ci, resample_indices
+from .bootstrap import balanced_accuracy_replicates, mean_replicates, percentile_ci
 
 __all__ = ["record", "paired_mean_difference", "paired_balanced_accuracy_difference", "paired_differences",
            "seed_paired_differences"]
@@ -49,13 +49,12 @@ def _ba_diff_reps(y, pred_a, pred_b, groups, n_classes, n_boot: int, seed: int):
 
 
 def _auroc_diff_reps(y, score_a, score_b, groups, n_boot: int, seed: int):
+    from .bootstrap import auroc_replicates
     from .zeroshot import _binary_auroc
 
     y, sa, sb = np.asarray(y), np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)
-    g = np.arange(len(y)) if groups is None else np.asarray(groups)
     va, vb = _binary_auroc(y, sa), _binary_auroc(y, sb)
-    reps = np.array([_binary_auroc(y[i], sa[i]) - _binary_auroc(y[i], sb[i])
-                     for i in resample_indices(g, n_boot, seed)]) if n_boot else np.zeros(0)
+    reps = auroc_replicates(y, sa, groups, n_boot, seed) - auroc_replicates(y, sb, groups, n_boot, seed)
     return 100 * (va - vb), 100 * reps, 100 * va, 100 * vb
 
 

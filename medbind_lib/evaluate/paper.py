@@ -96,3 +96,36 @@ def table4(task: str, system: str) -> float:
         raise ValueError(f"task must be one of {TABLE4_TASKS}, got {task!r}")
     v = TABLE4.get(system)
     return math.nan if v is None else v[TABLE4_TASKS.index(task)]
+
+# MEDCSP (Unity in Diversity), per table (docs/MEDCSP.md "Published numbers"); text->image retrieval on held-out
+# MIMIC-CXR studies (Table 1) and Open-I (Table 5): P@K and R@K for K = 1, 5, 10, 20, 50, 100.
+MEDCSP_PAPER = "MEDCSP (Unity in Diversity)"
+MEDCSP_KS = (1, 5, 10, 20, 50, 100)
+MEDCSP_RETRIEVAL: dict[str, dict[str, dict[str, tuple]]] = {
+    "mimic_cxr": {"medcsp": {"P": (12.06, 6.41, 4.45, 2.97, 1.64, 1.04), "R": (8.74, 21.91, 29.51, 38.04, 50.49, 61.74)}},
+    "openi": {"medcsp": {"P": (0.91, 0.63, 0.48, 0.37, 0.25, 0.19), "R": (0.49, 1.74, 2.62, 4.09, 6.92, 10.25)}},
+}
+# Zero-shot (Table 2: COVID-19 vs normal; Table 6: CheXpert "Enlarged Cardiomediastinum"): (precision, recall, F1).
+MEDCSP_ZERO_SHOT: dict[str, dict[str, tuple[float, float, float]]] = {
+    "covid": {"medcsp": (71.98, 55.00, 62.36), "cxr_clip": (30.49, 96.03, 47.43)},
+    "chexpert_ec": {"medcsp": (62.93, 66.97, 64.89)},
+}
+# Figure 7: COVID F1 drop from the full model (points).
+MEDCSP_ABLATION_F1_DROP: dict[str, float] = {"medcsp_single": 15.36, "medcsp_a_p": 11.56}
+
+
+def medcsp_retrieval(dataset: str, system: str, metric: str) -> float:
+    """Published MEDCSP P@K / R@K (``metric`` like ``"R@10"``); NaN where the paper gives no number."""
+    kind, k = metric.split("@")
+    try:
+        return MEDCSP_RETRIEVAL[dataset][system][kind][MEDCSP_KS.index(int(k))]
+    except (KeyError, ValueError):
+        return math.nan
+
+
+def medcsp_zero_shot(task: str, system: str, metric: str) -> float:
+    """Published zero-shot precision / recall / f1; NaN where the paper gives no number."""
+    try:
+        return MEDCSP_ZERO_SHOT[task][system][("precision", "recall", "f1").index(metric)]
+    except (KeyError, ValueError):
+        return math.nan

@@ -235,3 +235,19 @@ def ecg_prompts(dataset: str = "ptbxl", template: str = ECG_TEMPLATE) -> PromptS
     return PromptSet(f"ecg_template_{dataset}", tuple(classes),
                      {c: [template.format(ECG_LABEL_NAMES[c])] for c in classes}, binary_rule="table_a1",
                      source="Table A.1 template and label names")
+
+
+# Enlarged cardiomediastinum (MEDCSP Table 6): MedCLIP has no word lists for it and the paper prints no prompts;
+# ours name the finding the way radiology reports do (positive) and its normal counterpart (negative).
+EC_PROMPTS = ["The cardiomediastinal silhouette is enlarged.", "Enlarged cardiomediastinum.",
+              "Widened mediastinum with an enlarged cardiac silhouette.", "The heart and mediastinum are enlarged."]
+EC_NORMAL_PROMPTS = ["The cardiomediastinal silhouette is within normal limits.",
+                     "Heart size and mediastinal contours are normal.", "The heart is normal in size and contour.",
+                     "Normal cardiomediastinal silhouette."]
+
+
+def ec_prompts(binary_rule: str = "table_a1") -> PromptSet:
+    """Normal vs Enlarged Cardiomediastinum; ``table_a1`` = our negative sentences (``EC_NORMAL_PROMPTS``)."""
+    return binary_prompt_set("enlarged_cardiomediastinum", "Normal", "Enlarged Cardiomediastinum", EC_PROMPTS,
+                             binary_rule, "enlarged cardiomediastinum", negative_prompts=EC_NORMAL_PROMPTS,
+                             source="suite's own report-style sentences (no published prompts)")

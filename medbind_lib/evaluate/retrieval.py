@@ -194,11 +194,14 @@ def cross_modal_recall(query_emb, gallery_emb, *, gallery_keys: Sequence | None 
 def text_to_image_precision_recall(text_emb, image_emb, query_keys: Sequence, image_keys: Sequence, *,
                                    ks=(1, 5, 10, 20, 50, 100), dedup_queries: bool = True,
                                    ties: str = "pessimistic", groups=None, n_boot: int = 1000, seed: int = 0,
-                                   alpha: float = 0.05, chunk_size: int = DEFAULT_CHUNK, device=None) -> dict:
+                                   alpha: float = 0.05, chunk_size: int = DEFAULT_CHUNK, device=None,
+                                   return_per_query: bool = False) -> dict:
     """MEDCSP retrieval: text queries vs all images; relevant = images with the query's key (identical
     text via ``text_keys`` or the study id). P@K = relevant in top K / K; R@K = relevant in top K / number
     relevant. Queries without any relevant image are skipped and counted. ``groups`` are per QUERY row
-    (after dedup the first row of each key is kept)."""
+    (after dedup the first row of each key is kept). ``return_per_query``: also ``per_query`` = {"rows": the
+    query rows scored, "P@K"/"R@K": per-query values}, for paired comparisons of two systems on the same
+    queries."""
     ks = _check(ties, ks)
     qc, gc = factorize(list(query_keys), list(image_keys))
     keep = np.unique(qc, return_index=True)[1] if dedup_queries else np.arange(len(qc))
@@ -208,11 +211,12 @@ def text_to_image_precision_recall(text_emb, image_emb, query_keys: Sequence, im
                                   device=device)
     ok = nrel > 0
     grp = None if groups is None else as_numpy(groups)[keep][ok]
-    out = {}
+    out, per_query = {}, {"rows": keep[ok]}
     for j, k in enumerate(ks):
         p = hits[ok, j] / k * 100.0
         r = hits[ok, j] / nrel[ok] * 100.0
         for name, v in ((f"P@{k}", p), (f"R@{k}", r)):
+            per_query[name] = v
             out[name] = float(v.mean()) if len(v) else float("nan")
             if n_boot:
                 ci = bootstrap_mean(v, grp, n_boot=n_boot, seed=seed, alpha=alpha)
@@ -220,6 +224,8 @@ def text_to_image_precision_recall(text_emb, image_emb, query_keys: Sequence, im
     out.update(n_queries=int(ok.sum()), n_skipped_no_relevant=int((~ok).sum()), n_gallery=len(gc),
                ties=ties, ks=list(ks), dedup_queries=dedup_queries, n_boot=n_boot, seed=seed,
                groups="patients" if groups is not None else "rows")
+    if return_per_query:
+        out["per_query"] = per_query
     return out
 
 

@@ -61,6 +61,30 @@ def _systems(untrained_variant: str = "medbind_bd") -> dict[str, System]:
 
 SYSTEMS = _systems()
 
+# MEDCSP's rows (notebook 09's variants; the untrained reference is the `medcsp` architecture at its seed, the
+# folder ``medcsp_untrained`` that notebook 09 exports once). Kept apart from SYSTEMS: MEDBind's tables list
+# their rows by key and never see these.
+MEDCSP_SYSTEMS: dict[str, System] = {x.key: x for x in (
+    System("medcsp_untrained", "Untrained (MEDCSP init.)", cxr="medcsp", checkpoint="untrained",
+           note="same architecture and seed, never trained"),
+    System("medcsp_single", "MEDCSP single-source (CXR only)", cxr="medcsp_single"),
+    System("medcsp_a", "MEDCSP L_A", cxr="medcsp_a"),
+    System("medcsp_a_p", "MEDCSP L_A + L_P", cxr="medcsp_a_p"),
+    System("medcsp_a_d", "MEDCSP L_A + L_D", cxr="medcsp_a_d"),
+    System("medcsp", "MEDCSP (L_A + L_P + L_D)", cxr="medcsp"))}
+
+
+def any_system(key: str) -> System:
+    """A row of either method's tables by key (MEDBind's ``SYSTEMS`` first, then ``MEDCSP_SYSTEMS``)."""
+    return MEDCSP_SYSTEMS[key] if key in MEDCSP_SYSTEMS else SYSTEMS[key]
+
+
+def is_medcsp(variant: str) -> bool:
+    from ..losses.medcsp import MEDCSP_VARIANTS
+    from ..replicates import parse_run
+
+    return parse_run(variant)[0] in MEDCSP_VARIANTS
+
 
 def replicate_systems(cfg, keys) -> list[str]:
     """Keys ``<key>@seed<k>`` (k = 1 .. seed_replicates - 1) of the systems in ``keys`` whose variants all have
@@ -110,12 +134,28 @@ class Artifacts:
         return self._npz[key]
 
     def model(self, variant: str, checkpoint: str = "best"):
+        """A variant's model for embedding texts or images: MEDBind's (notebook 02) or MEDCSP's (notebook 09,
+        seen through ``CXRView``: image and report towers under MEDBind's names)."""
         key = (variant, checkpoint)
         if key not in self._models:
-            from ..embeddings import _load_model
+            if is_medcsp(variant):
+                self._models[key] = self._medcsp_model(variant, checkpoint)
+            else:
+                from ..embeddings import _load_model
 
-            self._models[key] = _load_model(self.cfg, variant, checkpoint, self.device)[0]
+                self._models[key] = _load_model(self.cfg, variant, checkpoint, self.device)[0]
         return self._models[key]
+
+    def _medcsp_model(self, variant: str, checkpoint: str):
+        from ..medcsp.embed import CXRView, load_medcsp_model
+
+        dims = None
+        if checkpoint == "untrained":                     # the architecture needs notebook 08's input widths
+            from ..medcsp.features import load
+            from ..medcsp.pretrain import MEDCSPMethod
+
+            dims = MEDCSPMethod.input_dims_of(load(self.cfg))
+        return CXRView(load_medcsp_model(self.cfg, variant, checkpoint, self.device, input_dims=dims)[0]).eval()
 
     def text_encoder(self, variant: str, checkpoint: str = "best", modality: str = "cxr") -> Callable:
         """``encode_text(list[str]) -> np.ndarray [n, d]`` of the variant's trained (or untrained) text tower

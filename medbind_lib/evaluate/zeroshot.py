@@ -118,12 +118,13 @@ def zero_shot(x, y, prompt_set: PromptSet, *, encode_text: Callable | None = Non
 
 
 def _auroc_with_ci(y, score, groups, n_boot: int, seed: int, alpha: float) -> dict:
-    from .bootstrap import with_ci
+    from .bootstrap import auroc_replicates, percentile_ci
 
+    out = {"auroc": 100 * _binary_auroc(y, score)}
     if n_boot:
-        r = with_ci(_binary_auroc, y, score, groups=groups, n_boot=n_boot, seed=seed, alpha=alpha)
-        return {"auroc": 100 * r["value"], "auroc_lo": 100 * r["lo"], "auroc_hi": 100 * r["hi"]}
-    return {"auroc": 100 * _binary_auroc(y, score)}
+        lo, hi = percentile_ci(auroc_replicates(y, score, groups, n_boot, seed), alpha)
+        out.update(auroc_lo=100 * lo, auroc_hi=100 * hi)
+    return out
 
 
 def zero_shot_multilabel(x, y_multi, prompt_set: PromptSet, *, encode_text: Callable | None = None,
