@@ -65,3 +65,30 @@ def test_single_source_variant_builds_and_sees_no_ehr(setup, tmp_path):
     assert out["steps"] == 3 and out["data"]["train"]["ehr"] == 0
     with pytest.raises(ValueError, match="MEDCSP variant"):
         MEDCSPMethod(cfg, "medbind_bd", cxr_only)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_torchrun_two_process_gloo_matches_one_process(setup, tmp_path):
+    """MEDCSP's CLI under torchrun (2 gloo processes, the loss gathering embeddings, patients, times and
+    histories across ranks): it trains, and its validation loss and terms at step 0 equal one process on the
+    whole batches."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg, loaded, _ = setup
+    one = train_medcsp(cfg, "medcsp", out_dir=tmp_path / "one", loaded=loaded)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not found beside the interpreter")
+    sets = [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "medbind_lib.medcsp.pretrain", "--profile",
+           "smoke", "--variant", "medcsp", "--out-dir", str(tmp_path / "two"), "--no-resume", "--set", *sets]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["world_size"] == 2 and two["steps"] == one["steps"] == 3
+    for k in ("val_loss", "val_la", "val_lp", "val_ld"):
+        assert two["untrained_valid"][k] == pytest.approx(one["untrained_valid"][k], rel=1e-4, abs=1e-6), k
+    assert (tmp_path / "two" / "best.pt").exists()
