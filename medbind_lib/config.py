@@ -213,6 +213,35 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_lstm_hidden": (128, "LSTM hidden size over the temporal tensor"),
     "medcsp_lstm_layers": (1, "LSTM layers"),
     "medcsp_dropout": (0.1, "dropout in the MLP and LSTM encoders"),
+    # MEDCSP EHR tasks (notebook 10; medbind_lib.medcsp.tasks; MEDCSP.md "Downstream tasks"): the paper's protocol
+    # (MLP head, grid on validation over lr and batch, mean of 5 runs) with every open choice a key
+    "medcsp_task_variant": ("medcsp", "pre-trained MEDCSP variant whose encoders the `medcsp` row uses (an EHR "
+                                      "variant: notebook 09's best.pt)"),
+    "medcsp_tasks": (["arf", "shock", "mortality", "readmission"], "EHR tasks of notebook 10 (FIDDLE ARF / shock / "
+                                                                   "mortality at T, 30-day readmission)"),
+    "medcsp_task_rows": (["medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "medbind_bd"],
+                         "rows: pre-trained MEDCSP, the same architecture untrained (same seed), FIDDLE's F-LSTM and "
+                         "F-CNN from scratch on the same inputs, MEDBind_BD's CXR+ECG embeddings + demographics "
+                         "(readmission and mortality only; other inputs)"),
+    "medcsp_task_finetune": (False, "train a copy of the MEDCSP encoders with the head (true) or only the head on "
+                                    "embeddings computed once per row (false: the CPU budget); the paper says 'frozen "
+                                    "or fine-tuned'"),
+    "medcsp_task_pool": ("concat", "MEDCSP head input: concat (per-modality embeddings, zeros if absent, + presence "
+                                   "flags) | mean (masked mean over present modalities, Eq. 2's record embedding)"),
+    "medcsp_task_head_hidden": (64, "hidden width of the MLP head every row ends in"),
+    "medcsp_task_head_dropout": (0.1, "dropout of that head"),
+    "medcsp_task_lrs": ([2.0e-5, 2.0e-4, 2.0e-3, 2.0e-2], "learning rates of the validation grid (paper: 2e-5 to "
+                                                         "2e-2)"),
+    "medcsp_task_batch_sizes": ([32, 64, 128, 256], "batch sizes of the validation grid (paper: 32 to 256)"),
+    "medcsp_task_epochs": (30, "maximum epochs per fit (early stopping on the validation split, best epoch kept)"),
+    "medcsp_task_patience": (5, "early stopping: epochs without validation improvement before stopping"),
+    "medcsp_task_early_stop": ("valid_loss", "early-stopping criterion: valid_loss (smooth on small validation "
+                                             "splits) | valid_auroc (loss where AUROC is undefined); the grid "
+                                             "always selects on validation AUROC"),
+    "medcsp_task_weight_decay": (0.01, "AdamW weight decay of the task fits (the paper does not say)"),
+    "medcsp_task_runs": (5, "runs (seeds seed, seed+1, ...) at the chosen setting; metrics are their mean (paper 5)"),
+    "medcsp_task_n_boot": (1000, "patient-bootstrap replicates of the CIs of the mean over runs"),
+    "medcsp_task_fiddle_hidden": (64, "F-LSTM hidden size / F-CNN channels (and their static layer's width)"),
     # Table 4 (LLM prompt tuning): medbind_lib.llm, notebook 07. The paper names the model (BioBERT), LoRA, the
     # linear projection inserted after the text and the tasks; everything else is a choice named here.
     "llm_model_path": (None, "local Hugging Face BERT folder of the Table 4 language model (paper: BioBERT v1.1); "
@@ -407,6 +436,8 @@ CHOICES: dict[str, tuple] = {
     "medcsp_icd_level": ("full", "category"), "medcsp_drug_key": ("drug", "gsn", "ndc"),
     "medcsp_ehr_record_time": ("admittime", "dischtime"), "medcsp_onset_before_prediction": ("exclude", "positive"),
     "medcsp_onset_outside_window": ("keep_before_intime", "ignore"),
+    "medcsp_task_variant": ("medcsp", "medcsp_a", "medcsp_a_p", "medcsp_a_d"),
+    "medcsp_task_pool": ("concat", "mean"), "medcsp_task_early_stop": ("valid_loss", "valid_auroc"),
     "medcsp_la_negatives": ("source", "batch"), "medcsp_lp_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"),
     "medcsp_ld_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"), "medcsp_ld_target": ("l1", "softmax"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
@@ -419,6 +450,8 @@ SUBSET_CHOICES: dict[str, tuple] = {
     "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
     "medcsp_temporal_sources": ("chartevents", "labevents", "inputevents", "procedureevents", "outputevents"),
     "medcsp_variants": ("medcsp", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single"),
+    "medcsp_tasks": ("arf", "shock", "mortality", "readmission"),
+    "medcsp_task_rows": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "medbind_bd"),
 }
 # key: (lowest, highest, lowest allowed itself?) for numbers; None (null) passes where the default is None
 RANGES: dict[str, tuple] = {
@@ -446,6 +479,10 @@ RANGES: dict[str, tuple] = {
     "medcsp_pair_rate": (0, 1, True), "medcsp_embed_dim": (1, None, True), "medcsp_text_max_length": (1, None, True),
     "medcsp_mlp_hidden": (1, None, True), "medcsp_mlp_layers": (1, None, True), "medcsp_lstm_hidden": (1, None, True),
     "medcsp_lstm_layers": (1, None, True), "medcsp_dropout": (0, 1, True),
+    "medcsp_task_head_hidden": (1, None, True), "medcsp_task_head_dropout": (0, 1, True),
+    "medcsp_task_epochs": (1, None, True), "medcsp_task_patience": (1, None, True),
+    "medcsp_task_weight_decay": (0, None, True), "medcsp_task_runs": (1, None, True),
+    "medcsp_task_n_boot": (0, None, True), "medcsp_task_fiddle_hidden": (1, None, True),
     "llm_weight_decay": (0, None, True), "llm_lora_alpha": (0, None, False), "llm_lora_dropout": (0, 1, True),
     "llm_grad_clip": (0, None, True), "llm_torch_threads": (1, None, True),
 }

@@ -1,6 +1,6 @@
 """MEDCSP case studies (Figures 8 and 9): grouping scores, patient picking, triplet picking, plots.
 
-All inputs are synthetic, built here; sklearn's silhouette is the independent reference for ours.
+All inputs are synthetic, built here; silhouettes are checked on hand-computed points.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
-from sklearn.metrics import silhouette_samples, silhouette_score
+from sklearn.metrics import silhouette_score
 
 from medbind_lib.evaluate import case_studies as cs
 
@@ -47,15 +47,17 @@ def test_grouping_scores_follow_the_clusters_and_match_sklearn(by):
     assert (s["n_points"], s["n_patients"], s["n_modalities"], s["k"]) == (48, 4, 2, 3)
 
 
-def test_silhouette_samples_match_sklearn_with_a_singleton_and_unnormalised_rows():
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(11, 5)) * rng.uniform(0.5, 3, size=(11, 1))
-    lab = np.array(list("aaaabbbbbbc"))                      # "c" is a singleton: scores 0
-    ours = cs.silhouette_samples_cosine(x, lab)
-    np.testing.assert_allclose(ours, silhouette_samples(x, lab, metric="cosine"), atol=1e-9)
-    assert ours[-1] == 0.0
+def test_silhouette_hand_computed_scale_invariant_singleton_zero():
+    # A = {(1,0), (0,1)}, B = {(-1,0), (0,-1)}; cosine distances: 1 within a class, 2 and 1 across: for every
+    # point a = 1, b = (2 + 1) / 2, s = (b - a) / b = 1/3
+    x = np.array([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+    np.testing.assert_allclose(cs.silhouette_samples_cosine(x * [[1], [3], [0.5], [2]], list("AABB")), [1 / 3] * 4)
+    # a singleton cluster scores 0; (1,0) now has b = 1 - cos 45 deg to the singleton: s = (0.2929 - 1) / 1
+    x5 = np.vstack([x, [1, 1]])
+    s5 = cs.silhouette_samples_cosine(x5, list("AABBC"))
+    assert s5[-1] == 0.0 and s5[0] == pytest.approx(1 - np.cos(np.pi / 4) - 1)
     with pytest.raises(ValueError):
-        cs.silhouette_samples_cosine(x, np.zeros(11))
+        cs.silhouette_samples_cosine(x5, np.zeros(5))
 
 
 def test_knn_purity_hand_computed():

@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from medbind_lib.evaluate import radiology as R
-from medbind_lib.evaluate.bootstrap import (auroc_replicates, binary_counts_replicates, percentile_ci,
-                                            resample_indices)
+from medbind_lib.evaluate.binary import auroc_replicates, binary_counts_replicates
+from medbind_lib.evaluate.bootstrap import percentile_ci, resample_indices
 from medbind_lib.evaluate.protocol import EvalSettings
 from medbind_lib.evaluate.retrieval import text_to_image_precision_recall
 from medbind_lib.evaluate.systems import Artifacts

@@ -176,35 +176,3 @@ def _count_blocks(groups, n: int, n_boot: int, seed: int) -> Iterator[tuple[np.n
     for draws in _draw_blocks(g, n_boot, seed):
         yield codes, _counts(draws, g)
 
-
-def auroc_replicates(y, score, groups=None, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """[n_boot] bootstrap AUROCs (fractions; NaN where a replicate lacks a class), equal to ``with_ci``'s
-    replicates of ``roc_auc_score`` but vectorised: the Mann-Whitney statistic with row weights, ties = 1/2."""
-    y = as_numpy(y).astype(bool)
-    s = as_numpy(score).astype(np.float64)
-    order = np.argsort(s, kind="stable")
-    ys, ss = y[order], s[order]
-    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]]) if len(ss) else np.zeros(0, np.int64)
-    out = []
-    for codes, cnt in _count_blocks(groups, len(y), n_boot, seed):
-        w = cnt[:, codes[order]]                                              # [b, N] row weights, score order
-        pos = np.add.reduceat(w * ys, starts, axis=1)                         # [b, U] weight per distinct score
-        neg = np.add.reduceat(w * ~ys, starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        den = pos.sum(1) * neg.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(np.where(den > 0, (pos * (below + 0.5 * neg)).sum(1) / den, np.nan))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def binary_counts_replicates(y, pred, groups=None, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """[n_boot, 3] bootstrap (true positives, predicted positives, true positives in y) of a binary
-    prediction: precision, recall and F1 of every replicate follow without a loop over replicates."""
-    y = as_numpy(y).astype(bool)
-    p = as_numpy(pred).astype(bool)
-    out = []
-    for codes, cnt in _count_blocks(groups, len(y), n_boot, seed):
-        g = cnt.shape[1]
-        per = np.stack([np.bincount(codes, weights=v.astype(np.float64), minlength=g) for v in (y & p, p, y)], 1)
-        out.append(cnt @ per)
-    return np.concatenate(out) if out else np.zeros((0, 3))

@@ -49,7 +49,7 @@ def _ba_diff_reps(y, pred_a, pred_b, groups, n_classes, n_boot: int, seed: int):
 
 
 def _auroc_diff_reps(y, score_a, score_b, groups, n_boot: int, seed: int):
-    from .bootstrap import auroc_replicates
+    from .binary import auroc_replicates
     from .zeroshot import _binary_auroc
 
     y, sa, sb = np.asarray(y), np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)

@@ -28,7 +28,8 @@ import pandas as pd
 
 from . import paper
 from ._common import text_keys
-from .bootstrap import auroc_replicates, binary_counts_replicates, percentile_ci
+from .binary import auroc_replicates, binary_counts_replicates
+from .bootstrap import percentile_ci
 from .paired import paired_mean_difference
 from .prompts import covid_prompts, ec_prompts
 from .protocol import EvalSettings, eval_settings, torch_threads

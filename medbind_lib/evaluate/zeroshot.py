@@ -118,7 +118,8 @@ def zero_shot(x, y, prompt_set: PromptSet, *, encode_text: Callable | None = Non
 
 
 def _auroc_with_ci(y, score, groups, n_boot: int, seed: int, alpha: float) -> dict:
-    from .bootstrap import auroc_replicates, percentile_ci
+    from .binary import auroc_replicates
+    from .bootstrap import percentile_ci
 
     out = {"auroc": 100 * _binary_auroc(y, score)}
     if n_boot:

@@ -63,7 +63,7 @@ def _days(times, origin) -> np.ndarray:
     return ((t - pd.Timestamp(origin)) / pd.Timedelta(days=1)).to_numpy(np.float64, na_value=np.nan)
 
 
-def _texts(s: pd.Series) -> pd.Series:
+def texts_or_none(s: pd.Series) -> pd.Series:
     """Object series of str or None (empty / whitespace-only text counts as missing)."""
     s = s.astype("string")
     ok = s.notna() & (s.str.strip().str.len() > 0)
@@ -138,7 +138,7 @@ class RecordSet:
                 "dropped": dict(self.dropped), "unavailable": dict(self.unavailable)}
 
 
-def _stay_rows(stays: pd.DataFrame, max_stays: int) -> pd.Series:
+def stays_of_admissions(stays: pd.DataFrame, max_stays: int) -> pd.Series:
     """hadm_id -> tuple of temporal rows of its first ``max_stays`` stays (by intime, then stay_id)."""
     if stays is None or not len(stays):
         return pd.Series(dtype=object)
@@ -173,12 +173,12 @@ def _build(data: dict, ehr: pd.DataFrame, cxr: pd.DataFrame, cxr_cached, *, spli
     # EHR
     ne = len(ehr)
     erow = ehr["ehr_row"].to_numpy(np.int64)
-    stays = _stay_rows(data.get("stays"), max_stays)
+    stays = stays_of_admissions(data.get("stays"), max_stays)
     stay_rows = [stays.get(h, ()) for h in ehr["hadm_id"].astype(np.int64).tolist()] if ne else []
     notes = data.get("notes")
     note_map = (notes.drop_duplicates("hadm_id").set_index("hadm_id")["text"] if notes is not None and len(notes)
                 else pd.Series(dtype=object))
-    note_text = _texts(ehr["hadm_id"].map(note_map)) if ne else pd.Series([], dtype=object)
+    note_text = texts_or_none(ehr["hadm_id"].map(note_map)) if ne else pd.Series([], dtype=object)
     m_e = np.zeros((ne, M), bool)
     for name in ("icd", "drug"):
         mat = data.get(name)
@@ -198,7 +198,7 @@ def _build(data: dict, ehr: pd.DataFrame, cxr: pd.DataFrame, cxr_cached, *, spli
     # CXR
     nc = len(cxr)
     img = _cache_index(cxr_cached, cxr["image_record_id"]) if nc else np.zeros(0, np.int64)
-    report = _texts(cxr["text"]) if nc else pd.Series([], dtype=object)
+    report = texts_or_none(cxr["text"]) if nc else pd.Series([], dtype=object)
     m_c = np.zeros((nc, M), bool)
     m_c[:, _COL["image"]] = _flag(cxr, "has_image") & (img >= 0)
     lost("image: not in the CXR cache", _flag(cxr, "has_image"), img >= 0)
