@@ -17,3 +17,15 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real sample files not found at {REALDATA} (set MEDBIND_REALDATA or clone beside shared/)")
     return REALDATA
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is fastest and immune to OpenMP spin-waits when another job uses the CPU
+    (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

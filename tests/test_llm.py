@@ -25,13 +25,7 @@ H = 32
 LORA = dict(r=4, alpha=8, dropout=0.0, targets=("query", "value"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest and immune to OpenMP spin-waits when another job uses the CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_bert(seed: int = 0):

@@ -19,12 +19,7 @@ from medbind_lib.medcsp import tasks as T
 T_BINS, N_ITEMS = 6, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sk_metrics(y, s):
