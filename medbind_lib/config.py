@@ -58,6 +58,9 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "figures_dir": ("{runs_dir}/figures", "regenerated figures (PNG and PDF); git-ignored, so a run leaves the checkout "
                                         "clean (`make publish-figures` copies them to the committed figures/<profile>/)"),
     "cache_dir": ("{runs_dir}/cache", "memory-mapped preprocessed arrays"),
+    "text_feature_cache": (True, "persist a FROZEN text encoder's features under {cache_dir}/text_features (keyed by a "
+                                 "hash of its weights and pooling) so every notebook the runner starts encodes each "
+                                 "distinct text once per profile, not once per variant and notebook"),
     # --- ECG preprocessing
     "ecg_fs": (100, "target sampling rate, Hz (paper: 500 -> 100 Hz with anti-alias low-pass)"),
     "ecg_seconds": (10.0, "keep the first N seconds; shorter records are zero-padded"),

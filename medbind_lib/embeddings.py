@@ -31,6 +31,7 @@ from . import cohort
 from . import data as mdata
 from .constants import CHEXPERT_LABELS, ECG_SUPERCLASSES, ICBEB_CLASSES
 from .io import atomic_path
+from .models.text import save_text_cache
 from .quality import QualityLog
 from .runtime import progress, seed_everything
 
@@ -204,4 +205,5 @@ def export_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None,
             arrays["text"] = _str(man[text_col])
             arrays["text_emb"] = embed_texts(model, arrays["text"].tolist(), mod, device, batch_size)
         written[name] = _save(out / f"{name}.npz", {**arrays, **meta})
+    save_text_cache()
     return written

@@ -26,6 +26,7 @@ from . import ROOT
 from .config import load_profile, parse_overrides, profiles_help
 from .errors import ConfigError, DataError
 from .replicates import replicate_runs
+from .models.text import CACHE_DIR_ENV
 from .runtime import LOG_MARK, PROGRESS_LOG_ENV, write_env
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -221,6 +222,8 @@ def main(argv=None) -> int:
         notebooks = list_notebooks(parse_only(args.only))
         preflight(cfg)
         out_dir = Path(cfg.runs_dir)
+        if cfg.text_feature_cache:                    # frozen-text features shared by every notebook's kernel
+            os.environ[CACHE_DIR_ENV] = str(Path(cfg.cache_dir) / "text_features")
         out_dir.mkdir(parents=True, exist_ok=True)
         write_env(cfg, out_dir / "env.json")
     except (ConfigError, DataError) as e:

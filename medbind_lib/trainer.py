@@ -39,6 +39,7 @@ from torch import nn
 
 from . import distributed as D
 from .io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from .models.text import save_text_cache
 from .runtime import env_info, log_line, progress, seed_everything
 
 __all__ = ["Method", "fit", "cli", "NonFiniteLoss", "build_optimizer", "cosine_lambda", "save_checkpoint",
@@ -312,6 +313,7 @@ def fit(method: Method, cfg, out: Path, resume: bool = True, *, stop_after_steps
         if is_main:
             metrics = _metrics(st, method, cfg, bpe, device, amp_dtype)
             write_json_atomic(out / "metrics.json", metrics)
+            save_text_cache()                # the frozen texts this run encoded serve the next variant
         return metrics or {"variant": method.run, "step": st.step, "rank": rank}
     finally:
         if created:

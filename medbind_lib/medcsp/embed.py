@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..embeddings import _save, _str, export_embeddings
+from ..models.text import save_text_cache
 from ..losses.medcsp import record_embeddings
 from ..replicates import parse_run, with_run_seed
 from ..runtime import seed_everything
@@ -158,4 +159,5 @@ def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=
     if variant != "medcsp_single":
         written["ehr_records"] = _save(out / "ehr_records.npz", {**_ehr(model, loaded, cfg, collate, device,
                                                                          batch_size), **meta})
+    save_text_cache()
     return written

@@ -8,6 +8,7 @@ an error at construction, never a download.  Texts arrive already cut to the fir
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +21,13 @@ from ._common import MissingWeightsError, require_path
 
 POOLS = ("cls", "mean")
 PACKAGED = ("", "packaged", "minilm", "all-minilm-l6-v2")
+# A frozen encoder's pooled outputs, shared by every model of the process with the same weights and pooling
+# (fingerprint -> {token-id bytes: feature}); with CACHE_DIR_ENV set (the notebook runner sets it to
+# ``runs/<profile>/cache/text_features``) they persist across processes, so each distinct text of a profile is
+# encoded once, not once per variant and notebook.
+CACHE_DIR_ENV = "MEDBIND_TEXT_CACHE_DIR"
+_SHARED: dict[str, dict[bytes, torch.Tensor]] = {}
+_ON_DISK: dict[str, int] = {}                      # fingerprint -> entries known to be on disk
 
 
 def packaged_minilm_path() -> Path:
@@ -114,10 +122,32 @@ class TextEncoder(nn.Module):
         self.frozen = True
         self.requires_grad_(False)
         self.model.eval()
-        self._cache: dict[bytes, torch.Tensor] = {}
+        self._cache: Optional[dict[bytes, torch.Tensor]] = None    # bound on first use, after any weight load
         self.cache_hits = self.cache_misses = 0
-        self._register_load_state_dict_pre_hook(lambda *a, **k: self._cache.clear())
+        self._register_load_state_dict_pre_hook(lambda *a, **k: setattr(self, "_cache", None))
         return self
+
+    def fingerprint(self) -> str:
+        """Hash of the weights and pooling: two encoders with the same fingerprint give the same features."""
+        h = hashlib.sha1(self.pool.encode())
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:20]
+
+    def _bind_cache(self) -> dict:
+        fp = self.fingerprint()
+        self._fp = fp
+        cache = _SHARED.setdefault(fp, {})
+        d = os.environ.get(CACHE_DIR_ENV)
+        if d and fp not in _ON_DISK:
+            _ON_DISK[fp] = 0
+            f = Path(d) / f"{fp}.pt"
+            if f.is_file():
+                saved = torch.load(f, map_location="cpu", weights_only=True)
+                cache.update(zip(saved["keys"], saved["features"]))
+                _ON_DISK[fp] = len(saved["keys"])
+        return cache
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -134,6 +164,8 @@ class TextEncoder(nn.Module):
 
     @torch.no_grad()
     def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self._cache is None:
+            self._cache = self._bind_cache()
         ids, mask = input_ids.cpu(), attention_mask.cpu().bool()
         keys = [ids[i][mask[i]].numpy().tobytes() for i in range(len(ids))]
         first = {}                                       # a row of each distinct text not cached yet
@@ -143,10 +175,10 @@ class TextEncoder(nn.Module):
         if first:
             rows = list(first.values())
             for k, f in zip(first, self._pool(input_ids[rows], attention_mask[rows])):
-                self._cache[k] = f
+                self._cache[k] = f.detach().cpu()
         self.cache_misses += len(first)
         self.cache_hits += len(keys) - len(first)
-        return torch.stack([self._cache[k] for k in keys])
+        return torch.stack([self._cache[k] for k in keys]).to(input_ids.device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         if attention_mask is None:
@@ -157,3 +189,29 @@ class TextEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"path={str(self.path)!r}, pool={self.pool}, max_length={self.max_length}, out_dim={self.out_dim}"
+
+
+def save_text_cache() -> list[Path]:
+    """Write the process's new frozen-text features under ``$MEDBIND_TEXT_CACHE_DIR`` (atomic, merged with what
+    another process wrote meanwhile); a no-op without the variable. Called when a training run or an export ends."""
+    d = os.environ.get(CACHE_DIR_ENV)
+    if not d:
+        return []
+    from ..io import atomic_path
+
+    out = []
+    for fp, cache in _SHARED.items():
+        if len(cache) <= _ON_DISK.get(fp, 0):
+            continue
+        f = Path(d) / f"{fp}.pt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        merged = dict(cache)
+        if f.is_file():
+            saved = torch.load(f, map_location="cpu", weights_only=True)
+            merged = {**dict(zip(saved["keys"], saved["features"])), **merged}
+        keys = list(merged)
+        with atomic_path(f, suffix=".pt") as tmp:
+            torch.save({"keys": keys, "features": torch.stack([merged[k] for k in keys])}, tmp)
+        _ON_DISK[fp] = len(keys)
+        out.append(f)
+    return out
