@@ -106,3 +106,25 @@ def test_notebooks_name_the_notebook_to_run_first(tmp_path):
     (runs / "embeddings" / "medbind_bd_untrained" / "mimic_ecg.npz").write_bytes(b"")
     for nb in ("03", "04", "05", "06", "07"):
         prereq.require(cfg, nb)
+
+
+def test_medcsp_evaluation_needs_every_pretrained_variant(tmp_path):
+    cfg = load_profile("smoke", overrides={"runs_dir": str(tmp_path / "runs"),
+                                           "medcsp_variants": ["medcsp", "medcsp_a"]})
+    runs = Path(cfg.runs_dir)
+    (runs / "08").mkdir(parents=True)
+    (runs / "08" / "params.json").write_text("{}")
+    with pytest.raises(prereq.MissingArtifacts, match=r"--only 09$"):
+        prereq.require(cfg, "12")
+    for tag in ("medcsp", "medcsp_a", "medcsp_untrained"):
+        (runs / "embeddings" / tag).mkdir(parents=True)
+        (runs / "embeddings" / tag / "covid.npz").write_bytes(b"")
+    (runs / "09" / "medcsp").mkdir(parents=True)
+    (runs / "09" / "medcsp" / "best.pt").write_bytes(b"")
+    with pytest.raises(prereq.MissingArtifacts, match=r"medcsp_a[\s\S]*--only 09$"):   # one variant not trained
+        prereq.require(cfg, "12")
+    (runs / "09" / "medcsp_a").mkdir(parents=True)
+    (runs / "09" / "medcsp_a" / "best.pt").write_bytes(b"")
+    prereq.require(cfg, "12")
+    with pytest.raises(prereq.MissingArtifacts, match=r"--only 01,02$"):               # 11 also reads MEDBind's
+        prereq.require(cfg, "11")
