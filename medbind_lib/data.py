@@ -37,7 +37,6 @@ modalities; ``text_dedup: false`` keeps one row per text) with ``cxr_text_index`
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
