@@ -34,7 +34,7 @@ from .paired import paired_mean_difference
 from .prompts import covid_prompts, ec_prompts
 from .protocol import EvalSettings, eval_settings, torch_threads
 from .systems import Artifacts, any_system
-from .zeroshot import binary_class_score, class_scores
+from .zeroshot import _binary_auroc, binary_class_score, class_scores
 
 __all__ = ["RADIOLOGY_SYSTEMS", "ABLATION_SYSTEMS", "RETRIEVAL_SETS", "ZERO_SHOT_TASKS", "precision_recall_f1",
            "radiology_retrieval", "radiology_zero_shot", "paired_radiology", "plot_retrieval_curves",
@@ -121,23 +121,26 @@ def text_to_image(text_emb, image_emb, keys, groups, ks, s: EvalSettings) -> dic
                                           n_boot=s.n_boot, seed=s.seed, alpha=s.alpha, return_per_query=True)
 
 
+def prf_from_counts(c: np.ndarray) -> np.ndarray:
+    """[..., 3] (TP, predicted positives, true positives) -> [..., 3] precision, recall, F1 in percent (NaN where
+    undefined; see ``precision_recall_f1``)."""
+    tp, npred, ntrue = c[..., 0], c[..., 1], c[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100 * np.stack([np.where(npred > 0, tp / npred, np.nan), np.where(ntrue > 0, tp / ntrue, np.nan),
+                               np.where(npred + ntrue > 0, 2 * tp / (npred + ntrue), np.nan)], -1)
+
+
 def precision_recall_f1(y, pred) -> tuple[float, float, float]:
     """Precision, recall and F1 (percent) of class 1. Precision is NaN without a predicted positive, recall
     without a true one; F1 = 2 TP / (true + predicted positives), NaN only when both are 0 (a bootstrap
     replicate can draw no positive)."""
     y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
-    tp, n_pred, n_true = float((y & pred).sum()), int(pred.sum()), int(y.sum())
-    p = 100 * tp / n_pred if n_pred else math.nan
-    r = 100 * tp / n_true if n_true else math.nan
-    f = 200 * tp / (n_pred + n_true) if n_pred + n_true else math.nan
-    return p, r, f
+    return tuple(float(v) for v in prf_from_counts(np.array([(y & pred).sum(), pred.sum(), y.sum()], float)))
 
 
 def _auroc(y, score) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    return 100 * float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else math.nan
+    """AUROC in percent (NaN with one class), the same function MEDBind's zero-shot AUROC uses."""
+    return 100 * _binary_auroc(y, score)
 
 
 def _zero_shot_set(art: Artifacts, tag: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -192,15 +195,6 @@ def radiology_zero_shot(cfg, settings: EvalSettings | None = None, artifacts: Ar
                           "chexpert_ec_set": "MIMIC-CXR test images, report labels, U-zeroes (synthetic CheXpert "
                                              "has no enlarged cardiomediastinum label)"}
     return df
-
-
-def prf_from_counts(c: np.ndarray) -> np.ndarray:
-    """[..., 3] (TP, predicted positives, true positives) -> [..., 3] precision, recall, F1 in percent (NaN where
-    undefined, as ``precision_recall_f1``)."""
-    tp, npred, ntrue = c[..., 0], c[..., 1], c[..., 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 100 * np.stack([np.where(npred > 0, tp / npred, np.nan), np.where(ntrue > 0, tp / ntrue, np.nan),
-                               np.where(npred + ntrue > 0, 2 * tp / (npred + ntrue), np.nan)], -1)
 
 
 def _zero_shot_reps(y, pred, score, groups, s: EvalSettings) -> tuple[np.ndarray, np.ndarray]:
