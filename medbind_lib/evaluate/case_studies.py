@@ -284,21 +284,28 @@ def plot_fig8(panels: Mapping[str, dict], scores: Optional[Mapping[str, dict]] =
     """Figure 8: one panel per variant (e.g. {"L_A only": pts, "full": pts}), each projected on its own (the
     spaces differ), colour = patient, marker = modality; ``scores`` (``grouping_scores`` per panel) go in the
     titles so the picture carries its measurement. Returns the matplotlib Figure."""
+    patients = sorted({s for p in panels.values() for s in p["patient"].tolist()}, key=_id_key)
+    titles = {}
+    for name, s in (scores or {}).items():
+        titles[name] = (f"silhouette patient {s['silhouette_patient']:.2f} | modality {s['silhouette_modality']:.2f}"
+                        f"\n{s['k']}-NN purity patient {s['knn_patient']:.2f} | modality {s['knn_modality']:.2f}")
+    return _panel_figure(panels, _colours(patients), titles, f"MEDCSP Figure 8: CXR image and report embeddings "
+                         f"({method.upper()})", method, seed, size=4.6)
+
+
+def _panel_figure(panels: Mapping[str, dict], colours: dict, titles: Mapping[str, str], suptitle: str, method: str,
+                  seed: int, labels: Optional[dict] = None, size: float = 4.6):
+    """One 2-D panel per variant (each projected on its own: the spaces differ), colour = patient, marker =
+    modality, the panel's measurement under its name; the legend beside the last panel."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6), squeeze=False)
-    patients = sorted({s for p in panels.values() for s in p["patient"].tolist()}, key=_id_key)
-    colours = _colours(patients)
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
     for ax, (name, p) in zip(axes[0], panels.items()):
-        _scatter(ax, project_2d(p["emb"], method, seed), p["patient"], p["modality"], colours)
-        t = name
-        if scores and name in scores:
-            s = scores[name]
-            t += (f"\nsilhouette patient {s['silhouette_patient']:.2f} | modality {s['silhouette_modality']:.2f}"
-                  f"\n{s['k']}-NN purity patient {s['knn_patient']:.2f} | modality {s['knn_modality']:.2f}")
-        ax.set_title(t, fontsize=9)
+        _scatter(ax, project_2d(p["emb"], method, seed), subject_ids(p["patient"]),
+                 np.asarray(p["modality"]).astype(str), colours, labels)
+        ax.set_title(name + (f"\n{titles[name]}" if name in titles else ""), fontsize=9)
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"MEDCSP Figure 8: CXR image and report embeddings ({method.upper()})", fontsize=10)
+    fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -442,28 +449,16 @@ def plot_fig9(panels: Mapping[str, dict], triplet: Mapping, sims: Optional[Mappi
     """Figure 9: per variant, the three patients' EHR records and CXR images/reports in 2-D (colour =
     patient, marker = modality), the similarity numbers (``triplet_similarity``) in the title. Returns the
     Figure."""
-    import matplotlib.pyplot as plt
 
     a, b = triplet["pair"]
     c = triplet["third"]
     labels = {a: f"A {a}", b: f"B {b}", c: f"C {c} (third)"}
     colours = dict(zip((a, b, c), ("tab:blue", "tab:green", "tab:red")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.8), squeeze=False)
-    for ax, (name, p) in zip(axes[0], panels.items()):
-        pat = subject_ids(p["patient"])
-        _scatter(ax, project_2d(p["emb"], method, seed), pat, np.asarray(p["modality"]).astype(str), colours,
-                 labels)
-        t = name
-        if sims and name in sims:
-            s = sims[name]
-            t += (f"\ncos A-B {s['pair']:.2f} | A-C {s['a_third']:.2f} | B-C {s['b_third']:.2f}"
-                  f"\nmargin {s['margin']:+.2f} (modality-balanced)")
-        ax.set_title(t, fontsize=9)
-    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"MEDCSP Figure 9: A, B share diagnoses (history cosine {triplet['pair_cosine']:.2f}); "
-                 f"C overlaps {max(triplet['third_cosine']):.2f} ({method.upper()})", fontsize=10)
-    fig.tight_layout()
-    return fig
+    titles = {name: (f"cos A-B {s['pair']:.2f} | A-C {s['a_third']:.2f} | B-C {s['b_third']:.2f}"
+                     f"\nmargin {s['margin']:+.2f} (modality-balanced)") for name, s in (sims or {}).items()}
+    return _panel_figure(panels, colours, titles, f"MEDCSP Figure 9: A, B share diagnoses (history cosine "
+                         f"{triplet['pair_cosine']:.2f}); C overlaps {max(triplet['third_cosine']):.2f} "
+                         f"({method.upper()})", method, seed, labels, size=4.8)
 
 
 def history_embedding_correlation(histories, subjects, points: Mapping, modality: str) -> dict:
