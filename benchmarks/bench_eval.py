@@ -144,6 +144,47 @@ def bench_retrieval(args) -> list[dict]:
     return out
 
 
+def bench_bootstrap(args) -> list[dict]:
+    """Patient-bootstrap CIs of AUROC and of precision/recall/F1 (notebooks 05, 06, 10, 11): the vectorised
+    replicates of ``evaluate.binary`` vs the loop over resampled rows (``bootstrap.with_ci`` with scikit-learn),
+    same replicates, same seed, best of ``repeats``."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from medbind_lib.evaluate.binary import auroc_replicates, binary_counts_replicates
+    from medbind_lib.evaluate.bootstrap import with_ci
+    from medbind_lib.evaluate.radiology import prf_from_counts
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n, n_groups in ((343, 130), (2000, 700)):
+        y = rng.random(n) < 0.1
+        score = np.round(rng.normal(size=n) + y, 2)
+        pred = score > 0.8
+        g = rng.integers(0, n_groups, n)
+        auc = lambda a, b: roc_auc_score(a, b) if 0 < a.sum() < len(a) else np.nan  # noqa: E731
+        f1 = lambda a, b: f1_score(a, b, zero_division=np.nan) if a.sum() + b.sum() else np.nan  # noqa: E731
+        for name, vec, loop in (
+                ("AUROC", lambda: auroc_replicates(y, score, g, args.n_boot, 0),
+                 lambda: with_ci(auc, y, score, groups=g, n_boot=args.n_boot, seed=0)["lo"]),
+                ("F1", lambda: prf_from_counts(binary_counts_replicates(y, pred, g, args.n_boot, 0))[:, 2],
+                 lambda: with_ci(f1, y, pred, groups=g, n_boot=args.n_boot, seed=0)["lo"])):
+            tv = min(_timed(vec) for _ in range(args.repeats))
+            tl = min(_timed(loop) for _ in range(args.repeats))
+            ref = with_ci(auc if name == "AUROC" else f1, y, score if name == "AUROC" else pred, groups=g,
+                          n_boot=args.n_boot, seed=0)
+            reps = vec() * (1 if name == "AUROC" else 0.01)
+            lo, hi = np.nanpercentile(reps, [2.5, 97.5])
+            rows.append({"metric": name, "n": n, "groups": n_groups, "vec_s": tv, "loop_s": tl,
+                         "same_ci": bool(np.isclose(lo, ref["lo"]) and np.isclose(hi, ref["hi"]))})
+    return rows
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -154,6 +195,8 @@ def main() -> None:
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--skip-fewshot", action="store_true")
     ap.add_argument("--skip-retrieval", action="store_true")
+    ap.add_argument("--skip-bootstrap", action="store_true")
+    ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--child", default=None)
     args = ap.parse_args()
     if args.child:
@@ -178,6 +221,15 @@ def main() -> None:
                   f"{r['ratio']:.1f}x | {r['old_s']:.4f} ({r['old_ratio']:.1f}x) | {r['acc_vec']:.2f} | "
                   f"{r['acc_sk']:.2f} | {r['diff']:+.3f} | {r['max_set_diff']:.2f} | {100 * r['agree']:.2f}% | "
                   f"{r['old_diff']:+.3f} |")
+        print()
+    if not args.skip_bootstrap:
+        print(f"### Patient-bootstrap CIs ({args.n_boot} replicates): vectorised vs loop over resampled rows "
+              f"(best of {args.repeats})\n")
+        print("| metric | rows | patients | vectorised /s | loop (with_ci + scikit-learn) /s | speed-up | same CI |")
+        print("|---|---|---|---|---|---|---|")
+        for r in bench_bootstrap(args):
+            print(f"| {r['metric']} | {r['n']} | {r['groups']} | {r['vec_s']:.4f} | {r['loop_s']:.3f} | "
+                  f"{r['loop_s'] / r['vec_s']:.0f}x | {r['same_ci']} |")
         print()
     if args.skip_retrieval:
         return
