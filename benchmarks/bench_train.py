@@ -2,7 +2,7 @@
 
 - baseline  fp32, eager attention in the text encoder, ``torch.optim.AdamW(foreach=False)``, NCHW;
 - optimised what ``medbind_lib.train`` does: SDPA attention, bf16 autocast (CUDA; ``--cpu-bf16`` to try it
-            on a CPU), fused AdamW (CUDA) / foreach AdamW (CPU), channels_last (CUDA), optional
+            on a CPU), fused AdamW (CUDA and CPU), channels_last (CUDA), optional
             ``--compile``.
 Reports samples/s, the ratio, peak memory, model FLOPs per sample (forward + backward, FlopCounterMode)
 and the achieved TFLOP/s (MFU when ``--peak-tflops`` is given, e.g. 989 for H100 SXM bf16 dense). The
@@ -218,7 +218,7 @@ def main(argv=None) -> dict:
             if opt_mode and args.compile and not medcsp:
                 model.encode_cxr = torch.compile(model.encode_cxr)
                 model.encode_ecg = torch.compile(model.encode_ecg)
-            kw = ({"fused": True} if device.type == "cuda" else {"foreach": True}) if opt_mode else {"foreach": False}
+            kw = {"fused": True} if opt_mode else {"foreach": False}   # fused on CPU too (trainer.build_optimizer)
             opt = torch.optim.AdamW(model.param_groups(0.1), lr=1e-4, **kw)
             amp = torch.bfloat16 if opt_mode and (device.type == "cuda" or args.cpu_bf16) else None
             batch = (make_medcsp_batch if medcsp else make_batch)(model, n, cfg, device)

@@ -27,6 +27,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "progress": (True, "show tqdm progress bars"),
     "notebook_timeout": (None, "papermill per-cell hang guard, seconds; null = none (a slow or busy machine must "
                                "never fail a legitimate run)"),
+    "notebook_lanes": (1, "notebooks medbind_lib.run executes at once, each in its own process with cores // lanes "
+                          "threads, in dependency order (prereq.NEEDS); 1 = one after another with every core"),
     # --- data sources
     "synthetic": (True, "write and use the synthetic cohort (False = real PhysioNet data at the roots below)"),
     "n_patients": (200, "synthetic cohort size: MIMIC patients; external datasets scale with it"),
@@ -461,6 +463,7 @@ RANGES: dict[str, tuple] = {
     "seed": (0, None, True), "seed_replicates": (1, None, True), "medcsp_prediction_hours": (0, None, False),
     "medcsp_bin_hours": (0, None, False), "medcsp_item_min_stay_frac": (0, 1, True), "medcsp_max_stays": (1, None, True),
     "medcsp_code_min_count": (1, None, True), "medcsp_holdout_fraction": (0, 1, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
+    "notebook_lanes": (1, None, True),
     "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
     "synth_ehr_only_fraction": (0, None, True), "synth_cxr_only_fraction": (0, None, True),
     "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),

@@ -5,7 +5,7 @@ through :func:`fit`, so checkpoints, exact resume, AMP, torchrun DDP, progress, 
 and best-checkpoint selection, the NaN stop and the metrics file behave the same for both.
 
 Protocol (METHOD.md 3, open_clip): AdamW (``model.param_groups``: no weight decay on norms, biases,
-positions, CLS tokens, temperature; fused on CUDA), per-step linear warm-up then cosine decay to 0, gradient
+positions, CLS tokens, temperature; fused), per-step linear warm-up then cosine decay to 0, gradient
 clipping, bf16 autocast on CUDA only (``amp``), optional ``torch.compile``.  DDP: torchrun, gloo on CPU /
 nccl on GPU; the method's sampler shards a GLOBAL batch over ranks and its loss gathers embeddings with
 gradient; logged terms are ``all_reduce_mean`` of the per-rank shares.
@@ -93,14 +93,17 @@ class Method:
 # ----------------------------------------------------------------------------------------------------
 def build_optimizer(model, cfg, device, *, lr: Optional[float] = None, weight_decay: Optional[float] = None,
                     text_lr_scale: Optional[float] = None) -> torch.optim.Optimizer:
-    """AdamW over ``model.param_groups`` (the profile's lr / weight_decay / text_lr_scale unless given)."""
+    """AdamW over ``model.param_groups`` (the profile's lr / weight_decay / text_lr_scale unless given).
+
+    Fused on CPU as on CUDA: one kernel over every tensor instead of ~10 elementwise passes per tensor. Measured
+    on 2 idle cores for ResNet-18's 11 M parameters: 9 ms per step instead of 33-40 ms (single-tensor or foreach),
+    and 0.5 s instead of 1.4 s when another process holds the cores."""
     lr = float(cfg.lr if lr is None else lr)
     wd = float(cfg.weight_decay if weight_decay is None else weight_decay)
     ts = float(cfg.text_lr_scale if text_lr_scale is None else text_lr_scale)
     scales = {"encoders.text": ts} if ts != 1.0 else None
     groups = [g for g in model.param_groups(wd, lr, scales) if g["params"]]
-    kw = {"fused": True} if torch.device(device).type == "cuda" else {}
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, **kw)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 
 def cosine_lambda(total_steps: int, warmup_steps: int):

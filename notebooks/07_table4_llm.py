@@ -140,6 +140,10 @@ reading.append("The paper reports accuracy only. Both tasks are imbalanced, so a
                "accuracy show whether a row ranks or separates the classes at all. The paper's mortality accuracy (72-75%) is below what "
                "always predicting survival scores on MIMIC-IV admissions, where in-hospital death is rare, so its "
                "cohort or decision rule differs from ours in a way the paper does not state.")
+if "readmission" not in settings.tasks:
+    reading.append("Readmission is not run in this profile (`llm_tasks`): with its compute budget it measured at "
+                   "chance (see the profile's comment); the gpu and paper profiles run it, or add it with "
+                   "--set 'llm_tasks=[readmission,mortality]'.")
 if cfg.profile == "smoke":
     reading.append(f"Smoke profile: {cfg.n_patients} synthetic patients, the first {settings.num_layers} layers of "
                    f"the language model, {settings.max_length} word pieces, {settings.epochs} epochs: these "

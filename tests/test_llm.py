@@ -414,7 +414,8 @@ def test_table4_wide_leads_with_auroc_and_names_the_rule():
 def test_profiles_carry_table4_settings():
     for name in ("smoke", "default", "gpu", "paper"):
         s = llm_settings(load_profile(name))
-        assert len(set(s.seeds)) >= 3 and set(s.tasks) == {"readmission", "mortality"}
+        assert len(set(s.seeds)) >= 3 and "mortality" in s.tasks
+        assert set(s.tasks) == ({"mortality"} if name == "default" else {"readmission", "mortality"})  # CPU budget
         assert s.systems[:2] == ("task_text", "text_only")
 
 

@@ -178,3 +178,46 @@ def test_mirrored_bar_writes_plain_text(tmp_path, monkeypatch):
     text = (tmp_path / "p.log").read_text()
     assert "medbind_bd: 100%" in text and "5/5" in text and "loss=1.234, sps=55.0" in text
     assert progress(range(3), enabled=False).disable                       # disabled bars mirror nothing
+
+
+def test_lanes_run_notebooks_side_by_side_in_dependency_order(nbdir, monkeypatch, capfd):
+    """notebook_lanes=2: independent notebooks overlap in time, a notebook starts only after the ones it reads,
+    each child gets cores // lanes threads, and the time table holds every run."""
+    d, runs = nbdir
+    for p in d.glob("*.ipynb"):
+        p.unlink()
+    stamp = ("import json, os, time\nt0 = time.time()\ntime.sleep({s})\n"
+             "json.dump({{'start': t0, 'end': time.time(), 'omp': os.environ.get('OMP_NUM_THREADS')}}, "
+             "open(r'{runs}/{n}.json', 'w'))")
+    for n, s in (("00_a", 0), ("01_slow", 3), ("02_reads01", 0), ("03_free", 3)):
+        _nb(d / f"{n}.ipynb", stamp.format(s=s, runs=runs, n=n))
+    monkeypatch.setattr(prereq, "NEEDS", {"01": ("00",), "02": ("01",), "03": ("00",)})
+    monkeypatch.setattr(prereq, "require", lambda cfg, nb: None)         # toy notebooks write no artifacts
+    monkeypatch.setattr(run, "_cores", lambda: 4)
+    assert run.main(["--profile", "smoke", "--set", "notebook_lanes=2"]) == 0
+    t = {n: json.loads((runs / f"{n}.json").read_text()) for n in ("00_a", "01_slow", "02_reads01", "03_free")}
+    assert t["01_slow"]["start"] >= t["00_a"]["end"] and t["03_free"]["start"] >= t["00_a"]["end"]
+    assert t["03_free"]["start"] < t["01_slow"]["end"] and t["01_slow"]["start"] < t["03_free"]["end"]  # overlap
+    assert t["02_reads01"]["start"] >= t["01_slow"]["end"]
+    assert {v["omp"] for v in t.values()} == {"2"}
+    rows = (runs / "timings.csv").read_text().splitlines()
+    assert len(rows) == 5 and all(r.endswith(",ok") for r in rows[1:])
+    assert "2 at once, 2 thread(s) each" in capfd.readouterr().out
+
+
+def test_lanes_stop_launching_after_a_failure_and_name_it(nbdir, monkeypatch, capfd):
+    _, runs = nbdir
+    monkeypatch.setattr(prereq, "NEEDS", {"02": ("01",)})
+    assert run.main(["--profile", "smoke", "--set", "notebook_lanes=2"]) == 1
+    err = capfd.readouterr().err
+    assert "01_boom.ipynb" in err and "synthetic failure" in err
+    assert (runs / "00_ok.ipynb").exists() and not (runs / "02_never.ipynb").exists()
+    assert not (runs.parent / "never-ran").exists()
+    assert any(r.startswith("01_boom.ipynb,") and r.endswith(",FAILED")
+               for r in (runs / "timings.csv").read_text().splitlines())
+
+
+def test_chain_lengths_put_the_runs_others_wait_for_first(tmp_path):
+    jobs = [run.Job(tmp_path / f"{n}_x.ipynb", {}, f"{n}_x.ipynb") for n in ("03", "07", "09", "10")]
+    jobs[3].deps = {"07_x.ipynb", "09_x.ipynb"}
+    assert run.chain_lengths(jobs) == {"03_x.ipynb": 1, "07_x.ipynb": 2, "09_x.ipynb": 2, "10_x.ipynb": 1}
