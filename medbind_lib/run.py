@@ -14,10 +14,11 @@ At the end the runner prints a time table and writes it to ``runs/<profile>/timi
 
 ``notebook_lanes`` > 1 (the default profile: 2) runs that many notebooks at once, each in its own process
 (``--job``) with ``cores // lanes`` threads, in dependency order (``prereq.NEEDS`` plus ``AFTER``), the
-runs with the longest chain of dependents first. Why: a CPU training step gains only ~1.3x from a second
-thread (measured on the 2-core machine: one MEDBind_BD epoch 38.0 s on one thread, 28.8 s on two), so two
-one-thread notebooks side by side do ~1.5x the work of one two-thread notebook, and single-threaded
-notebooks (pandas, bootstrap) no longer leave a core idle.
+runs with the longest chain of dependents first. Why: a CPU training step gains only 1.3-1.45x from a
+second thread (measured on the 2-core machine: one MEDBind_BD epoch 38.0 s on one thread, 28.8 s on two), so
+two one-thread notebooks side by side do more work than one two-thread notebook (1.11x on training,
+``benchmarks/bench_lanes.py``), and the light notebooks no longer leave a core idle. Never more threads than
+cores: two 2-thread processes on 2 cores slow each other badly (OpenMP threads waiting on each other).
 """
 from __future__ import annotations
 
@@ -293,7 +294,8 @@ def run_lanes(jobs: list[Job], cfg, out_dir: Path, lanes: int, log_output: bool,
                     continue
                 del running[name]
                 ok = proc.returncode == 0
-                rows.append({"notebook": name, "seconds": round(time.time() - t0, 1), "status": "ok" if ok else "FAILED"})
+                rows.append({"notebook": name, "seconds": round(time.time() - t0, 1),
+                             "status": "ok" if ok else "FAILED"})
                 _timings(rows, profile, out_dir)
                 if ok:
                     done.add(name)
@@ -390,8 +392,8 @@ def main(argv=None) -> int:
             _timings(rows, args.profile, out_dir)            # on disk after each notebook (an interrupted run too)
             print(f"[{args.profile}] {name} done in {time.time() - t0:.1f} s -> {out}", flush=True)
     print(_timings(rows, args.profile, out_dir), flush=True)
-    print(f"[{args.profile}] all done in {(time.time() - t_all) / 60:.1f} min (wall clock); tables: {out_dir / 'tables'}, "
-          f"figures: {cfg.figures_dir}", flush=True)
+    print(f"[{args.profile}] all done in {(time.time() - t_all) / 60:.1f} min (wall clock); "
+          f"tables: {out_dir / 'tables'}, figures: {cfg.figures_dir}", flush=True)
     return 0
 
 
