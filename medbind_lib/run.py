@@ -256,6 +256,27 @@ def run_job(spec: dict) -> int:
     return 0
 
 
+def run_in_order(jobs: list[Job], cfg, out_dir: Path, log_output: bool, profile: str, rows: list[dict]) -> int:
+    """Run ``jobs`` one after another in this process (every core to each); stop at the first failure."""
+    from . import prereq
+
+    for j in jobs:
+        t0 = time.time()
+        print(f"[{profile}] {j.name} ...", flush=True)
+        try:
+            prereq.require(cfg, j.number)
+            out = run_notebook(j.nb, out_dir, j.params, cfg.notebook_timeout, log_output, j.name)
+        except (NotebookFailed, prereq.MissingArtifacts) as e:
+            rows.append({"notebook": j.name, "seconds": round(time.time() - t0, 1), "status": "FAILED"})
+            print(_timings(rows, profile, out_dir), flush=True)
+            print(f"FAILED: {e}", file=sys.stderr, flush=True)
+            return 1
+        rows.append({"notebook": j.name, "seconds": round(time.time() - t0, 1), "status": "ok"})
+        _timings(rows, profile, out_dir)            # on disk after each notebook (an interrupted run too)
+        print(f"[{profile}] {j.name} done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    return 0
+
+
 def run_lanes(jobs: list[Job], cfg, out_dir: Path, lanes: int, log_output: bool, profile: str,
               rows: list[dict]) -> int:
     """Run ``jobs`` ``lanes`` at a time (module docstring); after a failure nothing new starts, the running
@@ -367,30 +388,12 @@ def main(argv=None) -> int:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    from . import prereq
-
     rows, t_all = [], time.time()
-    if cfg.notebook_lanes > 1:
-        rc = run_lanes(plan_jobs(notebooks, cfg, overrides), cfg, out_dir, int(cfg.notebook_lanes), args.log_output,
-                       args.profile, rows)
-        if rc:
-            return rc
-        notebooks = []
-    for nb in notebooks:
-        for params, name in executions(nb, cfg, overrides):
-            t0 = time.time()
-            print(f"[{args.profile}] {name} ...", flush=True)
-            try:
-                prereq.require(cfg, nb.name[:2])
-                out = run_notebook(nb, out_dir, params, cfg.notebook_timeout, args.log_output, name)
-            except (NotebookFailed, prereq.MissingArtifacts) as e:
-                rows.append({"notebook": name, "seconds": round(time.time() - t0, 1), "status": "FAILED"})
-                print(_timings(rows, args.profile, out_dir), flush=True)
-                print(f"FAILED: {e}", file=sys.stderr, flush=True)
-                return 1
-            rows.append({"notebook": name, "seconds": round(time.time() - t0, 1), "status": "ok"})
-            _timings(rows, args.profile, out_dir)            # on disk after each notebook (an interrupted run too)
-            print(f"[{args.profile}] {name} done in {time.time() - t0:.1f} s -> {out}", flush=True)
+    jobs, lanes = plan_jobs(notebooks, cfg, overrides), int(cfg.notebook_lanes)
+    rc = (run_lanes(jobs, cfg, out_dir, lanes, args.log_output, args.profile, rows) if lanes > 1
+          else run_in_order(jobs, cfg, out_dir, args.log_output, args.profile, rows))
+    if rc:
+        return rc
     print(_timings(rows, args.profile, out_dir), flush=True)
     print(f"[{args.profile}] all done in {(time.time() - t_all) / 60:.1f} min (wall clock); "
           f"tables: {out_dir / 'tables'}, figures: {cfg.figures_dir}", flush=True)
