@@ -46,9 +46,9 @@ def blobs(n_classes, d=256, n_train=5000, n_test=2000, scale=0.02, seed=0):
 
 
 def bench_fewshot(args) -> list[dict]:
-    from medbind_lib.evaluate import (balanced_accuracy_batched, probe_predictions, sample_support_sets,
+    from medbind_lib.metrics import (balanced_accuracy_batched, probe_predictions, sample_support_sets,
                                       sklearn_probe_predictions)
-    from medbind_lib.evaluate import fewshot
+    from medbind_lib.metrics import fewshot
 
     rows = []
     (xw, yw), _ = blobs(2, n_train=200, n_test=10)
@@ -102,7 +102,7 @@ def _retrieval_child(method: str, n: int, chunk: int, threads: int) -> dict:
     _set_threads(threads)
     import torch
 
-    from medbind_lib.evaluate import dense_target_ranks, relevant_in_topk, target_ranks
+    from medbind_lib.metrics import dense_target_ranks, relevant_in_topk, target_ranks
     rng = np.random.default_rng(0)
     d = 256
     keys = rng.integers(0, int(n * 0.8), n)                 # ~ 55% distinct texts at n: duplicates
@@ -146,13 +146,13 @@ def bench_retrieval(args) -> list[dict]:
 
 def bench_bootstrap(args) -> list[dict]:
     """Patient-bootstrap CIs of AUROC and of precision/recall/F1 (notebooks 05, 06, 10, 11): the vectorised
-    replicates of ``evaluate.binary`` vs the loop over resampled rows (``bootstrap.with_ci`` with scikit-learn),
+    replicates of ``metrics.binary`` vs the loop over resampled rows (``bootstrap.with_ci`` with scikit-learn),
     same replicates, same seed, best of ``repeats``."""
     from sklearn.metrics import f1_score, roc_auc_score
 
-    from medbind_lib.evaluate.binary import auroc_replicates, binary_counts_replicates
-    from medbind_lib.evaluate.bootstrap import with_ci
-    from medbind_lib.evaluate.radiology import prf_from_counts
+    from medbind_lib.metrics.binary import auroc_replicates, binary_counts_replicates
+    from medbind_lib.metrics.bootstrap import with_ci
+    from medbind_lib.reports.radiology import prf_from_counts
 
     rng = np.random.default_rng(0)
     rows = []

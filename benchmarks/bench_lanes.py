@@ -1,6 +1,6 @@
 """Why the runner's ``notebook_lanes`` and the fused AdamW pay on a small CPU: ratios in one run.
 
-1. Training throughput of the real loop (``medbind_lib.train``, MEDBind_BD on the profile's notebook-01 data,
+1. Training throughput of the real loop (``medbind_lib.medbind.pretrain``, MEDBind_BD on the profile's notebook-01 data,
    ``--steps`` optimizer steps, median step time after ``--skip`` warm-up steps), three ways:
    ``one process x all cores`` (what a single notebook gets), ``one process x 1 thread``, and
    ``N processes x 1 thread at once`` (what ``notebook_lanes = N`` does); the throughput of the last is the sum.
@@ -29,7 +29,7 @@ from medbind_lib.runtime import device_info
 def worker(profile: str, steps: int, out: str) -> None:
     """One short training run; writes the per-step log to ``out``."""
     from medbind_lib.config import load_profile
-    from medbind_lib.train import train
+    from medbind_lib.medbind.pretrain import train
 
     cfg = load_profile(profile, notebook="02", overrides={"max_steps": steps, "progress": False})
     train(cfg, "medbind_bd", out_dir=out, resume=False, log=lambda *_: None)
@@ -58,7 +58,7 @@ def _throughput(dirs: list[Path], skip: int) -> dict:
 
 def optimizer_ms(profile: str, iters: int = 20) -> dict:
     from medbind_lib.config import load_profile
-    from medbind_lib.train import model_for_variant
+    from medbind_lib.medbind.pretrain import model_for_variant
 
     cfg = load_profile(profile, notebook="02")
     params = [p for p in model_for_variant(cfg, "medbind_bd").parameters() if p.requires_grad]

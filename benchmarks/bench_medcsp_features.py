@@ -30,7 +30,7 @@ import pandas as pd
 from medbind_lib.config import load_profile
 from medbind_lib.datasets.mimic_icu import read_events, read_icustays
 from medbind_lib.ehr import temporal as T
-from medbind_lib.medcsp_items import LABS, VITALS
+from medbind_lib.ehr.items import LABS, VITALS
 
 REAL_CHARTEVENTS_ROWS = 313_645_063      # MIMIC-IV 2.2 icu/chartevents
 REAL_STAYS = 73_181                      # MIMIC-IV 2.2 icu/icustays

@@ -1,7 +1,7 @@
 """Training throughput: a plain fp32 eager step vs the optimised step, in the same run, same model and batch.
 
 - baseline  fp32, eager attention in the text encoder, ``torch.optim.AdamW(foreach=False)``, NCHW;
-- optimised what ``medbind_lib.train`` does: SDPA attention, bf16 autocast (CUDA; ``--cpu-bf16`` to try it
+- optimised what ``medbind_lib.medbind.pretrain`` does: SDPA attention, bf16 autocast (CUDA; ``--cpu-bf16`` to try it
             on a CPU), fused AdamW (CUDA and CPU), channels_last (CUDA), optional
             ``--compile``.
 Reports samples/s, the ratio, peak memory, model FLOPs per sample (forward + backward, FlopCounterMode)
@@ -172,7 +172,7 @@ def data_wait(profile: str, steps: int = 6, method: str = "medbind") -> dict:
 
             train_medcsp(cfg, "medcsp", out_dir=d, resume=False, log=lambda *_: None)
         else:
-            from medbind_lib.train import train
+            from medbind_lib.medbind.pretrain import train
 
             train(cfg, "medbind_bd", out_dir=d, resume=False, log=lambda *_: None)
         s = pd.read_parquet(Path(d) / "steps.parquet")

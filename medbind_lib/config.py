@@ -127,7 +127,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "fewshot_support_sets": (300, "few-shot linear probe: random support sets per K (paper: 300)"),
     "tsne_perplexity": (30.0, "openTSNE perplexity for Figure 2 (small cohorts need less)"),
     "chexpert_5x200_per_class": (200, "images per class in CheXpert 5x200 (GLoRIA rule, seeded)"),
-    # --- training (medbind_lib.train / medbind_lib.data; METHOD.md 1 "Training", 3 open_clip protocols)
+    # --- training (medbind_lib.medbind.pretrain / medbind_lib.medbind.data; METHOD.md 1 "Training", 3 open_clip protocols)
     "variants": (["ecg_clip", "cxr_clip", "medclip", "medbind_nm", "medbind_bd"],
                  "systems notebook 02 trains (medbind_lib.losses.VARIANTS), same data and splits"),
     "seed_replicates": (1, "pre-training runs per replicated variant, seeds seed, seed+1, ...: 1 = none; >= 3 gives "

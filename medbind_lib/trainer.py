@@ -1,6 +1,6 @@
 """The one pre-training loop of the suite: a method is a model + a loss + a batch sampler (:class:`Method`).
 
-MEDBind's systems (``medbind_lib.train``) and MEDCSP's variants (``medbind_lib.medcsp.pretrain``) both run
+MEDBind's systems (``medbind_lib.medbind.pretrain``) and MEDCSP's variants (``medbind_lib.medcsp.pretrain``) both run
 through :func:`fit`, so checkpoints, exact resume, AMP, torchrun DDP, progress, per-step logs, validation
 and best-checkpoint selection, the NaN stop and the metrics file behave the same for both.
 

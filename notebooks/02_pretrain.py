@@ -27,7 +27,7 @@ import torch
 from medbind_lib.config import load_profile
 from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
-from medbind_lib.train import default_out_dir, train
+from medbind_lib.medbind.pretrain import default_out_dir, train
 
 cfg = load_profile(profile, notebook="02", overrides=overrides)
 require(cfg, "02")  # names the notebook to run first if an earlier one has not run
@@ -37,7 +37,7 @@ gpus = torch.cuda.device_count()
 if gpus > 1:  # DDP: one process per GPU, embeddings gathered with gradient inside the loss
     sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]  # JSON is YAML: the same overrides
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                    "-m", "medbind_lib.train", "--profile", profile, "--variant", variant,
+                    "-m", "medbind_lib.medbind.pretrain", "--profile", profile, "--variant", variant,
                     *(["--set", *sets] if sets else [])], check=True)
     metrics = json.loads((out / "metrics.json").read_text())
 else:
@@ -118,7 +118,7 @@ print(check.round(1).to_string())
 
 # %%
 from medbind_lib.constants import UNTRAINED_REFERENCE
-from medbind_lib.embeddings import export_embeddings
+from medbind_lib.medbind.embed import export_embeddings
 
 paths = export_embeddings(cfg, variant, "best")
 if variant == UNTRAINED_REFERENCE:

@@ -26,7 +26,7 @@ overrides = {}  # profile keys to override (the runner passes its --set values h
 import pandas as pd
 
 from medbind_lib.config import load_profile
-from medbind_lib.evaluate import tables
+from medbind_lib.reports import tables
 from medbind_lib.plots import save_figure
 from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything

@@ -36,7 +36,8 @@ import pandas as pd
 
 from medbind_lib.cohort import load_linked
 from medbind_lib.config import load_profile
-from medbind_lib.llm import features, llm_settings, table, tasks
+from medbind_lib.llm import features, llm_settings, tasks
+from medbind_lib.reports import table4 as table
 from medbind_lib.plots import save_figure
 from medbind_lib.prereq import require
 from medbind_lib.quality import QualityLog

@@ -21,7 +21,7 @@ import pandas as pd
 
 from medbind_lib.config import load_profile
 from medbind_lib.medcsp import features, records
-from medbind_lib.medcsp_items import FIDDLE_PREVALENCE
+from medbind_lib.ehr.items import FIDDLE_PREVALENCE
 from medbind_lib.plots import save_figure
 from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything

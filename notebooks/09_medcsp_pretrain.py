@@ -139,8 +139,8 @@ print(sorted(paths))
 # %%
 import numpy as np
 
-from medbind_lib.embeddings import load_embeddings
-from medbind_lib.evaluate.retrieval import target_ranks
+from medbind_lib.medbind.embed import load_embeddings
+from medbind_lib.metrics.retrieval import target_ranks
 
 rows = []
 for tag in (variant, "medcsp_untrained"):
@@ -161,14 +161,14 @@ print(pd.DataFrame(rows).set_index("model").round(1).to_string())
 # Text->image R@10 by the paper's protocol (each distinct report queries the images; relevant = every image of its
 # study: identical report text in MIMIC-CXR, the study id in the hold-out; R@10 = relevant images in the top 10 /
 # relevant images) of the trained variant minus the untrained `medcsp` architecture on the SAME queries: the
-# MIMIC-CXR validation split and the hold-out studies, with a paired patient-bootstrap 95% CI (`evaluate.paired`,
+# MIMIC-CXR validation split and the hold-out studies, with a paired patient-bootstrap 95% CI (`metrics.paired`,
 # the test MEDBind's BD - NM comparisons use). A CI above 0 = trained beats untrained beyond resampling noise.
 
 # %%
-from medbind_lib.evaluate._common import text_keys
-from medbind_lib.evaluate.paired import paired_mean_difference
-from medbind_lib.evaluate.protocol import EvalSettings
-from medbind_lib.evaluate.retrieval import text_to_image_precision_recall
+from medbind_lib.metrics.common import text_keys
+from medbind_lib.metrics.paired import paired_mean_difference
+from medbind_lib.metrics.protocol import EvalSettings
+from medbind_lib.metrics.retrieval import text_to_image_precision_recall
 
 
 def per_query_recall(tag, name, split=None, k=10):

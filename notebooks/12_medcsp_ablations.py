@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 
 from medbind_lib.config import load_profile
-from medbind_lib.evaluate import case_studies as cs
-from medbind_lib.evaluate import paper
-from medbind_lib.evaluate import radiology as R
-from medbind_lib.evaluate.protocol import eval_settings
-from medbind_lib.evaluate.report import save_table
-from medbind_lib.evaluate.systems import Artifacts
+from medbind_lib.reports import case_studies as cs
+from medbind_lib.reports import paper
+from medbind_lib.reports import radiology as R
+from medbind_lib.metrics.protocol import eval_settings
+from medbind_lib.reports.format import save_table
+from medbind_lib.reports.artifacts import Artifacts
 from medbind_lib.medcsp import features
 from medbind_lib.plots import save_figure
 from medbind_lib.prereq import require

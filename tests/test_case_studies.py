@@ -14,7 +14,7 @@ import pytest
 from scipy import sparse
 from sklearn.metrics import silhouette_score
 
-from medbind_lib.evaluate import case_studies as cs
+from medbind_lib.reports import case_studies as cs
 
 
 def _unit(x):

@@ -88,7 +88,7 @@ def test_config_choices_match_the_library():
     assert set(SUBSET_CHOICES["variants"]) == set(losses.VARIANTS)
     assert CHOICES["emcl_scale"] == losses.EMCL_SCALES and CHOICES["loss_reduction"] == losses.REDUCTIONS
     assert CHOICES["text_pool"] == text.POOLS
-    from medbind_lib import train
+    from medbind_lib.medbind import pretrain as train
 
     assert CHOICES["select_on"] == train.SELECT_ON
     from medbind_lib import linking

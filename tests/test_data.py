@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medbind_lib import cohort
-from medbind_lib import data as mdata
+from medbind_lib.medbind import data as mdata
 from medbind_lib.config import load_profile
 from medbind_lib.losses import MEDBindLoss
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from medbind_lib.evaluate import (balanced_accuracy, bootstrap_balanced_accuracy, bootstrap_mean,
+from medbind_lib.metrics import (balanced_accuracy, bootstrap_balanced_accuracy, bootstrap_mean,
                                   cardiomegaly_from_ecg, chexpert5x200_prompts, class_prototypes, class_scores,
                                   covid_prompts, cross_modal_recall, dense_target_ranks, ecg_prompts,
                                   hypertrophy_from_cxr, modality_to_text_recall, relevant_in_topk,
@@ -153,7 +153,7 @@ def test_prompt_sets_sizes_and_sampling():
 def test_zero_shot_prompt_pool_hand_computed():
     e = np.eye(4, dtype=np.float32)
     pe = {"a": e[[0]], "b": e[[1]], "c": e[[2, 3]]}
-    from medbind_lib.evaluate import PromptSet
+    from medbind_lib.metrics import PromptSet
     ps = PromptSet("toy", ("a", "b", "c"), {"a": ["pa"], "b": ["pb"], "c": ["pc1", "pc2"]})
     x = np.array([e[0], e[1], e[2], [.5, 0, np.sqrt(.75), 0]], dtype=np.float32)
     y = ["a", "b", "c", "c"]

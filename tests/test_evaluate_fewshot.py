@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from medbind_lib.evaluate import (balanced_accuracy_batched, few_shot, fit_probe_batched, predict_batched,
+from medbind_lib.metrics import (balanced_accuracy_batched, few_shot, fit_probe_batched, predict_batched,
                                   probe_predictions, sample_support_sets, single_label, sklearn_probe_predictions)
 
 
@@ -103,7 +103,7 @@ def test_ncg_matches_sklearn_small_problems(n_classes, k, C):
 def test_ncg_float32_falls_back_to_float64_on_large_norm_features():
     # rows of norm ~300 far from the origin: float32 Gram matrices / dual gradients cancel, so the float32 pass
     # cannot certify tol; those sets are redone in float64 and every returned set meets scikit-learn's rule
-    from medbind_lib.evaluate import fewshot
+    from medbind_lib.metrics import fewshot
     rng = np.random.default_rng(0)
     xs, ys = zip(*[_hard_problem(rng, 8, 64, 2) for _ in range(12)])
     xs, ys = np.stack(xs) * 100, np.stack(ys)

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from medbind_lib import ROOT
-from medbind_lib.evaluate import paper, tables
-from medbind_lib.evaluate.fewshot import KS
-from medbind_lib.evaluate.prompts import chexpert5x200_instance_texts
+from medbind_lib.reports import paper, tables
+from medbind_lib.metrics.fewshot import KS
+from medbind_lib.metrics.prompts import chexpert5x200_instance_texts
 
 D = 32
 CLASSES5 = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
@@ -221,7 +221,7 @@ def test_table2_class_prompt_option_never_beside_the_paper(store):
 
 
 def test_chexpert5x200_instance_texts():
-    from medbind_lib.evaluate.prompts import CHEXPERT_CLASS_PROMPTS, product_prompts
+    from medbind_lib.metrics.prompts import CHEXPERT_CLASS_PROMPTS, product_prompts
 
     labels = np.repeat(CLASSES5, 40)
     t = chexpert5x200_instance_texts(labels, seed=3)
@@ -378,8 +378,8 @@ def test_paper_table2_matches_method_md():
 
 # ---------------------------------------------------------------------------------------- paired differences
 def test_paired_differences_hand_computed():
-    from medbind_lib.evaluate.bootstrap import bootstrap_balanced_accuracy
-    from medbind_lib.evaluate.paired import paired_balanced_accuracy_difference, paired_mean_difference
+    from medbind_lib.metrics.bootstrap import bootstrap_balanced_accuracy
+    from medbind_lib.metrics.paired import paired_balanced_accuracy_difference, paired_mean_difference
 
     y = np.array([0, 0, 1, 1, 1, 0])
     a = np.array([0, 0, 1, 1, 0, 0])        # recalls 3/3, 2/3 -> 83.33
@@ -413,7 +413,7 @@ def test_builders_deposit_per_query_outcomes_for_paired_differences(store):
 
 
 def test_paired_auroc_difference_hand_computed():
-    from medbind_lib.evaluate.paired import paired_differences, record
+    from medbind_lib.metrics.paired import paired_differences, record
 
     pq: dict = {}
     y = np.array([0, 0, 1, 1])

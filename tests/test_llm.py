@@ -14,8 +14,9 @@ import torch
 
 from medbind_lib.config import load_profile
 from medbind_lib.errors import ConfigError, DataError
-from medbind_lib.evaluate import paper
-from medbind_lib.llm import features, llm_settings, metrics, table, tasks
+from medbind_lib.reports import paper
+from medbind_lib.llm import features, llm_settings, metrics, tasks
+from medbind_lib.reports import table4 as table
 from medbind_lib.llm.settings import LLMSettings
 from medbind_lib.llm.model import PromptTunedClassifier, insert_after_text
 from medbind_lib.llm.train import class_weights, encode_texts, fit_predict

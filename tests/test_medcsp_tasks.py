@@ -13,7 +13,7 @@ import torch
 from scipy import sparse
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
-from medbind_lib.evaluate.bootstrap import resample_indices
+from medbind_lib.metrics.bootstrap import resample_indices
 from medbind_lib.medcsp import tasks as T
 
 T_BINS, N_ITEMS = 6, 3

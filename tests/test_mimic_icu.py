@@ -11,7 +11,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from medbind_lib import medcsp_items as M
+from medbind_lib.ehr import items as M
 from medbind_lib.datasets import mimic_icu
 from medbind_lib.datasets.mimic_icu import read_events, read_icustays
 from medbind_lib.ehr import build_cohorts, first_event_times, task_cohorts, task_onsets

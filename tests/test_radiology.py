@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from medbind_lib.evaluate import radiology as R
-from medbind_lib.evaluate.binary import auroc_replicates, binary_counts_replicates
-from medbind_lib.evaluate.bootstrap import percentile_ci, resample_indices
-from medbind_lib.evaluate.protocol import EvalSettings
-from medbind_lib.evaluate.retrieval import text_to_image_precision_recall
-from medbind_lib.evaluate.systems import Artifacts
+from medbind_lib.reports import radiology as R
+from medbind_lib.metrics.binary import auroc_replicates, binary_counts_replicates
+from medbind_lib.metrics.bootstrap import percentile_ci, resample_indices
+from medbind_lib.metrics.protocol import EvalSettings
+from medbind_lib.metrics.retrieval import text_to_image_precision_recall
+from medbind_lib.reports.artifacts import Artifacts
 
 
 def test_precision_recall_f1_hand_computed_and_sklearn():

@@ -7,8 +7,8 @@ import pytest
 
 from medbind_lib.config import load_profile
 from medbind_lib.errors import ConfigError
-from medbind_lib.evaluate import tables
-from medbind_lib.evaluate.paired import record
+from medbind_lib.reports import tables
+from medbind_lib.metrics.paired import record
 from medbind_lib.replicates import parse_run, replicate_runs, run_name, with_run_seed
 
 
@@ -37,7 +37,7 @@ def test_replicate_systems_resolve_to_replicate_runs():
     cfg = load_profile("smoke", overrides={"seed_replicates": 2})
     keys = tables.replicate_systems(cfg, ("untrained", "clip", "medbind_bd", "cxr_clip+ecg_clip"))
     assert keys == ["medbind_bd@seed1", "cxr_clip+ecg_clip@seed1"]
-    from medbind_lib.evaluate.systems import _systems
+    from medbind_lib.reports.artifacts import _systems
 
     zoo = _systems()["cxr_clip+ecg_clip@seed1"]
     assert (zoo.cxr, zoo.ecg, zoo.tag("cxr")) == ("cxr_clip@seed1", "ecg_clip@seed1", "cxr_clip@seed1")

@@ -199,7 +199,7 @@ def test_mimic_iv_tables(cohort):
 
 def test_mimic_iv_icu_tables(cohort):
     """ICU events and labs (synth/icu.py) beside the tables above; the FIDDLE onsets appear in the smoke cohort."""
-    from medbind_lib import medcsp_items as M
+    from medbind_lib.ehr import items as M
     from medbind_lib.synth import icu
 
     cfg, summary = cohort

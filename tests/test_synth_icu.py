@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medbind_lib import medcsp_items as M
+from medbind_lib.ehr import items as M
 from medbind_lib.synth import ehr, icu, latent, mimic
 from medbind_lib.synth.common import STREAMS, rng_for
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from medbind_lib import data as mdata
-from medbind_lib import train as T
+from medbind_lib.medbind import data as mdata
+from medbind_lib.medbind import pretrain as T
 from medbind_lib.config import load_profile
-from medbind_lib.embeddings import export_embeddings, load_embeddings
+from medbind_lib.medbind.embed import export_embeddings, load_embeddings
 
 from test_data import ensure_smoke_artifacts
 
@@ -239,7 +239,7 @@ def test_torchrun_two_process_gloo(tmp_path, short_run):
     if not torchrun.exists():
         pytest.skip("torchrun not found beside the interpreter")
     sets = ["progress=false", "batch_size=16", "epochs=1", "max_steps=2", "warmup_steps=1", "lr=0.001"]
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "medbind_lib.train", "--profile", "smoke",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "medbind_lib.medbind.pretrain", "--profile", "smoke",
            "--variant", "medbind_bd", "--out-dir", str(tmp_path), "--no-resume", "--set", *sets]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]

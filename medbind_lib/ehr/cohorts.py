@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..datasets import mimic_icu, mimic_iv
 from ..datasets._common import quality_or_new
-from ..medcsp_items import FIDDLE_PREVALENCE
+from .items import FIDDLE_PREVALENCE
 from ..quality import QualityLog
 from .onsets import ONSET_TASKS, task_onsets
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..datasets import mimic_icu
 from ..errors import DataError
-from ..medcsp_items import TASK_EVENTS
+from .items import TASK_EVENTS
 from ..datasets._common import quality_or_new
 from ..quality import QualityLog
 

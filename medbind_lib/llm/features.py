@@ -56,7 +56,7 @@ SYSTEMS: dict[str, LLMSystem] = {s.key: s for s in (
 
 def checkpoint_path(cfg, variant: str, checkpoint: str = "best") -> Path:
     """The checkpoint file, or a DataError naming it and the notebook that writes it."""
-    from ..train import default_out_dir
+    from ..medbind.pretrain import default_out_dir
 
     p = default_out_dir(cfg, variant) / f"{checkpoint}.pt"
     if not p.is_file():
@@ -96,7 +96,7 @@ def embed_records(cfg, variant: str, modality: str, record_ids, checkpoint: str 
     """``{record_id: embedding}`` of MIMIC ``record_ids`` with ``variant``'s frozen ``modality`` encoder
     (cached per checkpoint signature). Records the cache excluded (unreadable file) are absent and counted."""
     from .. import cohort
-    from ..embeddings import _load_model, embed_arrays, load_embeddings
+    from ..medbind.embed import _load_model, embed_arrays, load_embeddings
 
     ck = checkpoint_path(cfg, variant, checkpoint)
     ids = sorted({str(r) for r in record_ids if r is not None})

@@ -2,7 +2,7 @@
 with patient-level bootstrap CIs.
 
 Point values come from scikit-learn. The CI of a seed-averaged metric resamples PATIENTS once per replicate
-(``evaluate.bootstrap.resample_indices``) and averages the metric over the seeds' predictions on that
+(``metrics.bootstrap.resample_indices``) and averages the metric over the seeds' predictions on that
 resample, so the interval covers test-set sampling with the seeds' mean as the statistic; the spread over
 seeds is reported separately (``*_seed_sd``). Replicates use vectorised NumPy equivalents of the scikit-learn
 metrics (equal to them, tested) because a thousand replicates x seeds of ``roc_auc_score`` are slow.
@@ -14,8 +14,8 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
-from ..evaluate._common import balanced_accuracy_batched
-from ..evaluate.bootstrap import percentile_ci, resample_indices
+from ..metrics.common import balanced_accuracy_batched
+from ..metrics.bootstrap import percentile_ci, resample_indices
 
 METRICS = ("accuracy", "auroc", "balanced_accuracy")
 THRESHOLDS = ("valid_accuracy", "valid_youden", "fixed_0.5")   # first = the default (settings.LLMSettings)

@@ -20,7 +20,7 @@ random batches over ~600k records that is rare.  The sampler therefore places a 
 positive pairs, :func:`cross_source_pairs`, reshuffled when exhausted) and fills the other slots from a
 shuffled stream over ALL records, so L_A still sees every record every epoch.  A record never appears twice
 in a batch (a colliding pair or record is skipped and the next one taken).  ``pair_rate`` None / 0 = plain
-shuffled records (the natural rate).  Like :class:`medbind_lib.data.PairBatchSampler`: batches are a pure
+shuffled records (the natural rate).  Like :class:`medbind_lib.medbind.data.PairBatchSampler`: batches are a pure
 function of (seed, epoch), every item carries its own augmentation seed, rank r takes ``r::world`` of each
 global batch, ``set_epoch(epoch, start)`` / ``state_dict`` resume exactly.
 
@@ -43,7 +43,7 @@ import torch
 from scipy import sparse
 from torch.utils.data import Dataset, Sampler
 
-from ..data import tokenize_once
+from ..medbind.data import tokenize_once
 from ..losses.medcsp import SOURCE_CXR, SOURCE_EHR
 from ..models.medcsp import MEDCSP_MODALITIES   # the model owns the mask's column order; batches follow it
 from ..preprocess import cxr as pcxr

@@ -5,7 +5,7 @@
 the training run was at step 0):
 
 * ``mimic_cxr``, ``chexpert_5x200``, ``covid``, ``rsna``, ``openi``: the files MEDBind's systems write
-  (:func:`medbind_lib.embeddings.export_embeddings`, through :class:`CXRView`: image embedding = ``emb``,
+  (:func:`medbind_lib.medbind.embed.export_embeddings`, through :class:`CXRView`: image embedding = ``emb``,
   report embedding = ``text_emb``), so every table and figure reads MEDCSP and MEDBind rows alike;
 * ``mimic_cxr_holdout``: the retrieval hold-out (CXR studies of patients absent from the EHR source, never
   in pre-training): ``emb`` (image), ``text_emb`` (report), ``text``, ``record_id``, ``study_id``,
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..embeddings import _save, _str, export_embeddings
+from ..medbind.embed import _save, _str, export_embeddings
 from ..models.text import save_text_cache
 from ..losses.medcsp import record_embeddings
 from ..replicates import parse_run, with_run_seed
@@ -138,7 +138,7 @@ def _ehr(model, loaded, cfg, collate, device, batch_size) -> dict:
 def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=None, batch_size: int = 64,
                              loaded: Optional[dict] = None, datasets=CXR_SETS) -> dict:
     """Write the files of the module docstring; returns {name: path}."""
-    from .. import data as mdata
+    from ..medbind import data as mdata
     from .pretrain import MEDCSPMethod
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -5,7 +5,7 @@
     python -m medbind_lib.medcsp.pretrain --profile P --variant medcsp
     torchrun --standalone --nproc_per_node N -m medbind_lib.medcsp.pretrain --profile P --variant medcsp
 
-Shared with MEDBind (``medbind_lib.train``): the loop (:func:`medbind_lib.trainer.fit`: AdamW, warm-up +
+Shared with MEDBind (``medbind_lib.medbind.pretrain``): the loop (:func:`medbind_lib.trainer.fit`: AdamW, warm-up +
 cosine, checkpoints and exact resume, AMP, DDP, progress, per-step logs, NaN stop), the text encoder class,
 the MIMIC-CXR image cache and the retrieval ranks.  MEDCSP's own: :class:`~medbind_lib.models.medcsp.MEDCSPModel`,
 :class:`~medbind_lib.losses.MEDCSPLoss` and :class:`~medbind_lib.medcsp.batches.CrossSourceBatchSampler` over
@@ -126,7 +126,7 @@ class MEDCSPMethod(Method):
         return B.MEDCSPDataset(self._records(split), self.loaded["data"], arr, self.cfg, train=train)
 
     def setup(self, model, rank: int, world: int, device) -> None:
-        from .. import data as mdata
+        from ..medbind import data as mdata
 
         cfg = self.cfg
         self.model = model
@@ -195,9 +195,9 @@ class MEDCSPMethod(Method):
 
     def retrieval(self, model, amp_ctx) -> dict:
         """Report->image on the validation CXR studies with both modalities: hit = the report's own study."""
-        from ..evaluate.retrieval import target_ranks
+        from ..metrics.retrieval import target_ranks
         from ..models.medcsp import MEDCSP_MODALITIES
-        from ..train import _rank_summary
+        from ..medbind.pretrain import _rank_summary
 
         recs = self._records("valid")
         m = recs.mask

@@ -55,7 +55,7 @@ from scipy import sparse
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..evaluate.binary import METRICS, binary_metrics, metric_replicates, paired_difference, runs_bootstrap
+from ..metrics.binary import METRICS, binary_metrics, metric_replicates, paired_difference, runs_bootstrap
 from ..models.fiddle import FIDDLENet, HeadOnly, MLPHead
 from .batches import stays_of_admissions, texts_or_none
 from .features import TASK_MODALITIES
@@ -136,7 +136,7 @@ class TaskSettings:
 def task_settings(cfg, **overrides) -> TaskSettings:
     """The settings of profile ``cfg`` (keys ``medcsp_task_*``; the bootstrap's seed and alpha from the
     evaluation protocol, so notebook 10 resamples as notebooks 03-09 do)."""
-    from ..evaluate.protocol import eval_settings
+    from ..metrics.protocol import eval_settings
 
     ev = eval_settings(cfg)
     kw = dict(variant=cfg["medcsp_task_variant"], rows=tuple(cfg["medcsp_task_rows"]),
@@ -761,7 +761,7 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
     fine-tuned rows) run on ``device`` (default: CUDA when available); heads and F-models on the CPU with one torch
     thread (tiny models: faster on a shared 2-core CPU, and independent of the core count)."""
     from ..cohort import load_linked
-    from ..evaluate.protocol import torch_threads
+    from ..metrics.protocol import torch_threads
     from ..runtime import progress
 
     s = settings or task_settings(cfg)
@@ -844,7 +844,7 @@ def describe_results(res: TaskResults) -> list[str]:
 def display_table(res: TaskResults) -> pd.DataFrame:
     """The table as printed: 'mean of runs [95% CI]' per metric, the paper's value where MEDCSP.md gives one
     (it gives none for the EHR tasks: said in the cell), and the cohort line beside every number."""
-    from ..evaluate.report import ci_str
+    from ..reports.format import ci_str
 
     t = res.table
     out = pd.DataFrame({"Task": t["task"], "Row": t["label"],
@@ -893,7 +893,7 @@ def save_results(cfg, res: TaskResults) -> dict:
     the grid and every run's test probabilities), atomically where the suite's helpers allow."""
     from pathlib import Path
 
-    from ..evaluate.report import save_table
+    from ..reports.format import save_table
     from ..io import write_csv_atomic, write_parquet_atomic
 
     notes = ["Cells: mean over runs [95% patient-bootstrap CI of that mean]; per run in 'AUROC per run'.",

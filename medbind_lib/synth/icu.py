@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import medcsp_items as M
+from ..ehr import items as M
 from .common import write_csv
 
 # --- real MIMIC-IV 2.2 layouts (demo headers; chartevents/inputevents from the MIMIC-IV 2.2 schema) ------

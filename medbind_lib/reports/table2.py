@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from ._common import as_numpy
-from .bootstrap import bootstrap_mean, mean_replicates, percentile_ci
-from .prompts import chexpert5x200_instance_texts, chexpert5x200_prompts
-from .protocol import EvalSettings, _with_settings, eval_settings
-from .report import _fmt_ci, _shared_legend, ci_str
-from .retrieval import modality_to_text_recall, relevant_in_topk
-from .systems import Artifacts, System, _systems
-from .zeroshot import embed_prompts
+from ..metrics.common import as_numpy
+from ..metrics.bootstrap import bootstrap_mean, mean_replicates, percentile_ci
+from ..metrics.prompts import chexpert5x200_instance_texts, chexpert5x200_prompts
+from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
+from .format import _fmt_ci, _shared_legend, ci_str
+from ..metrics.retrieval import modality_to_text_recall, relevant_in_topk
+from .artifacts import Artifacts, System, _systems
+from ..metrics.zeroshot import embed_prompts
 
 TABLE2_SYSTEMS = ("untrained", "clip", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd")
 TABLE2_DATASETS = {"mimic_cxr": ("cxr", "MIMIC-CXR"), "chexpert_5x200": ("cxr", "CheXpert 5x200"),

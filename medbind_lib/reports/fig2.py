@@ -7,11 +7,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .paired import record
+from ..metrics.paired import record
 from .pairs import pair_embeddings
-from .protocol import EvalSettings, _with_settings, eval_settings
-from .retrieval import cross_modal_recall
-from .systems import Artifacts, _systems
+from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
+from ..metrics.retrieval import cross_modal_recall
+from .artifacts import Artifacts, _systems
 
 FIG2_SYSTEMS = ("untrained", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd")
 

@@ -33,7 +33,7 @@ Collate (:class:`Collator`) -> the :class:`medbind_lib.losses.MEDBindLoss` batch
 ``n_samples``, ``cxr_labels`` [n_c, 14] multi-hot CheXpert labels (1.0 = positive; 0, -1 and missing
 = 0), the texts tokenized ONCE per batch: ``text_tokens`` (distinct texts of the batch, both
 modalities; ``text_dedup: false`` keeps one row per text) with ``cxr_text_index`` / ``ecg_text_index``
-(rows into it), and record ids.  :func:`medbind_lib.train.embed_batch` turns this into the loss input.
+(rows into it), and record ids.  :func:`medbind_lib.medbind.pretrain.embed_batch` turns this into the loss input.
 """
 from __future__ import annotations
 
@@ -46,12 +46,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .constants import CHEXPERT_LABELS
-from .losses import hash_texts
-from .preprocess import cxr as pcxr
-from .preprocess import ecg as pecg
-from .preprocess.text import normalize_for_identity
-from .runtime import seed_worker
+from ..constants import CHEXPERT_LABELS
+from ..losses import hash_texts
+from ..preprocess import cxr as pcxr
+from ..preprocess import ecg as pecg
+from ..preprocess.text import normalize_for_identity
+from ..runtime import seed_worker
 
 __all__ = ["VARIANT_MODALITIES", "PretrainTables", "load_pretrain", "PretrainDataset", "PairBatchSampler",
            "fixed_batches", "Collator", "TokenizeFn", "tokenize_once", "EvalArrayDataset", "make_loader",
@@ -162,8 +162,8 @@ def load_pretrain(cfg, variant: str, splits=("train", "valid"), linked: dict | N
     """``{'tables': {split: PretrainTables}, 'cxr_cached', 'ecg_cached', 'ecg_stats'}`` from notebook 01's
     outputs (``cohort.load_linked``) and the caches (reused; rebuilt only if notebook 01's were removed).
     The ECG normalisation statistic is fit on the TRAINING split (``cohort.ecg_norm_stats``)."""
-    from . import cohort
-    from .quality import QualityLog
+    from .. import cohort
+    from ..quality import QualityLog
 
     linked = linked if linked is not None else cohort.load_linked(cfg)
     q = QualityLog()

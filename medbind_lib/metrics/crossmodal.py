@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import as_numpy, as_tensor, balanced_accuracy, l2_normalize
+from .common import as_numpy, as_tensor, balanced_accuracy, l2_normalize
 from .bootstrap import bootstrap_balanced_accuracy
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ._common import as_numpy, as_tensor, balanced_accuracy_batched, resolve_device
+from .common import as_numpy, as_tensor, balanced_accuracy_batched, resolve_device
 from .bootstrap import bootstrap_balanced_accuracy
 
 KS = (1, 2, 4, 8, 16)

@@ -19,14 +19,14 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..evaluate import paper
-from ..evaluate.report import ci_str, save_table  # noqa: F401 (save_table re-exported)
-from ..evaluate.protocol import torch_threads
+from . import paper
+from .format import ci_str, save_table  # noqa: F401 (save_table re-exported)
+from ..metrics.protocol import torch_threads
 from ..quality import QualityLog
-from .features import SYSTEMS, required_checkpoints, system_inputs
-from .metrics import choose_threshold, majority_accuracy, seed_averaged
-from .model import load_lm
-from .train import make_bar, resolve_device, run_fits
+from ..llm.features import SYSTEMS, required_checkpoints, system_inputs
+from ..llm.metrics import choose_threshold, majority_accuracy, seed_averaged
+from ..llm.model import load_lm
+from ..llm.train import make_bar, resolve_device, run_fits
 
 TASK_LABELS = {"readmission": "30-day readmission", "mortality": "In-hospital mortality"}
 # How each llm_threshold rule sets the decision threshold (the reading names the rule behind the numbers).

@@ -9,13 +9,13 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .fewshot import few_shot, single_label
-from .paired import record
-from .prompts import covid_prompts, ecg_prompts, rsna_prompts
-from .protocol import EvalSettings, _with_settings, eval_settings
-from .report import _shared_legend
-from .systems import Artifacts, _systems
-from .zeroshot import binary_class_score, embed_prompts, zero_shot, zero_shot_multilabel
+from ..metrics.fewshot import few_shot, single_label
+from ..metrics.paired import record
+from ..metrics.prompts import covid_prompts, ecg_prompts, rsna_prompts
+from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
+from .format import _shared_legend
+from .artifacts import Artifacts, _systems
+from ..metrics.zeroshot import binary_class_score, embed_prompts, zero_shot, zero_shot_multilabel
 
 FIG3_DATASETS = {"covid": ("cxr", "COVID"), "rsna": ("cxr", "RSNA"), "ptbxl": ("ecg", "PTB-XL"),
                  "icbeb": ("ecg", "ICBEB")}

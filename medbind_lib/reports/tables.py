@@ -23,11 +23,11 @@ from __future__ import annotations
 from .fig2 import (FIG2_SYSTEMS, crossmodal_recall_table, describe_crossmodal, plot_fig2_recall, plot_fig2_tsne,
                    tsne_pairs)
 from .fig3 import FIG3_DATASETS, FIG3_SYSTEMS, describe_fig3, fig3_zero_few_shot, plot_fig3
-from .paired import paired_differences, seed_paired_differences
+from ..metrics.paired import paired_differences, seed_paired_differences
 from .pairs import pair_embeddings, pair_labels
-from .protocol import EvalSettings, eval_settings, torch_threads
-from .report import ci_str, markdown_table, save_table
-from .systems import SYSTEMS, Artifacts, System, replicate_systems
+from ..metrics.protocol import EvalSettings, eval_settings, torch_threads
+from .format import ci_str, markdown_table, save_table
+from .artifacts import SYSTEMS, Artifacts, System, replicate_systems
 from .table2 import TABLE2_DATASETS, TABLE2_SYSTEMS, describe_table2, plot_table2, table2_retrieval, table2_wide
 from .table3 import TABLE3_SYSTEMS, TABLE3_TASKS, describe_table3, plot_table3, table3_crossmodal, table3_wide
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ._common import as_numpy, as_tensor, balanced_accuracy, encode_labels, l2_normalize
+from .common import as_numpy, as_tensor, balanced_accuracy, encode_labels, l2_normalize
 from .bootstrap import bootstrap_balanced_accuracy
 from .prompts import PromptSet
 

@@ -27,14 +27,14 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from ._common import text_keys
-from .binary import auroc_replicates, binary_counts_replicates
-from .bootstrap import percentile_ci
-from .paired import paired_mean_difference
-from .prompts import covid_prompts, ec_prompts
-from .protocol import EvalSettings, eval_settings, torch_threads
-from .systems import Artifacts, any_system
-from .zeroshot import _binary_auroc, binary_class_score, class_scores
+from ..metrics.common import text_keys
+from ..metrics.binary import auroc_replicates, binary_counts_replicates
+from ..metrics.bootstrap import percentile_ci
+from ..metrics.paired import paired_mean_difference
+from ..metrics.prompts import covid_prompts, ec_prompts
+from ..metrics.protocol import EvalSettings, eval_settings, torch_threads
+from .artifacts import Artifacts, any_system
+from ..metrics.zeroshot import _binary_auroc, binary_class_score, class_scores
 
 __all__ = ["RADIOLOGY_SYSTEMS", "ABLATION_SYSTEMS", "RETRIEVAL_SETS", "ZERO_SHOT_TASKS", "precision_recall_f1",
            "radiology_retrieval", "radiology_zero_shot", "paired_radiology", "plot_retrieval_curves",
@@ -115,7 +115,7 @@ def radiology_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Ar
 
 
 def text_to_image(text_emb, image_emb, keys, groups, ks, s: EvalSettings) -> dict:
-    from .retrieval import text_to_image_precision_recall
+    from ..metrics.retrieval import text_to_image_precision_recall
 
     return text_to_image_precision_recall(text_emb, image_emb, keys, keys, ks=tuple(ks), ties=s.ties, groups=groups,
                                           n_boot=s.n_boot, seed=s.seed, alpha=s.alpha, return_per_query=True)
@@ -253,7 +253,7 @@ def paired_radiology(retrieval_pq: dict, zero_shot_pq: dict, pairs: Sequence[tup
 
 def retrieval_wide(df: pd.DataFrame, dataset: str, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows = systems, columns = P@K / R@K as "value [lo, hi] (paper)" for one set."""
-    from .report import ci_str
+    from .format import ci_str
 
     d = df[df["dataset"] == dataset]
     metrics = list(metrics or dict.fromkeys(d["metric"]))
@@ -265,7 +265,7 @@ def retrieval_wide(df: pd.DataFrame, dataset: str, metrics: Sequence[str] | None
 
 def zero_shot_wide(df: pd.DataFrame, task: str) -> pd.DataFrame:
     """Rows = systems, columns = precision / recall / F1 / AUROC as "value [lo, hi] (paper)" for one task."""
-    from .report import ci_str
+    from .format import ci_str
 
     d = df[df["task"] == task]
     rows = {}

@@ -2,15 +2,15 @@
 
 ``train(cfg, variant, out_dir=None, resume=True) -> dict`` and the CLI::
 
-    python -m medbind_lib.train --profile P --variant V
-    torchrun --standalone --nproc_per_node N -m medbind_lib.train --profile P --variant V
+    python -m medbind_lib.medbind.pretrain --profile P --variant V
+    torchrun --standalone --nproc_per_node N -m medbind_lib.medbind.pretrain --profile P --variant V
 
 :class:`MEDBindMethod` is MEDBind's model + loss + batch sampler; the loop itself (optimiser, schedule,
 checkpoints and exact resume, AMP, DDP, progress, per-step logs, NaN stop, ``best.pt`` selection) is
-:func:`medbind_lib.trainer.fit`, shared with MEDCSP.  Data: :mod:`medbind_lib.data` (which samples a variant
+:func:`medbind_lib.trainer.fit`, shared with MEDCSP.  Data: :mod:`medbind_lib.medbind.data` (which samples a variant
 sees is documented there).  Protocol (METHOD.md 1 and 3, open_clip): AdamW with the profile's ``lr``,
 ``weight_decay``, ``text_lr_scale``; per-step warm-up then cosine; GLOBAL batch ``batch_size`` sharded by
-:class:`~medbind_lib.data.PairBatchSampler`, embeddings gathered with gradient inside the loss.
+:class:`~medbind_lib.medbind.data.PairBatchSampler`, embeddings gathered with gradient inside the loss.
 
 Augmentations are seeded per item by the sampler; dropout uses torch's global RNG, checkpointed with the
 sampler position, so on CPU a resumed run ends with exactly the weights of an uninterrupted one.
@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as mdata
-from . import distributed as D
-from .losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
-from .replicates import parse_run, with_run_seed
-from .trainer import (CKPT_VERSION, Method, NonFiniteLoss, build_optimizer, cli, cosine_lambda, fit,
+from .. import distributed as D
+from ..losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
+from ..replicates import parse_run, with_run_seed
+from ..trainer import (CKPT_VERSION, Method, NonFiniteLoss, build_optimizer, cli, cosine_lambda, fit,
                       load_checkpoint, save_checkpoint)
 
 __all__ = ["train", "MEDBindMethod", "NonFiniteLoss", "Embedder", "embed_batch", "model_for_variant",
@@ -54,7 +54,7 @@ def model_modalities(variant: str) -> tuple[str, ...]:
 
 def model_for_variant(cfg, variant: str):
     """The variant's MEDBindModel (only the encoders its loss uses), built from the profile keys."""
-    from .models import build_model
+    from ..models import build_model
 
     return build_model(cfg, modalities=model_modalities(variant))
 
@@ -157,7 +157,7 @@ def retrieval_check(emb: dict, tables, text_identity: str = "lower_ws", ks=RETRI
     (R@1 of a collapsed encoder whose single point lands on the most common text). Paraphrased reports
     make R@1 hinge on which of several equivalent texts ranks first, so R@10 and the median rank are the
     steadier signal on small validation splits."""
-    from .evaluate.retrieval import target_ranks
+    from ..metrics.retrieval import target_ranks
 
     res = {}
     for mod, frame in (("cxr", tables.cxr), ("ecg", tables.ecg)):
@@ -190,7 +190,7 @@ def selection_loss(batch: Mapping, modalities, tau: float) -> torch.Tensor:
     fixed ``tau``) summed over the variant's modalities, whatever loss the variant trains with. Selecting on
     each variant's own loss would favour cross-modal alignment for MEDBind_BD (its loss holds EMCL) and
     nothing of the kind for the others."""
-    from .losses import tmcl
+    from ..losses import tmcl
 
     return sum(tmcl(batch[m], batch[f"{m}_text"], batch[f"{m}_text_keys"], tau, reduction="mean")
                for m in modalities)
@@ -298,7 +298,7 @@ def train(cfg, variant: str, out_dir=None, resume: bool = True, *, stop_after_st
     ``resume``: continue from ``out_dir/last.pt`` when it exists (same profile and variant); a finished
     run is not retrained.  ``stop_after_steps``: stop (writing ``last.pt``) once this many optimizer
     steps are done, without changing the schedule (simulates an interruption; tests).  ``data``: the
-    output of :func:`medbind_lib.data.load_pretrain` (reused between variants by the caller).
+    output of :func:`medbind_lib.medbind.data.load_pretrain` (reused between variants by the caller).
     """
     run = variant                                   # "<variant>@seed<k>" = a seed replicate (replicates.py)
     variant, _ = parse_run(run)

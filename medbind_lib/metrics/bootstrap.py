@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ._common import as_numpy, factorize
+from .common import as_numpy, factorize
 
 _BLOCK = 64
 

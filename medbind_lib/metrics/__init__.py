@@ -1,12 +1,15 @@
-"""Evaluation on exported embeddings (numpy or torch, rows L2-normalised) and label arrays.
+"""Pure metrics on embeddings (numpy or torch, rows L2-normalised) and label arrays: nothing here reads a run.
 
 Modules: ``retrieval`` (Table 2 Recall@K/RSUM with deduplicated texts, MEDCSP P@K/R@K, CXR->ECG recall),
 ``prompts`` (MedCLIP prompt sets, ECG templates, the binary negative-prompt rule), ``zeroshot``,
-``fewshot`` (vectorised linear probe + scikit-learn reference), ``crossmodal`` (Table 3) and ``bootstrap``
-(patient-level CIs). Every result is a plain dict / DataFrame carrying the parameters that produced it;
-percentages are on a 0-100 scale.
+``fewshot`` (vectorised linear probe + scikit-learn reference), ``crossmodal`` (Table 3), ``binary``
+(AUROC / AUPR / AP with vectorised replicates), ``paired`` (paired differences between two systems on the
+same queries), ``bootstrap`` (patient-level CIs) and ``protocol`` (``EvalSettings``: every evaluation choice,
+recorded beside every number). Every result is a plain dict / DataFrame carrying the parameters that produced
+it; percentages are on a 0-100 scale. The table and figure builders that read run outputs live one floor up,
+in ``medbind_lib.reports``.
 """
-from ._common import balanced_accuracy, balanced_accuracy_batched, text_keys
+from .common import balanced_accuracy, balanced_accuracy_batched, text_keys
 from .bootstrap import bootstrap_balanced_accuracy, bootstrap_mean, percentile_ci, resample_indices, with_ci
 from .crossmodal import (cardiomegaly_from_ecg, class_prototypes, cross_modal_zero_shot,
                          hypertrophy_from_cxr, prototype_predict)
@@ -18,10 +21,5 @@ from .retrieval import (TIES, cross_modal_recall, dense_target_ranks, modality_t
                         recall_from_ranks, relevant_in_topk, rsum_total, target_ranks,
                         text_to_image_precision_recall)
 from .zeroshot import PROMPT_POOLS, class_scores, embed_prompts, predict, zero_shot, zero_shot_multilabel
-# notebooks 03-06: table/figure builders on exported embeddings (tables) and the published numbers (paper)
-from . import paper, tables
-from .tables import (Artifacts, EvalSettings, System, SYSTEMS, crossmodal_recall_table, eval_settings,
-                     fig3_zero_few_shot, markdown_table, pair_embeddings, save_table, table2_retrieval,
-                     table2_wide, table3_crossmodal, table3_wide, tsne_pairs)
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .crossmodal import cross_modal_zero_shot
-from .paired import record
+from ..metrics.crossmodal import cross_modal_zero_shot
+from ..metrics.paired import record
 from .pairs import pair_embeddings
-from .protocol import EvalSettings, _with_settings, eval_settings
-from .report import ci_str
-from .systems import Artifacts, _systems
+from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
+from .format import ci_str
+from .artifacts import Artifacts, _systems
 
 TABLE3_SYSTEMS = ("untrained", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd")
 TABLE3_TASKS = {"hypertrophy_from_cxr": "Hypertrophy from CXR (ECG support)",

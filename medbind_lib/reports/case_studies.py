@@ -22,7 +22,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .bootstrap import bootstrap_mean
+from ..metrics.bootstrap import bootstrap_mean
 
 __all__ = ["CASE_FILES", "load_case_embeddings", "subject_ids", "pick_top_patients", "cxr_points", "ehr_points",
            "concat_points", "silhouette_samples_cosine", "knn_purity_samples", "knn_chance", "grouping_scores",
@@ -39,7 +39,7 @@ _EXTRA_MARKERS = ("D", "v", "P", "X", "*", "<", ">")
 def load_case_embeddings(root, variant: str, files: Sequence[str] = CASE_FILES) -> dict:
     """{file: arrays} of ``<root>/<variant>/<file>.npz``; ``root`` is ``runs/<profile>/embeddings`` or a config
     (its ``runs_dir``). Fails naming notebook 09 so a missing export is not mistaken for an empty cohort."""
-    from ..embeddings import load_embeddings
+    from ..medbind.embed import load_embeddings
 
     if not isinstance(root, (str, Path)):
         root = Path(root["runs_dir"]) / "embeddings"

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import cohort
+from .. import cohort
 from . import data as mdata
-from .constants import CHEXPERT_LABELS, ECG_SUPERCLASSES, ICBEB_CLASSES
-from .io import atomic_path
-from .models.text import save_text_cache
-from .quality import QualityLog
-from .runtime import progress, seed_everything
+from ..constants import CHEXPERT_LABELS, ECG_SUPERCLASSES, ICBEB_CLASSES
+from ..io import atomic_path
+from ..models.text import save_text_cache
+from ..quality import QualityLog
+from ..runtime import progress, seed_everything
 
 __all__ = ["export_embeddings", "load_embeddings", "embed_arrays", "embed_texts", "DATASETS"]
 
@@ -103,8 +103,8 @@ def load_embeddings(path) -> dict:
 
 
 def _load_model(cfg, variant: str, checkpoint, device):
-    from .replicates import parse_run, with_run_seed
-    from .train import default_out_dir, load_checkpoint, model_for_variant
+    from ..replicates import parse_run, with_run_seed
+    from .pretrain import default_out_dir, load_checkpoint, model_for_variant
 
     seed_everything(with_run_seed(cfg, variant).seed)          # a replicate run's own seed (its untrained init)
     model = model_for_variant(cfg, parse_run(variant)[0])
@@ -113,7 +113,7 @@ def _load_model(cfg, variant: str, checkpoint, device):
         p = Path(checkpoint) if checkpoint not in ("best", "last") else default_out_dir(cfg, variant) / f"{checkpoint}.pt"
         if not p.exists():
             raise FileNotFoundError(f"checkpoint {p} not found: train the variant first "
-                                    f"(python -m medbind_lib.train --profile {cfg.profile} --variant {variant})")
+                                    f"(python -m medbind_lib.medbind.pretrain --profile {cfg.profile} --variant {variant})")
         ck = load_checkpoint(p)
         model.load_state_dict(ck["model"])
         step, name = int(ck["step"]), str(p.name)

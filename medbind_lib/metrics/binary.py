@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ._common import as_numpy
+from .common import as_numpy
 from .bootstrap import _count_blocks, _counts, _draw_blocks, _group_codes, percentile_ci
 
 __all__ = ["METRICS", "binary_metrics", "metric_replicates", "auroc_replicates", "binary_counts_replicates",

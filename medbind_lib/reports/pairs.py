@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .protocol import EvalSettings
-from .systems import Artifacts, System
+from ..metrics.protocol import EvalSettings
+from .artifacts import Artifacts, System
 
 
 def pair_labels(art: Artifacts, split: str, s: EvalSettings | None = None) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def _lookup_or_embed(art: Artifacts, variant: str, checkpoint: str, modality: st
             return d["emb"][[pos[r] for r in record_ids]]
     cache = None if cache_dir is None else Path(cache_dir) / tag / f"{ds}_{split}.npz"
     if cache is not None and cache.is_file():
-        from ..embeddings import load_embeddings
+        from ..medbind.embed import load_embeddings
 
         z = load_embeddings(cache)
         pos = {r: i for i, r in enumerate(z["record_id"].tolist())}
@@ -69,7 +69,7 @@ def _lookup_or_embed(art: Artifacts, variant: str, checkpoint: str, modality: st
 def _embed_records(art: Artifacts, variant: str, checkpoint: str, modality: str, record_ids) -> np.ndarray:
     """Embed MIMIC records with a variant's encoder through the same cache and path as the export."""
     from .. import cohort
-    from ..embeddings import embed_arrays
+    from ..medbind.embed import embed_arrays
     from ..quality import QualityLog
 
     cfg, q = art.cfg, QualityLog()

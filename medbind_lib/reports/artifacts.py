@@ -124,7 +124,7 @@ class Artifacts:
     def load(self, tag: str, dataset: str) -> dict:
         key = (tag, dataset)
         if key not in self._npz:
-            from ..embeddings import load_embeddings
+            from ..medbind.embed import load_embeddings
 
             p = self.path(tag, dataset)
             if not p.is_file():
@@ -141,7 +141,7 @@ class Artifacts:
             if is_medcsp(variant):
                 self._models[key] = self._medcsp_model(variant, checkpoint)
             else:
-                from ..embeddings import _load_model
+                from ..medbind.embed import _load_model
 
                 self._models[key] = _load_model(self.cfg, variant, checkpoint, self.device)[0]
         return self._models[key]
@@ -160,7 +160,7 @@ class Artifacts:
     def text_encoder(self, variant: str, checkpoint: str = "best", modality: str = "cxr") -> Callable:
         """``encode_text(list[str]) -> np.ndarray [n, d]`` of the variant's trained (or untrained) text tower
         (each distinct text encoded once; the same function that exported the report embeddings)."""
-        from ..embeddings import embed_texts
+        from ..medbind.embed import embed_texts
 
         model = self.model(variant, checkpoint)
         return lambda texts: embed_texts(model, list(texts), modality, self.device)

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._common import as_numpy, as_tensor, factorize, resolve_device, text_keys
+from .common import as_numpy, as_tensor, factorize, resolve_device, text_keys
 from .bootstrap import bootstrap_mean
 
 TIES = ("pessimistic", "optimistic", "index")
