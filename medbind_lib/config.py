@@ -14,8 +14,11 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import ROOT
+from . import ROOT, registry
 from .errors import ConfigError
+
+# the variants each method trains, from the registry (the single declaration of every system)
+_MEDBIND, _MEDCSP = registry.variant_names("medbind"), registry.variant_names("medcsp")
 
 # key: (default, documentation). The default's type is the key's type (None = any).
 SCHEMA: dict[str, tuple[Any, str]] = {
@@ -128,12 +131,10 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "tsne_perplexity": (30.0, "openTSNE perplexity for Figure 2 (small cohorts need less)"),
     "chexpert_5x200_per_class": (200, "images per class in CheXpert 5x200 (GLoRIA rule, seeded)"),
     # --- training (medbind_lib.medbind.pretrain / medbind_lib.medbind.data; METHOD.md 1 "Training", 3 open_clip protocols)
-    "variants": (["ecg_clip", "cxr_clip", "medclip", "medbind_nm", "medbind_bd"],
-                 "systems notebook 02 trains (medbind_lib.losses.VARIANTS), same data and splits"),
+    "variants": (list(_MEDBIND), "systems notebook 02 trains (registry: MEDBind's variants), same data and splits"),
     "seed_replicates": (1, "pre-training runs per replicated variant, seeds seed, seed+1, ...: 1 = none; >= 3 gives "
                            "the paired BD - NM / BD - zoo differences a pre-training-seed spread (replicates.py)"),
-    "seed_replicate_variants": (["medbind_bd", "medbind_nm", "cxr_clip", "medclip", "ecg_clip"],
-                                "variants that get the extra seeds (those of `variants` only)"),
+    "seed_replicate_variants": (list(_MEDBIND)[::-1], "variants that get the extra seeds (those of `variants` only)"),
     "lr": (4e-4, "peak AdamW learning rate (paper 4e-4)"),
     "weight_decay": (0.1, "AdamW weight decay; none on norms, biases, positions, CLS tokens, temperature"),
     "epochs": (150, "training epochs (paper 150); an epoch = n_samples // batch_size batches"),
@@ -181,8 +182,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                                     "ignore (on the real demo 8 of 66 ventilated stays then lose their onset)"),
     # MEDCSP pre-training (notebook 09; medbind_lib.medcsp.pretrain on the shared loop, medbind_lib.trainer;
     # MEDCSP.md "Losses"): paper values by default, every choice the paper leaves open a key
-    "medcsp_variants": (["medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp", "medcsp_single"],
-                        "MEDCSP variants notebook 09 trains (Figure 7 ablations; same data and splits)"),
+    "medcsp_variants": (list(_MEDCSP), "MEDCSP variants notebook 09 trains (Figure 7 ablations; same data and splits)"),
     "medcsp_lr": (1e-5, "peak AdamW learning rate of MEDCSP pre-training (paper 1e-5)"),
     "medcsp_weight_decay": (0.01, "AdamW weight decay (the paper does not say; torch's AdamW default)"),
     "medcsp_epochs": (10, "MEDCSP pre-training epochs (paper 10); an epoch = records // batch size"),
@@ -220,11 +220,11 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_dropout": (0.1, "dropout in the MLP and LSTM encoders"),
     # MEDCSP EHR tasks (notebook 10; medbind_lib.medcsp.tasks; MEDCSP.md "Downstream tasks"): the paper's protocol
     # (MLP head, grid on validation over lr and batch, mean of 5 runs) with every open choice a key
-    "medcsp_task_variant": ("medcsp", "pre-trained MEDCSP variant whose encoders the `medcsp` row uses (an EHR "
+    "medcsp_task_variant": (registry.HEADLINE["medcsp"], "pre-trained MEDCSP variant whose encoders the `medcsp` row uses (an EHR "
                                       "variant: notebook 09's best.pt)"),
     "medcsp_tasks": (["arf", "shock", "mortality", "readmission"], "EHR tasks of notebook 10 (FIDDLE ARF / shock / "
                                                                    "mortality at T, 30-day readmission)"),
-    "medcsp_task_rows": (["medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "medbind_bd"],
+    "medcsp_task_rows": (list(registry.table_rows("ehr_tasks")),
                          "rows: pre-trained MEDCSP, the same architecture untrained (same seed), FIDDLE's F-LSTM and "
                          "F-CNN from scratch on the same inputs, MEDBind_BD's CXR+ECG embeddings + demographics "
                          "(readmission and mortality only; other inputs)"),
@@ -253,7 +253,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                              "null = the text encoder's text_model_path (null there = packaged MiniLM)"),
     "llm_tasks": (["readmission", "mortality"], "Table 4 tasks: readmission (30-day, discharge text) and/or "
                                                 "mortality (in-hospital, Table A.2 demographics text)"),
-    "llm_systems": (["task_text", "text_only", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"],
+    "llm_systems": (list(registry.table_rows("table4")),
                     "Table 4 rows: task_text (task text alone, our reference), text_only (task text + expert CXR "
                     "report / ECG text, paper row), encoder zoo, medbind_nm, medbind_bd"),
     "llm_checkpoint": ("best", "notebook 02 checkpoint whose frozen encoders embed the CXR/ECG: best | last"),
@@ -430,8 +430,8 @@ def load_profile(profile: str = "smoke", notebook: str | None = None, overrides:
     return Profile(values)
 
 
-# Allowed values of choice keys. Library modules hold the same tuples (losses.VARIANTS, ...); a test keeps
-# them equal, so a profile fails at load, not deep in training.
+# Allowed values of choice keys (variants and table rows from the registry), so a profile fails at load, not deep
+# in training.
 CHOICES: dict[str, tuple] = {
     "ecg_norm": ("zscore_lead_train", "zscore_record", "none"), "ecg_nan_policy": ("interpolate", "exclude"),
     "cxr_resize": ("squash", "pad"), "text_identity": ("exact", "lower_ws"),
@@ -441,7 +441,7 @@ CHOICES: dict[str, tuple] = {
     "medcsp_icd_level": ("full", "category"), "medcsp_drug_key": ("drug", "gsn", "ndc"),
     "medcsp_ehr_record_time": ("admittime", "dischtime"), "medcsp_onset_before_prediction": ("exclude", "positive"),
     "medcsp_onset_outside_window": ("keep_before_intime", "ignore"),
-    "medcsp_task_variant": ("medcsp", "medcsp_a", "medcsp_a_p", "medcsp_a_d"),
+    "medcsp_task_variant": registry.variant_names("medcsp", sources=("ehr", "cxr")),
     "medcsp_task_pool": ("concat", "mean"), "medcsp_task_early_stop": ("valid_loss", "valid_auroc"),
     "medcsp_la_negatives": ("source", "batch"), "medcsp_lp_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"),
     "medcsp_ld_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"), "medcsp_ld_target": ("l1", "softmax"),
@@ -450,13 +450,12 @@ CHOICES: dict[str, tuple] = {
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),
 }
 SUBSET_CHOICES: dict[str, tuple] = {
-    "variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
-    "seed_replicate_variants": ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip"),
+    "variants": _MEDBIND, "seed_replicate_variants": _MEDBIND,
     "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
     "medcsp_temporal_sources": ("chartevents", "labevents", "inputevents", "procedureevents", "outputevents"),
-    "medcsp_variants": ("medcsp", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single"),
+    "medcsp_variants": _MEDCSP,
     "medcsp_tasks": ("arf", "shock", "mortality", "readmission"),
-    "medcsp_task_rows": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "medbind_bd"),
+    "medcsp_task_rows": registry.table_rows("ehr_tasks"),
 }
 # key: (lowest, highest, lowest allowed itself?) for numbers; None (null) passes where the default is None
 RANGES: dict[str, tuple] = {
@@ -542,7 +541,7 @@ def _check_llm_values(v: dict) -> None:
     bad = sorted(set(v["llm_tasks"]) - {"readmission", "mortality"})
     if bad or not v["llm_tasks"]:
         raise ConfigError(f"llm_tasks must be a non-empty subset of ['readmission', 'mortality'], got {v['llm_tasks']}")
-    known = {"task_text", "text_only", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"}
+    known = set(registry.table_rows("table4"))
     bad = sorted(set(v["llm_systems"]) - known)
     if bad or not v["llm_systems"]:
         raise ConfigError(f"llm_systems: unknown {bad}; known: {sorted(known)}")

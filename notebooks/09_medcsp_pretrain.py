@@ -139,7 +139,7 @@ print(sorted(paths))
 # %%
 import numpy as np
 
-from medbind_lib.medbind.embed import load_embeddings
+from medbind_lib.export import load_embeddings
 from medbind_lib.metrics.retrieval import target_ranks
 
 rows = []

@@ -82,10 +82,9 @@ def test_choices_are_checked_at_load(key, value):
 def test_config_choices_match_the_library():
     """The loader's choice lists are the ones the library enforces later (they cannot drift apart)."""
     from medbind_lib import losses
-    from medbind_lib.config import CHOICES, SUBSET_CHOICES
+    from medbind_lib.config import CHOICES
     from medbind_lib.models import text
 
-    assert set(SUBSET_CHOICES["variants"]) == set(losses.VARIANTS)
     assert CHOICES["emcl_scale"] == losses.EMCL_SCALES and CHOICES["loss_reduction"] == losses.REDUCTIONS
     assert CHOICES["text_pool"] == text.POOLS
     from medbind_lib.medbind import pretrain as train
@@ -96,7 +95,6 @@ def test_config_choices_match_the_library():
     assert CHOICES["readmission_no_next"] == linking.READMISSION_NO_NEXT
     from medbind_lib.losses import medcsp
 
-    assert set(SUBSET_CHOICES["medcsp_variants"]) == set(medcsp.MEDCSP_VARIANTS)
     assert CHOICES["medcsp_la_negatives"] == medcsp.LA_NEGATIVES and CHOICES["medcsp_ld_target"] == medcsp.LD_TARGETS
     assert CHOICES["medcsp_lp_direction"] == CHOICES["medcsp_ld_direction"] == medcsp.LP_DIRECTIONS
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from medbind_lib import cohort
+from medbind_lib.loading import EvalArrayDataset, label_matrix
 from medbind_lib.medbind import data as mdata
 from medbind_lib.config import load_profile
 from medbind_lib.losses import MEDBindLoss
@@ -207,16 +208,16 @@ def test_collate_empty_modality(cfg, bd):
 def test_label_matrix_positive_only():
     import pandas as pd
     df = pd.DataFrame({"Atelectasis": [1.0, 0.0, -1.0, np.nan], "Edema": [np.nan, 1.0, 1.0, 0.0]})
-    m = mdata.label_matrix(df, ["Atelectasis", "Edema", "Fracture"])
+    m = label_matrix(df, ["Atelectasis", "Edema", "Fracture"])
     assert m.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]]
 
 
 def test_eval_dataset(cfg, bd):
     man = bd["cxr_cached"].manifest.iloc[:5]
-    ds = mdata.EvalArrayDataset(bd["cxr_cached"].array, man, "cxr", cfg)
+    ds = EvalArrayDataset(bd["cxr_cached"].array, man, "cxr", cfg)
     x, i = ds[2]
     assert x.shape == (3, cfg.cxr_size, cfg.cxr_size) and i == 2
-    de = mdata.EvalArrayDataset(bd["ecg_cached"].array, bd["ecg_cached"].manifest.iloc[:3], "ecg", cfg, bd["ecg_stats"])
+    de = EvalArrayDataset(bd["ecg_cached"].array, bd["ecg_cached"].manifest.iloc[:3], "ecg", cfg, bd["ecg_stats"])
     assert de[0][0].shape == (12, 1000)
 
 

@@ -395,7 +395,7 @@ def test_image_augmentation_depends_only_on_row_and_seed():
 
 def test_loader_batches_feed_the_loss():
     """Sampler + dataset + collate through ``data.make_loader``; the batch's metadata is what MEDCSPLoss reads."""
-    from medbind_lib.medbind.data import make_loader
+    from medbind_lib.loading import make_loader
     from medbind_lib.losses.medcsp import MEDCSPLoss
 
     d = random_data(2, n_patients=30, span=40.0)

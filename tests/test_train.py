@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from medbind_lib.loading import TokenizeFn
 from medbind_lib.medbind import data as mdata
 from medbind_lib.medbind import pretrain as T
 from medbind_lib.config import load_profile
-from medbind_lib.medbind.embed import export_embeddings, load_embeddings
+from medbind_lib.export import load_embeddings
+from medbind_lib.medbind.embed import export_embeddings
 
 from test_data import ensure_smoke_artifacts
 
@@ -112,7 +114,7 @@ def test_loss_decreases_on_fixed_batch(data_bd):
     tr = data_bd["tables"]["train"]
     ds = mdata.PretrainDataset(tr, data_bd["cxr_cached"].array, data_bd["ecg_cached"].array,
                                data_bd["ecg_stats"], cfg, train=False)
-    collate = mdata.Collator(mdata.TokenizeFn.from_model(model), cfg.text_identity)
+    collate = mdata.Collator(TokenizeFn.from_model(model), cfg.text_identity)
     batch = collate([ds[i] for i in range(0, len(ds), max(1, len(ds) // 16))][:16])
     emb = T.Embedder(model, ("cxr", "ecg"))
     loss_fn = T.MEDBindLoss("medbind_bd")

@@ -12,53 +12,25 @@ cached in ``runs/<profile>/07/features/`` keyed by the checkpoint file's signatu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from .. import registry
 from ..cache import file_signature
 from ..errors import DataError
 from ..io import atomic_path
+from ..layout import RunLayout
 from ..quality import QualityLog
 
-
-@dataclass(frozen=True)
-class LLMSystem:
-    key: str
-    label: str
-    cxr: str | None = None      # variant whose CXR encoder embeds the CXR (None = no CXR embedding)
-    ecg: str | None = None
-    reports: bool = False       # append the expert CXR report / ECG text to the prompt
-    note: str = ""
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(m for m in ("cxr", "ecg") if getattr(self, m))
-
-    def variant(self, modality: str) -> str | None:
-        return getattr(self, modality)
-
-
-SYSTEMS: dict[str, LLMSystem] = {s.key: s for s in (
-    LLMSystem("task_text", "Task text only (reference)", note="no CXR/ECG information at all"),
-    LLMSystem("text_only", "Text-only (+ expert CXR/ECG reports)", reports=True),
-    LLMSystem("medclip+ecg_clip", "Zoo: MedCLIP-style + ECG-CLIP", cxr="medclip", ecg="ecg_clip",
-              note="two separately trained models"),
-    LLMSystem("cxr_clip+ecg_clip", "Zoo: CXR-CLIP-style + ECG-CLIP", cxr="cxr_clip", ecg="ecg_clip",
-              note="two separately trained models"),
-    LLMSystem("medbind_nm", "MEDBind_NM", cxr="medbind_nm", ecg="medbind_nm"),
-    LLMSystem("medbind_bd", "MEDBind_BD", cxr="medbind_bd", ecg="medbind_bd"),
-)}
+SYSTEMS = {k: registry.system(k) for k in registry.table_rows("table4")}   # Table 4's rows (registry)
 
 
 def checkpoint_path(cfg, variant: str, checkpoint: str = "best") -> Path:
     """The checkpoint file, or a DataError naming it and the notebook that writes it."""
-    from ..medbind.pretrain import default_out_dir
-
-    p = default_out_dir(cfg, variant) / f"{checkpoint}.pt"
+    p = RunLayout(cfg).checkpoint("medbind", variant, checkpoint)
     if not p.is_file():
         raise DataError(p, f"checkpoint of {variant!r} missing: run notebook 02 for it first "
                            f"(python -m medbind_lib.run --profile {cfg['profile']} --only 02)")
@@ -96,11 +68,12 @@ def embed_records(cfg, variant: str, modality: str, record_ids, checkpoint: str 
     """``{record_id: embedding}`` of MIMIC ``record_ids`` with ``variant``'s frozen ``modality`` encoder
     (cached per checkpoint signature). Records the cache excluded (unreadable file) are absent and counted."""
     from .. import cohort
-    from ..medbind.embed import _load_model, embed_arrays, load_embeddings
+    from ..export import embed_arrays, load_embeddings
+    from ..medbind.embed import load_model
 
     ck = checkpoint_path(cfg, variant, checkpoint)
     ids = sorted({str(r) for r in record_ids if r is not None})
-    store = Path(cfg["runs_dir"]) / "07" / "features" / variant / f"{modality}_{checkpoint}.npz"
+    store = RunLayout(cfg).llm_features(variant, modality, checkpoint)
 
     def log(excluded):
         if quality is not None:
@@ -123,7 +96,7 @@ def embed_records(cfg, variant: str, modality: str, record_ids, checkpoint: str 
     excluded = sorted(set(ids) - set(present))
     log(excluded)
     stats = cohort.ecg_norm_stats(cfg, cached) if modality == "ecg" else None
-    model = _load_model(cfg, variant, ck, device)[0]
+    model = load_model(cfg, variant, ck, device)[0]
     emb = embed_arrays(model, cached, man.loc[present].reset_index(), modality, cfg, stats, device)
     store.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(store, suffix=".npz") as tmp:

@@ -10,6 +10,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..registry import table_rows
+
+TABLE4_ROWS = table_rows("table4")
+
 
 @dataclass(frozen=True)
 class LLMSettings:
@@ -17,7 +21,7 @@ class LLMSettings:
     profile: str = "smoke"
     model_path: str | None = None           # resolved by model.resolve_lm_path (None = packaged MiniLM)
     tasks: tuple = ("readmission", "mortality")
-    systems: tuple = ("task_text", "text_only", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd")
+    systems: tuple = TABLE4_ROWS
     checkpoint: str = "best"
     admissions: str = "all"
     discharge_sections: tuple = ("chief complaint", "history of present illness", "brief hospital course",

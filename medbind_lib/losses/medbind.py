@@ -57,13 +57,16 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import Iterable, Mapping, Optional, Union
+from typing import Iterable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from medbind_lib import distributed as D
+from medbind_lib import registry
+
+from .common import REDUCTIONS, Group, Scale, check_reduction, compute_dtype, resolve_logit_scale
 
 __all__ = [
     "EMCL_SCALES",
@@ -80,11 +83,8 @@ __all__ = [
 ]
 
 EMCL_SCALES = ("constant", "negatives", "none")
-REDUCTIONS = ("mean", "sum", "batch")
-VARIANTS = ("medbind_bd", "medbind_nm", "ecg_clip", "cxr_clip", "medclip")
+VARIANTS = registry.variant_names("medbind")
 LABEL_SIMS = ("dot", "cosine")
-
-Scale = Union[float, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,63 +111,19 @@ def hash_texts(texts: Iterable[str], normalize: bool = True, lowercase: bool = T
 # ----------------------------------------------------------------------------------------------------
 # engine
 # ----------------------------------------------------------------------------------------------------
-def _logit_scale(tau: Optional[Scale], logit_scale: Optional[Scale]) -> Scale:
-    if logit_scale is not None:
-        return logit_scale.to(_compute_dtype(logit_scale)) if torch.is_tensor(logit_scale) else float(logit_scale)
-    if tau is None:
-        raise ValueError("give tau or logit_scale")
-    if torch.is_tensor(tau):
-        return 1.0 / tau.to(_compute_dtype(tau))
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    return 1.0 / float(tau)
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-
-
-class _Group:
-    """Row bookkeeping for one set of aligned items: local rows vs the gathered (global) rows."""
-
-    def __init__(self, n_local: int, device: torch.device, distributed: Optional[bool]):
-        use = D._active() if distributed is None else (bool(distributed) and D._active())
-        self.dist = use
-        self.sizes = D.gather_sizes(n_local, device=device) if use else [int(n_local)]
-        self.rank = D.rank() if use else 0
-        self.world = len(self.sizes)
-        self.offset = sum(self.sizes[: self.rank])
-        self.total = sum(self.sizes)
-
-    def grad(self, x: torch.Tensor) -> torch.Tensor:
-        return D.gather_with_grad(x, sizes=self.sizes) if self.dist else x
-
-    def nograd(self, x: torch.Tensor) -> torch.Tensor:
-        return D.gather_no_grad(x, sizes=self.sizes) if self.dist else x
-
-    def local_ids(self, device) -> torch.Tensor:
-        return torch.arange(self.sizes[self.rank], device=device) + self.offset
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """float32 for half/bfloat16/float32 inputs, float64 kept (the loop references in the tests use it)."""
-    return torch.promote_types(x.dtype, torch.float32)
-
-
 def _zero(*tensors) -> torch.Tensor:
     """A zero that stays in the autograd graph of ``tensors`` (zero gradients, no NaN)."""
     z = None
     for t in tensors:
         if torch.is_tensor(t) and t.is_floating_point():
-            term = t.to(_compute_dtype(t)).sum() * 0.0
+            term = t.to(compute_dtype(t)).sum() * 0.0
             z = term if z is None else z + term
     return z if z is not None else torch.zeros(())
 
 
 def _soft_nll(anchors, cands, targets, scale, bias=None) -> torch.Tensor:
     """Per-anchor  -sum_j targets_ij * log softmax_j(scale * a_i . c_j + bias_ij)   (float32)."""
-    dt = _compute_dtype(anchors)
+    dt = compute_dtype(anchors)
     logits = (anchors.to(dt) @ cands.to(dt).t()) * scale
     if bias is not None:
         logits = logits + bias
@@ -213,10 +169,10 @@ def _pairwise(
     every non-target logit, ``const`` to every per-anchor loss (EMCL scalings).  Fewer than
     ``min_items`` global rows -> zero.  ``n_samples`` is the LOCAL sample count (for reduction='batch').
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if a.ndim != 2 or b.shape != a.shape:
         raise ValueError(f"expected aligned [n, d] embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
-    g = _Group(a.shape[0], a.device, distributed)
+    g = Group(a.shape[0], a.device, distributed)
     n_glob = None
     if reduction == "batch":
         if n_samples is None:
@@ -230,7 +186,7 @@ def _pairwise(
 
     A, B = g.grad(a), g.grad(b)
     if labels_a is not None:
-        dt = _compute_dtype(a)
+        dt = compute_dtype(a)
         la = labels_a.to(dt)
         lb = (labels_b if labels_b is not None else labels_a).to(dt)
         LA, LB = g.nograd(la), g.nograd(lb)
@@ -289,7 +245,7 @@ def clip_infonce(
     ``return_terms`` -> dict(loss, a2b, b2a, n).  ``distributed=None``: gather when a process group
     with world > 1 is initialised.
     """
-    out = _pairwise(a, b, None, _logit_scale(tau, logit_scale), reduction=reduction, n_samples=n_samples,
+    out = _pairwise(a, b, None, resolve_logit_scale(tau, logit_scale), reduction=reduction, n_samples=n_samples,
                     distributed=distributed)
     return out if return_terms else out["loss"]
 
@@ -315,7 +271,7 @@ def tmcl(
     All keys distinct -> identical to :func:`clip_infonce`.  n = 1 -> exactly 0.
     ``return_terms`` -> dict(loss, t2z, z2t, n).
     """
-    out = _pairwise(z, t, text_keys, _logit_scale(tau, logit_scale), reduction=reduction, n_samples=n_samples,
+    out = _pairwise(z, t, text_keys, resolve_logit_scale(tau, logit_scale), reduction=reduction, n_samples=n_samples,
                     distributed=distributed)
     if not return_terms:
         return out["loss"]
@@ -346,7 +302,7 @@ def emcl(
     """
     if scale not in EMCL_SCALES:
         raise ValueError(f"emcl scale must be one of {EMCL_SCALES}, got {scale!r}")
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if c.shape != e.shape or c.ndim != 2:
         raise ValueError(f"expected aligned [k, d] c and e, got {tuple(c.shape)} and {tuple(e.shape)}")
     if pair_mask is not None:
@@ -361,7 +317,7 @@ def emcl(
         raise ValueError(f"n (samples) = {n_local} < m (pairs) = {cp.shape[0]}")
     use = D._active() if distributed is None else (bool(distributed) and D._active())
     n_glob = sum(D.gather_sizes(n_local, device=c.device)) if use else n_local
-    s = _logit_scale(tau, logit_scale)
+    s = resolve_logit_scale(tau, logit_scale)
     m_glob = sum(D.gather_sizes(cp.shape[0], device=c.device)) if use else cp.shape[0]
     if m_glob <= 1:
         z = _zero(c, e, s)
@@ -405,7 +361,7 @@ def medclip_soft(
         raise ValueError("label_vectors must have one row per item")
     if label_sim not in LABEL_SIMS:
         raise ValueError(f"label_sim must be one of {LABEL_SIMS}, got {label_sim!r}")
-    out = _pairwise(z, t, None, _logit_scale(tau, logit_scale), reduction=reduction, n_samples=n_samples,
+    out = _pairwise(z, t, None, resolve_logit_scale(tau, logit_scale), reduction=reduction, n_samples=n_samples,
                     distributed=distributed, labels_a=label_vectors.to(z.device),
                     labels_b=None if text_label_vectors is None else text_label_vectors.to(z.device),
                     label_sim=label_sim)
@@ -452,7 +408,7 @@ class MEDBindLoss(nn.Module):
 
     def __init__(
         self,
-        variant: str = "medbind_bd",
+        variant: str = registry.HEADLINE["medbind"],
         tau: float = 0.07,
         emcl_scale: str = "constant",
         reduction: str = "mean",
@@ -465,7 +421,7 @@ class MEDBindLoss(nn.Module):
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if emcl_scale not in EMCL_SCALES:
             raise ValueError(f"emcl_scale must be one of {EMCL_SCALES}, got {emcl_scale!r}")
-        _check_reduction(reduction)
+        check_reduction(reduction)
         if medclip_label_sim not in LABEL_SIMS:
             raise ValueError(f"medclip_label_sim must be one of {LABEL_SIMS}, got {medclip_label_sim!r}")
         self.variant = variant
@@ -482,8 +438,12 @@ class MEDBindLoss(nn.Module):
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return {"medbind_bd": ("cxr", "ecg"), "medbind_nm": ("cxr", "ecg"), "ecg_clip": ("ecg",),
-                "cxr_clip": ("cxr",), "medclip": ("cxr",)}[self.variant]
+        return registry.variant(self.variant).modalities
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The variant's loss terms (``registry.Variant.terms``): what ``forward`` computes."""
+        return registry.variant(self.variant).terms
 
     @staticmethod
     def _get(batch: Mapping, key: str, required: bool = True):
@@ -493,7 +453,7 @@ class MEDBindLoss(nn.Module):
         return v
 
     def forward(self, batch: Mapping, logit_scale: Optional[Scale] = None) -> dict:
-        s = _logit_scale(self.tau, logit_scale)
+        s = resolve_logit_scale(self.tau, logit_scale)
         kw = dict(logit_scale=s, reduction=self.reduction, distributed=self.distributed)
         out: dict = {}
         total = None
@@ -522,7 +482,7 @@ class MEDBindLoss(nn.Module):
                 raise ValueError(f"{mod} {tuple(z.shape)} and {mod}_text {tuple(t.shape)} must be row-aligned")
             return z, t
 
-        if self.variant in ("medbind_bd", "medbind_nm", "ecg_clip"):
+        if "tmcl" in self.terms:
             for mod in self.modalities:
                 z, t = check(mod)
                 keys = self._get(batch, f"{mod}_text_keys")
@@ -530,7 +490,7 @@ class MEDBindLoss(nn.Module):
                 add(f"tmcl_{mod}", r["loss"])
                 out[f"tmcl_{mod}_t2z"], out[f"tmcl_{mod}_z2t"] = r["t2z"], r["z2t"]
                 out[f"n_{mod}"] = r["n"]
-        elif self.variant == "cxr_clip":
+        elif "clip" in self.terms:
             z, t = check("cxr")
             r = clip_infonce(z, t, n_samples=n_local, return_terms=True, **kw)
             add("clip_cxr", r["loss"])
@@ -543,7 +503,7 @@ class MEDBindLoss(nn.Module):
             add("medclip_cxr", r["loss"])
             out["medclip_cxr_z2t"], out["medclip_cxr_t2z"], out["n_cxr"] = r["z2t"], r["t2z"], r["n"]
 
-        if self.variant == "medbind_bd":
+        if "emcl" in self.terms:
             c_all, e_all = batch["cxr"], batch["ecg"]
             if pairs is None:
                 pairs = torch.zeros((0, 2), dtype=torch.long, device=c_all.device)

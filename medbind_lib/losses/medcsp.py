@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .medbind import Scale, _compute_dtype, _Group, _logit_scale
+from .. import registry
+from .common import Group, Scale, compute_dtype, resolve_logit_scale
 
 __all__ = [
     "MEDCSP_VARIANTS",
@@ -68,12 +69,10 @@ __all__ = [
 ]
 
 SOURCE_EHR, SOURCE_CXR = 0, 1
-MEDCSP_VARIANTS = ("medcsp", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single")
+MEDCSP_VARIANTS = registry.variant_names("medcsp")
 LA_NEGATIVES = ("source", "batch")
 LP_DIRECTIONS = ("both", "ehr_to_cxr", "cxr_to_ehr")
 LD_TARGETS = ("l1", "softmax")
-_TERMS = {"medcsp": ("la", "lp", "ld"), "medcsp_a": ("la",), "medcsp_a_p": ("la", "lp"),
-          "medcsp_a_d": ("la", "ld"), "medcsp_single": ("la",)}
 # finite fill for non-candidates: a row without any candidate stays finite (-inf would make its log-softmax
 # NaN, and NaN survives a zero upstream gradient in the backward)
 _FILL = -1e9
@@ -127,7 +126,7 @@ def record_embeddings(
     present = _present(mask, names, n, dev)
     if n and not bool(present.any(1).all()):
         raise ValueError(f"records without any modality: rows {(~present.any(1)).nonzero().flatten().tolist()}")
-    dt = _compute_dtype(xs[0])
+    dt = compute_dtype(xs[0])
     e = torch.stack([x.to(dt) for x in xs], dim=1)
     e = torch.where(present[..., None], e, torch.zeros((), dtype=dt, device=dev))
     e = F.normalize(e, dim=-1)
@@ -171,7 +170,7 @@ class _Records:
     """
 
     def __init__(self, c, sources, distributed, *, present=None, patients=None, times=None, histories=None):
-        self.g = _Group(c.shape[0], c.device, distributed)
+        self.g = Group(c.shape[0], c.device, distributed)
         self.c = c
         self.C = self.g.grad(c)
         self.rows = slice(self.g.offset, self.g.offset + c.shape[0])
@@ -282,7 +281,7 @@ def medcsp_la(
     _choice("negatives", negatives, LA_NEGATIVES)
     e, present, c = record_embeddings(embeddings, mask, modalities)
     R = _Records(c, _sources(sources, c.shape[0], c.device), distributed, present=present)
-    out = _la(R, e, present, _logit_scale(tau, logit_scale), negatives)
+    out = _la(R, e, present, resolve_logit_scale(tau, logit_scale), negatives)
     return out if return_terms else out["loss"]
 
 
@@ -304,10 +303,10 @@ def medcsp_lp(
     ``return_terms`` -> dict(loss, lp_anchors, lp_positives_mean)."""
     _choice("direction", direction, LP_DIRECTIONS)
     n, dev = c.shape[0], c.device
-    c = c.to(_compute_dtype(c))
+    c = c.to(compute_dtype(c))
     R = _Records(c, _sources(sources, n, dev), distributed, patients=_vector(patients, n, "patients", dev, torch.long),
                  times=_vector(times, n, "times", dev, torch.float64))
-    out = _lp(R, _logit_scale(tau, logit_scale), float(theta), direction)
+    out = _lp(R, resolve_logit_scale(tau, logit_scale), float(theta), direction)
     return out if return_terms else out["loss"]
 
 
@@ -332,11 +331,11 @@ def medcsp_ld(
     _choice("target", target, LD_TARGETS)
     _choice("direction", direction, LP_DIRECTIONS)
     n, dev = c.shape[0], c.device
-    c = c.to(_compute_dtype(c))
+    c = c.to(compute_dtype(c))
     pat = None if same_patient else _vector(patients, n, "patients", dev, torch.long)
     R = _Records(c, _sources(sources, n, dev), distributed, patients=pat,
                  histories=_histories(histories, n, dev, c.dtype))
-    scale = _logit_scale(tau, logit_scale)
+    scale = resolve_logit_scale(tau, logit_scale)
     if target_tau is None:  # the softmax target is a fixed distribution: no gradient through its temperature
         target_tau = float(tau.detach()) if torch.is_tensor(tau) else (float(tau) if tau is not None
                                                                       else 1.0 / float(torch.as_tensor(scale).detach()))
@@ -382,7 +381,7 @@ class MEDCSPLoss(nn.Module):
 
     def __init__(
         self,
-        variant: str = "medcsp",
+        variant: str = registry.HEADLINE["medcsp"],
         tau: float = 0.1,
         lambda_p: float = 0.5,
         lambda_d: float = 0.2,
@@ -404,7 +403,9 @@ class MEDCSPLoss(nn.Module):
         if tau <= 0 or theta < 0:
             raise ValueError(f"need tau > 0 and theta >= 0, got tau={tau}, theta={theta}")
         self.variant = variant
-        self.terms = _TERMS[variant]
+        spec = registry.variant(variant)
+        self.terms = spec.terms
+        self.sources = spec.sources          # ("cxr",): the imaging source only
         self.tau = float(tau)
         self.lambda_p = float(lambda_p)
         self.lambda_d = float(lambda_d)
@@ -424,7 +425,7 @@ class MEDCSPLoss(nn.Module):
                 f"ld_direction={self.ld_direction}")
 
     def forward(self, batch: Mapping, logit_scale: Optional[Scale] = None) -> dict:
-        s = _logit_scale(self.tau, logit_scale)
+        s = resolve_logit_scale(self.tau, logit_scale)
         emb = batch.get("embeddings")
         if not isinstance(emb, Mapping) or not emb:
             raise ValueError("MEDCSPLoss batch needs 'embeddings': dict modality -> [N, d]")
@@ -439,7 +440,7 @@ class MEDCSPLoss(nn.Module):
         pat = _vector(batch.get("patients"), n, "patients", dev, torch.long) if need_p else None
         tim = _vector(batch.get("times"), n, "times", dev, torch.float64) if "lp" in self.terms else None
         hist = batch.get("histories") if "ld" in self.terms else None
-        if self.variant == "medcsp_single":  # imaging source only: the EHR rows do not exist for this loss
+        if "ehr" not in self.sources:  # imaging source only: the EHR rows do not exist for this loss
             keep = src == SOURCE_CXR
             emb = {m: emb[m][keep] for m in names if m in emb}
             mask, src = mask[keep], src[keep]

@@ -3,7 +3,7 @@
 Samples (MIMIC pre-training set, one split at a time, from notebook 01's frames and caches)
 -----------------------------------------------------------------------------------------
 A *sample* is a CXR (image + report text), an ECG (signal + Table A.2 text) or a MIMIC-PAIR pair
-(both, with both texts).  Which samples a variant sees (``VARIANT_MODALITIES``):
+(both, with both texts).  Which samples a variant sees (its ``registry.Variant.modalities``):
 
 * ``medbind_bd`` / ``medbind_nm``: every pair is one sample; CXRs and ECGs that belong to no pair are
   single-modality samples.  Paired records therefore appear once per epoch through their pair (an ECG
@@ -37,50 +37,36 @@ modalities; ``text_dedup: false`` keeps one row per text) with ``cxr_text_index`
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
-from ..constants import CHEXPERT_LABELS
+from .. import registry
+from ..loading import LABEL_COLUMNS, label_matrix, tokenize_once
 from ..losses import hash_texts
 from ..preprocess import cxr as pcxr
 from ..preprocess import ecg as pecg
 from ..preprocess.text import normalize_for_identity
-from ..runtime import seed_worker
 
-__all__ = ["VARIANT_MODALITIES", "PretrainTables", "load_pretrain", "PretrainDataset", "PairBatchSampler",
-           "fixed_batches", "Collator", "TokenizeFn", "tokenize_once", "EvalArrayDataset", "make_loader",
-           "label_matrix", "text_keys"]
+__all__ = ["modalities_of", "PretrainTables", "load_pretrain", "PretrainDataset", "PairBatchSampler",
+           "fixed_batches", "Collator", "text_keys"]
 
-VARIANT_MODALITIES = {"medbind_bd": ("cxr", "ecg"), "medbind_nm": ("cxr", "ecg"), "ecg_clip": ("ecg",),
-                      "cxr_clip": ("cxr",), "medclip": ("cxr",)}
-LABEL_COLUMNS = CHEXPERT_LABELS
 
 
 def modalities_of(variant: str) -> tuple[str, ...]:
-    if variant not in VARIANT_MODALITIES:
-        raise ValueError(f"variant must be one of {tuple(VARIANT_MODALITIES)}, got {variant!r}")
-    return VARIANT_MODALITIES[variant]
+    """The modalities a MEDBind variant's samples carry (``registry.Variant.modalities``)."""
+    if not registry.is_variant(variant, "medbind"):
+        raise ValueError(f"variant must be one of {registry.variant_names('medbind')}, got {variant!r}")
+    return registry.variant(variant).modalities
 
 
 def text_keys(texts: Sequence[str], mode: str = "lower_ws") -> torch.Tensor:
     """Stable int64 identity keys of texts (equal <=> identical under ``text_identity``)."""
     return hash_texts([normalize_for_identity(str(t), mode) for t in texts], normalize=False)
-
-
-def label_matrix(df: pd.DataFrame, columns: Sequence[str] = LABEL_COLUMNS) -> np.ndarray:
-    """CheXpert multi-hot [n, K] float32: 1.0 where the label is 1.0 (uncertain -1, 0 and missing -> 0).
-    Columns absent from ``df`` are all-zero."""
-    out = np.zeros((len(df), len(columns)), np.float32)
-    for j, c in enumerate(columns):
-        if c in df.columns:
-            out[:, j] = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan) == 1.0)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -230,29 +216,6 @@ class PretrainDataset(Dataset):
         return item
 
 
-class EvalArrayDataset(Dataset):
-    """Deterministic view of any cache (CXR uint8 [N, S, S] or ECG float [N, 12, T]) for embedding export:
-    ``manifest`` rows (with the cache ``index`` column) in order; item = (tensor, row)."""
-
-    def __init__(self, cached_array, manifest: pd.DataFrame, modality: str, cfg, ecg_stats: dict | None = None):
-        if modality not in ("cxr", "ecg"):
-            raise ValueError(f"modality must be 'cxr' or 'ecg', got {modality!r}")
-        self.array, self.modality = cached_array, modality
-        self.index = manifest["index"].to_numpy(np.int64)
-        self.tf = pcxr.eval_transform(cfg["cxr_size"]) if modality == "cxr" else None
-        self.ecg_stats, self.ecg_method = ecg_stats or {"method": "none"}, cfg["ecg_norm"]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i):
-        a = np.asarray(self.array[self.index[i]])
-        if self.modality == "cxr":
-            return self.tf(a), i
-        x = torch.from_numpy(np.array(a, dtype=np.float32))
-        return pecg.apply_norm(x, self.ecg_stats, self.ecg_method).float(), i
-
-
 # ----------------------------------------------------------------------------------------------------
 # batches
 # ----------------------------------------------------------------------------------------------------
@@ -355,23 +318,6 @@ def fixed_batches(n: int, batch_size: int, seed: int = 0, rank: int = 0, world_s
 # ----------------------------------------------------------------------------------------------------
 # collate
 # ----------------------------------------------------------------------------------------------------
-class TokenizeFn:
-    """Picklable tokenizer call equal to ``TextEncoder.tokenize`` (for DataLoader workers)."""
-
-    def __init__(self, tokenizer, max_length: int):
-        self.tokenizer, self.max_length = tokenizer, int(max_length)
-
-    @classmethod
-    def from_model(cls, model) -> "TokenizeFn":
-        enc = model.encoders["text"]
-        return cls(enc.tokenizer, enc.max_length)
-
-    def __call__(self, texts: Sequence[str]) -> dict:
-        enc = self.tokenizer([str(t) for t in texts], padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt", return_token_type_ids=False)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-
-
 class Collator:
     """List of :class:`PretrainDataset` items -> one batch dict (module docstring).  ``tokenize`` None
     leaves the texts untokenized (``text_tokens`` None)."""
@@ -412,34 +358,3 @@ class Collator:
             (ctexts, etexts), self.tokenize, self.dedup)
         batch["unique_texts"] = texts
         return batch
-
-
-def tokenize_once(groups: Sequence[Sequence[str]], tokenize: Optional[Callable], dedup: bool = True):
-    """(texts, one long index tensor per group into ``texts``, ``tokenize(texts)`` or None): each distinct
-    text of the batch is tokenised (and later encoded) once; ``dedup=False`` keeps one row per text."""
-    all_texts = [t for g in groups for t in g]
-    if dedup:
-        uniq: dict = {}
-        inv = [uniq.setdefault(t, len(uniq)) for t in all_texts]
-        texts = list(uniq)
-    else:
-        texts, inv = all_texts, list(range(len(all_texts)))
-    inv = torch.tensor(inv, dtype=torch.long)
-    bounds = np.cumsum([0] + [len(g) for g in groups])
-    index = tuple(inv[bounds[k]:bounds[k + 1]] for k in range(len(groups)))
-    return texts, index, (tokenize(texts) if (tokenize is not None and texts) else None)
-
-
-def make_loader(dataset: Dataset, batch_sampler, collate: Callable, n_workers: int = 0, seed: int = 0,
-                device: str | torch.device = "cpu") -> DataLoader:
-    """DataLoader with the conventions: ``seed_worker`` + a seeded ``torch.Generator``, pinned memory on
-    CUDA, persistent workers when ``n_workers > 0``."""
-    g = torch.Generator()
-    g.manual_seed(int(seed))
-    kw = {}
-    if n_workers > 0:
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        kw.update(persistent_workers=True, prefetch_factor=4)
-    return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=int(n_workers),
-                      worker_init_fn=seed_worker, generator=g,
-                      pin_memory=torch.device(device).type == "cuda", **kw)

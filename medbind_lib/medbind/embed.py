@@ -19,93 +19,22 @@ Files are written atomically (temporary file + rename).
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Iterable, Optional
 
-import numpy as np
-import pandas as pd
 import torch
 
-from .. import cohort
-from . import data as mdata
-from ..constants import CHEXPERT_LABELS, ECG_SUPERCLASSES, ICBEB_CLASSES
-from ..io import atomic_path
-from ..models.text import save_text_cache
-from ..quality import QualityLog
-from ..runtime import progress, seed_everything
+from ..export import write_embeddings
+from ..replicates import parse_run, with_run_seed
+from ..runtime import seed_everything
+from .pretrain import default_out_dir, load_checkpoint, model_for_variant
 
-__all__ = ["export_embeddings", "load_embeddings", "embed_arrays", "embed_texts", "DATASETS"]
-
-ECG_SETS = ("mimic_ecg", "ptbxl", "icbeb")
-CXR_SETS = ("mimic_cxr", "chexpert_5x200", "covid", "rsna", "openi")
-DATASETS = ("mimic_cxr", "mimic_ecg", "mimic_pair", "ptbxl", "icbeb", "chexpert_5x200", "covid", "rsna", "openi")
-MULTI_LABELS = {"mimic_cxr": CHEXPERT_LABELS, "mimic_ecg": ECG_SUPERCLASSES, "ptbxl": ECG_SUPERCLASSES,
-                "icbeb": ICBEB_CLASSES}
+__all__ = ["load_model", "export_embeddings"]
 
 
-def _amp(device):
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def embed_arrays(model, cached, manifest: pd.DataFrame, modality: str, cfg, ecg_stats=None, device="cpu",
-                 batch_size: int = 64, show: bool = False) -> np.ndarray:
-    """[N, d] float32 embeddings of the ``manifest`` rows (with cache ``index``) in order."""
-    ds = mdata.EvalArrayDataset(cached.array, manifest, modality, cfg, ecg_stats)
-    out = []
-    for s in progress(range(0, len(ds), batch_size), enabled=show, desc=f"embed {modality}"):
-        x = torch.stack([ds[i][0] for i in range(s, min(len(ds), s + batch_size))]).to(device)
-        with _amp(device):
-            z = model.encode_cxr(x) if modality == "cxr" else model.encode_ecg(x)
-        out.append(z.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.embed_dim), np.float32)
-
-
-@torch.no_grad()
-def embed_texts(model, texts: Iterable[str], modality: str = "cxr", device="cpu", batch_size: int = 64) -> np.ndarray:
-    """[N, d] text embeddings; each distinct text is encoded once."""
-    texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
-    uniq = list(dict.fromkeys(texts))
-    embs = []
-    for s in range(0, len(uniq), batch_size):
-        tok = model.tokenize(uniq[s:s + batch_size], device=device)
-        with _amp(device):
-            embs.append(model.encode_text(tok, modality=modality).float().cpu().numpy())
-    if not embs:
-        return np.zeros((0, model.embed_dim), np.float32)
-    z = np.concatenate(embs)
-    pos = {t: i for i, t in enumerate(uniq)}
-    return z[[pos[t] for t in texts]]
-
-
-def _labels(df: pd.DataFrame, names) -> np.ndarray:
-    if "labels" in df.columns and df["labels"].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).all():
-        return np.array([[float(c in set(v)) for c in names] for v in df["labels"]], np.float32).reshape(-1, len(names))
-    return mdata.label_matrix(df, names)
-
-
-def _str(a) -> np.ndarray:
-    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in a], dtype=str)
-
-
-def _save(path: Path, arrays: dict) -> Path:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-    return path
-
-
-def load_embeddings(path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _load_model(cfg, variant: str, checkpoint, device):
-    from ..replicates import parse_run, with_run_seed
-    from .pretrain import default_out_dir, load_checkpoint, model_for_variant
-
+def load_model(cfg, variant: str, checkpoint, device):
+    """``(model, step, checkpoint file name)`` of a MEDBind variant (or seed replicate) at ``checkpoint``:
+    ``best`` | ``last`` (of ``runs/<profile>/02/<variant>/``), a path, or ``untrained`` (its initialisation)."""
     seed_everything(with_run_seed(cfg, variant).seed)          # a replicate run's own seed (its untrained init)
     model = model_for_variant(cfg, parse_run(variant)[0])
     step, name = 0, "untrained"
@@ -121,89 +50,9 @@ def _load_model(cfg, variant: str, checkpoint, device):
 
 
 def export_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None, datasets: Optional[Iterable[str]] = None,
-                      splits=("valid", "test"), device=None, batch_size: int = 64, linked: dict | None = None,
-                      loaded: Optional[tuple] = None) -> dict:
-    """Write one ``.npz`` per dataset (module docstring); returns {dataset: path}.
-
-    ``checkpoint``: ``best`` | ``last`` (of ``runs/<profile>/02/<variant>/``), a path, or ``untrained``.
-    ``loaded``: ``(model, step, checkpoint name)`` of a model loaded by the caller (MEDCSP's, through its
-    :class:`medbind_lib.medcsp.embed.CXRView`: any model with ``encoders``, ``embed_dim``, ``encode_cxr`` /
-    ``encode_ecg``, ``tokenize`` and ``encode_text(tokens, modality)``).
-    """
+                      splits=("valid", "test"), device=None, batch_size: int = 64, linked: dict | None = None) -> dict:
+    """Write one ``.npz`` per evaluation dataset for a MEDBind variant at ``checkpoint`` (``load_model``);
+    returns {dataset: path}."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, step, ck_name = loaded if loaded is not None else _load_model(cfg, variant, checkpoint, device)
-    tag = variant + ("_untrained" if checkpoint == "untrained" else "")
-    out = Path(out_dir) if out_dir is not None else Path(cfg.runs_dir) / "embeddings" / tag
-    linked = linked if linked is not None else cohort.load_linked(cfg)
-    q = QualityLog()
-    has = set(model.encoders)
-    wanted = [d for d in (datasets or DATASETS) if d in DATASETS]
-    meta = {"variant": np.array(variant), "checkpoint": np.array(ck_name), "step": np.array(step)}
-    frames = {"mimic_cxr": linked["cxr"], "mimic_ecg": linked["ecg"],
-              **{k[len("external_"):]: v for k, v in linked.items() if k.startswith("external_")}}
-    caches, stats = {}, None
-
-    def cache_of(name):
-        if name not in caches:
-            mod = "ecg" if name in ECG_SETS else "cxr"
-            fn = cohort.ecg_cache if mod == "ecg" else cohort.cxr_cache
-            caches[name] = fn(cfg, name, frames[name], q)
-        return caches[name]
-
-    def ecg_stats():
-        nonlocal stats
-        if stats is None:
-            stats = cohort.ecg_norm_stats(cfg, cache_of("mimic_ecg"))
-        return stats
-
-    written = {}
-    for name in wanted:
-        if name == "mimic_pair":
-            if not {"cxr", "ecg"} <= has:
-                continue
-            cc, ec = cache_of("mimic_cxr"), cache_of("mimic_ecg")
-            pr = linked["pairs"][linked["pairs"]["split"].isin(splits)].copy()
-            cm = cc.manifest.set_index(cc.manifest["record_id"].astype(str))
-            em = ec.manifest.set_index(ec.manifest["record_id"].astype(str))
-            pr = pr[pr["cxr_record_id"].astype(str).isin(cm.index) & pr["ecg_record_id"].astype(str).isin(em.index)]
-            cman = cm.loc[pr["cxr_record_id"].astype(str)].reset_index(drop=True)
-            eman = em.loc[pr["ecg_record_id"].astype(str)].reset_index(drop=True)
-            arrays = {"cxr_emb": embed_arrays(model, cc, cman, "cxr", cfg, None, device, batch_size),
-                      "ecg_emb": embed_arrays(model, ec, eman, "ecg", cfg, ecg_stats(), device, batch_size),
-                      "cxr_record_id": _str(pr["cxr_record_id"]), "ecg_record_id": _str(pr["ecg_record_id"]),
-                      "subject_id": _str(pr["subject_id"]), "split": _str(pr["split"]),
-                      "cxr_labels": _labels(cman, CHEXPERT_LABELS), "ecg_labels": _labels(eman, ECG_SUPERCLASSES),
-                      "cxr_label_names": np.array(CHEXPERT_LABELS), "ecg_label_names": np.array(ECG_SUPERCLASSES),
-                      "cxr_text": _str(cman.get("text", pd.Series([""] * len(cman)))),
-                      "ecg_text": _str(eman.get("text", pd.Series([""] * len(eman))))}
-            written[name] = _save(out / f"{name}.npz", {**arrays, **meta})
-            continue
-        mod = "ecg" if name in ECG_SETS else "cxr"
-        if mod not in has or name not in frames:
-            continue
-        cached = cache_of(name)
-        man = cached.manifest.copy()
-        if name.startswith("mimic_"):
-            man = man[man["split"].isin(splits)]
-        man = man.reset_index(drop=True)
-        arrays = {"emb": embed_arrays(model, cached, man, mod, cfg, ecg_stats() if mod == "ecg" else None, device,
-                                      batch_size),
-                  "record_id": _str(man["record_id"]), "split": _str(man["split"].fillna("test"))}
-        if "subject_id" in man:
-            arrays["subject_id"] = _str(man["subject_id"])
-        if name in MULTI_LABELS:
-            arrays["labels"] = _labels(man, MULTI_LABELS[name])
-            arrays["label_names"] = np.array(MULTI_LABELS[name])
-        if "target" in man:
-            arrays["target"] = man["target"].to_numpy(np.int64)
-        if "label" in man:
-            arrays["label"] = _str(man["label"])
-        if "labelled" in man:
-            arrays["labelled"] = man["labelled"].to_numpy(bool)
-        text_col = "text" if "text" in man else ("report" if "report" in man else None)
-        if text_col is not None:
-            arrays["text"] = _str(man[text_col])
-            arrays["text_emb"] = embed_texts(model, arrays["text"].tolist(), mod, device, batch_size)
-        written[name] = _save(out / f"{name}.npz", {**arrays, **meta})
-    save_text_cache()
-    return written
+    return write_embeddings(cfg, variant, checkpoint, out_dir, datasets, splits, device, batch_size, linked,
+                            loaded=load_model(cfg, variant, checkpoint, device))

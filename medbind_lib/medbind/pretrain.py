@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as mdata
+from ..layout import RunLayout
+from ..loading import EvalArrayDataset, TokenizeFn, make_loader
 from .. import distributed as D
 from ..losses import EMCL_SCALES, REDUCTIONS, VARIANTS, MEDBindLoss
 from ..replicates import parse_run, with_run_seed
@@ -110,14 +112,6 @@ def embed_batch(embedder, batch: Mapping, device, modalities: tuple[str, ...], c
 # ----------------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------------
-def _rank_summary(prefix: str, ranks: np.ndarray, n_gallery: int, ks=RETRIEVAL_KS) -> dict:
-    """R@K (%) and the median 1-based rank of the first hit, from 0-based ranks."""
-    out = {f"r{k}_{prefix}": 100.0 * float(np.mean(ranks < k)) if len(ranks) else float("nan") for k in ks}
-    out[f"medr_{prefix}"] = float(np.median(ranks) + 1) if len(ranks) else float("nan")
-    out[f"n_gallery_{prefix}"] = int(n_gallery)
-    return out
-
-
 @torch.no_grad()
 def embed_records(model, tables, dataset_cls_args, cfg, device, batch_size: int, amp_ctx) -> dict:
     """Embeddings of every record of a split (deterministic view): cxr, ecg and their texts."""
@@ -126,7 +120,7 @@ def embed_records(model, tables, dataset_cls_args, cfg, device, batch_size: int,
     for mod, frame, arr in (("cxr", tables.cxr, cxr_cached_array), ("ecg", tables.ecg, ecg_cached_array)):
         if mod not in model.encoders or len(frame) == 0:
             continue
-        ds = mdata.EvalArrayDataset(arr, frame, mod, cfg, ecg_stats)
+        ds = EvalArrayDataset(arr, frame, mod, cfg, ecg_stats)
         embs = []
         for s in range(0, len(ds), batch_size):
             x = torch.stack([ds[i][0] for i in range(s, min(len(ds), s + batch_size))]).to(device)
@@ -157,7 +151,7 @@ def retrieval_check(emb: dict, tables, text_identity: str = "lower_ws", ks=RETRI
     (R@1 of a collapsed encoder whose single point lands on the most common text). Paraphrased reports
     make R@1 hinge on which of several equivalent texts ranks first, so R@10 and the median rank are the
     steadier signal on small validation splits."""
-    from ..metrics.retrieval import target_ranks
+    from ..metrics.retrieval import rank_summary, target_ranks
 
     res = {}
     for mod, frame in (("cxr", tables.cxr), ("ecg", tables.ecg)):
@@ -166,7 +160,7 @@ def retrieval_check(emb: dict, tables, text_identity: str = "lower_ws", ks=RETRI
         keys = mdata.text_keys(frame["text"].astype(str).tolist(), text_identity).numpy()
         uk, first, code = np.unique(keys, return_index=True, return_inverse=True)
         g = emb[f"{mod}_text"][torch.as_tensor(first)]
-        res.update(_rank_summary(f"{mod}_text", target_ranks(emb[mod], g, code), len(uk), ks))
+        res.update(rank_summary(f"{mod}_text", target_ranks(emb[mod], g, code), len(uk), ks))
         share = np.sort(np.bincount(code))[::-1] / len(code)
         for k in ks:
             res[f"blind_r{k}_{mod}_text"] = 100.0 * float(share[:k].sum())
@@ -178,7 +172,7 @@ def retrieval_check(emb: dict, tables, text_identity: str = "lower_ws", ks=RETRI
             ranks = target_ranks(emb["cxr"][torch.as_tensor(pr[:, 0])], emb["ecg"][torch.as_tensor(ecg_rows)], col)
             first_hit = np.full(len(qc), np.iinfo(np.int64).max)
             np.minimum.at(first_hit, qi, ranks)          # a CXR paired with two ECGs: its best-ranked partner
-            res.update(_rank_summary("cxr_ecg", first_hit, len(ecg_rows), ks))
+            res.update(rank_summary("cxr_ecg", first_hit, len(ecg_rows), ks))
     return res
 
 
@@ -228,7 +222,7 @@ def validate(model, embedder, loss_fn, ds_valid, tables, collate, cfg, device, m
 # the method on the shared loop
 # ----------------------------------------------------------------------------------------------------
 def default_out_dir(cfg, variant: str) -> Path:
-    return Path(cfg["runs_dir"]) / "02" / variant
+    return RunLayout(cfg).checkpoint_dir("medbind", variant)
 
 
 class MEDBindMethod(Method):
@@ -266,9 +260,9 @@ class MEDBindMethod(Method):
         self.valid_tables = va
         shapes = dict(cxr_shape=(3, cfg.cxr_size, cfg.cxr_size),
                       ecg_shape=(12, int(model.model_config.get("ecg_samples") or 1000)))
-        self.collate = mdata.Collator(mdata.TokenizeFn.from_model(model), cfg.text_identity, cfg.text_dedup, **shapes)
+        self.collate = mdata.Collator(TokenizeFn.from_model(model), cfg.text_identity, cfg.text_dedup, **shapes)
         self.sampler = mdata.PairBatchSampler(tr.is_pair, cfg.batch_size, cfg.pair_fraction, cfg.seed, rank, world)
-        self.loader = mdata.make_loader(ds_tr, self.sampler, self.collate, cfg.n_workers, cfg.seed + rank, device)
+        self.loader = make_loader(ds_tr, self.sampler, self.collate, cfg.n_workers, cfg.seed + rank, device)
         self.forward_module = Embedder(model, self.modalities)
 
     def loss_terms(self, fwd, model, batch) -> dict:

@@ -5,7 +5,7 @@
 the training run was at step 0):
 
 * ``mimic_cxr``, ``chexpert_5x200``, ``covid``, ``rsna``, ``openi``: the files MEDBind's systems write
-  (:func:`medbind_lib.medbind.embed.export_embeddings`, through :class:`CXRView`: image embedding = ``emb``,
+  (:func:`medbind_lib.export.write_embeddings`, through :class:`CXRView`: image embedding = ``emb``,
   report embedding = ``text_emb``), so every table and figure reads MEDCSP and MEDBind rows alike;
 * ``mimic_cxr_holdout``: the retrieval hold-out (CXR studies of patients absent from the EHR source, never
   in pre-training): ``emb`` (image), ``text_emb`` (report), ``text``, ``record_id``, ``study_id``,
@@ -25,12 +25,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..medbind.embed import _save, _str, export_embeddings
+from .. import registry
+from ..layout import RunLayout
+from ..loading import TokenizeFn
+from ..export import as_str, save_embeddings, write_embeddings
 from ..models.text import save_text_cache
 from ..losses.medcsp import record_embeddings
 from ..replicates import parse_run, with_run_seed
 from ..runtime import seed_everything
 from . import batches as B
+from .encode import embed_rows
 from .pretrain import default_out_dir, model_modalities
 
 __all__ = ["CXRView", "load_medcsp_model", "embed_rows", "export_medcsp_embeddings", "CXR_SETS"]
@@ -83,33 +87,15 @@ def load_medcsp_model(cfg, run: str, checkpoint: str = "best", device="cpu", inp
     return model.to(device).eval(), int(ck["step"]), p.name
 
 
-@torch.no_grad()
-def embed_rows(model, ds, collate, rows, device="cpu", batch_size: int = 64) -> dict:
-    """{modality: [n, d] float32} and ``mask`` [n, 7] for dataset rows ``rows`` (deterministic view)."""
-    from .pretrain import to_device
-
-    out, masks = {}, []
-    for s in range(0, len(rows), batch_size):
-        batch = to_device(collate([ds[int(i)] for i in rows[s:s + batch_size]]), device)
-        emb = model(batch)
-        for m, z in emb.items():
-            out.setdefault(m, []).append(z.float().cpu())
-        masks.append(batch["mask"].cpu())
-    d = model.embed_dim
-    res = {m: torch.cat(v).numpy() for m, v in out.items()}
-    res["mask"] = torch.cat(masks).numpy() if masks else np.zeros((0, 7), bool)
-    return res if len(rows) else {**{m: np.zeros((0, d), np.float32) for m in model.modalities}, "mask": res["mask"]}
-
-
 def _holdout(model, loaded, cfg, collate, device, batch_size) -> dict:
     recs = B.holdout_records(loaded["data"], loaded["cxr_cached"])
     arr = loaded["cxr_cached"].array
     ds = B.MEDCSPDataset(recs, loaded["data"], arr, cfg, train=False)
     z = embed_rows(model, ds, collate, np.arange(len(recs)), device, batch_size)
     f = recs.records
-    return {"emb": z["image"], "text_emb": z["report"], "text": _str(f["report_text"]),
-            "record_id": _str(f["record_id"]), "subject_id": _str(f["subject_id"]),
-            "study_id": _str(f["record_id"].str.removeprefix("cxr-")), "split": _str(["holdout"] * len(f))}
+    return {"emb": z["image"], "text_emb": z["report"], "text": as_str(f["report_text"]),
+            "record_id": as_str(f["record_id"]), "subject_id": as_str(f["subject_id"]),
+            "study_id": as_str(f["record_id"].str.removeprefix("cxr-")), "split": as_str(["holdout"] * len(f))}
 
 
 def _ehr(model, loaded, cfg, collate, device, batch_size) -> dict:
@@ -130,15 +116,14 @@ def _ehr(model, loaded, cfg, collate, device, batch_size) -> dict:
     hadm = np.concatenate([ehr["hadm_id"].to_numpy()[f["ehr_row"].to_numpy()] for _, f, _ in parts])
     return {**{f"{m}_emb": v for m, v in emb.items()}, "mask": mask, "mask_names": np.array(EHR_MODALITIES),
             "emb": c.numpy().astype(np.float32), "hadm_id": hadm.astype(np.int64),
-            "subject_id": _str(np.concatenate([f["subject_id"].to_numpy() for _, f, _ in parts])),
-            "record_id": _str(np.concatenate([f["record_id"].to_numpy() for _, f, _ in parts])),
-            "split": _str(np.concatenate([[s] * len(f) for s, f, _ in parts]))}
+            "subject_id": as_str(np.concatenate([f["subject_id"].to_numpy() for _, f, _ in parts])),
+            "record_id": as_str(np.concatenate([f["record_id"].to_numpy() for _, f, _ in parts])),
+            "split": as_str(np.concatenate([[s] * len(f) for s, f, _ in parts]))}
 
 
 def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=None, batch_size: int = 64,
                              loaded: Optional[dict] = None, datasets=CXR_SETS) -> dict:
     """Write the files of the module docstring; returns {name: path}."""
-    from ..medbind import data as mdata
     from .pretrain import MEDCSPMethod
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -147,17 +132,17 @@ def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=
     dims = MEDCSPMethod.input_dims_of(loaded["data"])
     model, step, name = load_medcsp_model(cfg, run, checkpoint, device, input_dims=dims)
     tag = run + ("_untrained" if checkpoint == "untrained" else "")
-    out = Path(cfg.runs_dir) / "embeddings" / tag
-    written = export_embeddings(cfg, run, out_dir=out, datasets=datasets, device=device, batch_size=batch_size,
+    out = RunLayout(cfg).embeddings(tag)
+    written = write_embeddings(cfg, run, out_dir=out, datasets=datasets, device=device, batch_size=batch_size,
                                 loaded=(CXRView(model), step, name))
     meta = {"variant": np.array(run), "checkpoint": np.array(name), "step": np.array(step)}
-    collate = B.MEDCSPCollator(mdata.TokenizeFn.from_model(model), text_dedup=True,
+    collate = B.MEDCSPCollator(TokenizeFn.from_model(model), text_dedup=True,
                                dims=B.MEDCSPDataset(loaded["records"]["train"], loaded["data"],
                                                     loaded["cxr_cached"].array, cfg, train=False).dims)
-    written["mimic_cxr_holdout"] = _save(out / "mimic_cxr_holdout.npz",
+    written["mimic_cxr_holdout"] = save_embeddings(out / "mimic_cxr_holdout.npz",
                                          {**_holdout(model, loaded, cfg, collate, device, batch_size), **meta})
-    if variant != "medcsp_single":
-        written["ehr_records"] = _save(out / "ehr_records.npz", {**_ehr(model, loaded, cfg, collate, device,
+    if "ehr" in registry.variant(variant).sources:
+        written["ehr_records"] = save_embeddings(out / "ehr_records.npz", {**_ehr(model, loaded, cfg, collate, device,
                                                                          batch_size), **meta})
     save_text_cache()
     return written

@@ -94,7 +94,7 @@ def _params(n_boot, seed, alpha, covers: str) -> dict:
             "ci": "paired patient-level cluster bootstrap (one resample of the test patients for both systems)"}
 
 
-def paired_differences(per_query: dict, a: str = "medbind_bd", b: str = "medbind_nm", n_boot: int = 1000,
+def paired_differences(per_query: dict, a: str, b: str, n_boot: int = 1000,
                        seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     """One row per item both systems were scored on: a, b, a - b with its paired CI, and whether the CI
     excludes 0."""

@@ -8,7 +8,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from ..constants import UNTRAINED_REFERENCE
+from ..registry import UNTRAINED_REFERENCE
 from .fewshot import KS
 
 

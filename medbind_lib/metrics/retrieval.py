@@ -241,3 +241,11 @@ def dense_target_ranks(queries, gallery, target, ties: str = "pessimistic") -> n
         return ((sim >= st).sum(1) - 1).numpy()
     col = torch.arange(g.shape[0])
     return ((sim > st).sum(1) + ((sim == st) & (col[None] < t[:, None])).sum(1)).numpy()
+
+
+def rank_summary(prefix: str, ranks: np.ndarray, n_gallery: int, ks=(1, 5, 10)) -> dict:
+    """R@K (%) and the median 1-based rank of the first hit, from 0-based ranks."""
+    out = {f"r{k}_{prefix}": 100.0 * float(np.mean(ranks < k)) if len(ranks) else float("nan") for k in ks}
+    out[f"medr_{prefix}"] = float(np.median(ranks) + 1) if len(ranks) else float("nan")
+    out[f"n_gallery_{prefix}"] = int(n_gallery)
+    return out

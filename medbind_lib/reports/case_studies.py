@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..layout import RunLayout
 from ..metrics.bootstrap import bootstrap_mean
 
 __all__ = ["CASE_FILES", "load_case_embeddings", "subject_ids", "pick_top_patients", "cxr_points", "ehr_points",
@@ -38,11 +39,11 @@ _EXTRA_MARKERS = ("D", "v", "P", "X", "*", "<", ">")
 # ----------------------------------------------------------------------------------------------- loading
 def load_case_embeddings(root, variant: str, files: Sequence[str] = CASE_FILES) -> dict:
     """{file: arrays} of ``<root>/<variant>/<file>.npz``; ``root`` is ``runs/<profile>/embeddings`` or a config
-    (its ``runs_dir``). Fails naming notebook 09 so a missing export is not mistaken for an empty cohort."""
-    from ..medbind.embed import load_embeddings
+    (``RunLayout.embeddings()``). Fails naming notebook 09 so a missing export is not mistaken for an empty cohort."""
+    from ..export import load_embeddings
 
     if not isinstance(root, (str, Path)):
-        root = Path(root["runs_dir"]) / "embeddings"
+        root = RunLayout(root).embeddings()
     out = {}
     for f in files:
         p = Path(root) / variant / f"{f}.npz"

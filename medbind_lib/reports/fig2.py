@@ -11,9 +11,10 @@ from ..metrics.paired import record
 from .pairs import pair_embeddings
 from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
 from ..metrics.retrieval import cross_modal_recall
-from .artifacts import Artifacts, _systems
+from .. import registry
+from .artifacts import Artifacts, row_systems
 
-FIG2_SYSTEMS = ("untrained", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd")
+FIG2_SYSTEMS = registry.table_rows("fig2")
 
 
 def _top1_agreement(q, g, chunk: int = 1024) -> float:
@@ -33,7 +34,7 @@ def crossmodal_recall_table(cfg, settings: EvalSettings | None = None, artifacts
     (``_top1_agreement``). ``per_query``: receives each system's per-pair hits (``paired.paired_differences``)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
-    sysd = _systems(s.untrained_variant)
+    sysd = row_systems(s.untrained_variant)
     rows = []
     for key in systems:
         system = sysd[key]
@@ -70,7 +71,7 @@ def tsne_pairs(cfg, settings: EvalSettings | None = None, artifacts: Artifacts |
 
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
-    sysd = _systems(s.untrained_variant)
+    sysd = row_systems(s.untrained_variant)
     frames = []
     for key in systems:
         pe = pair_embeddings(art, sysd[key], split, s)

@@ -14,12 +14,13 @@ from ..metrics.paired import record
 from ..metrics.prompts import covid_prompts, ecg_prompts, rsna_prompts
 from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
 from .format import _shared_legend
-from .artifacts import Artifacts, _systems
+from .. import registry
+from .artifacts import Artifacts, row_systems
 from ..metrics.zeroshot import binary_class_score, embed_prompts, zero_shot, zero_shot_multilabel
 
 FIG3_DATASETS = {"covid": ("cxr", "COVID"), "rsna": ("cxr", "RSNA"), "ptbxl": ("ecg", "PTB-XL"),
                  "icbeb": ("ecg", "ICBEB")}
-FIG3_SYSTEMS = ("untrained", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd")
+FIG3_SYSTEMS = registry.table_rows("fig3")
 
 
 def _fig3_data(art: Artifacts, tag: str, dataset: str, s: EvalSettings):
@@ -58,7 +59,7 @@ def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Art
     receives each system's zero-shot predictions (``paired.paired_differences``)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
-    sysd = _systems(s.untrained_variant)
+    sysd = row_systems(s.untrained_variant)
     rows = []
     for dataset in datasets:
         modality, label = FIG3_DATASETS[dataset]

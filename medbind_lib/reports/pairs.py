@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.protocol import EvalSettings
-from .artifacts import Artifacts, System
+from ..registry import System
+from .artifacts import Artifacts
 
 
 def pair_labels(art: Artifacts, split: str, s: EvalSettings | None = None) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def _lookup_or_embed(art: Artifacts, variant: str, checkpoint: str, modality: st
             return d["emb"][[pos[r] for r in record_ids]]
     cache = None if cache_dir is None else Path(cache_dir) / tag / f"{ds}_{split}.npz"
     if cache is not None and cache.is_file():
-        from ..medbind.embed import load_embeddings
+        from ..export import load_embeddings
 
         z = load_embeddings(cache)
         pos = {r: i for i, r in enumerate(z["record_id"].tolist())}
@@ -69,7 +70,7 @@ def _lookup_or_embed(art: Artifacts, variant: str, checkpoint: str, modality: st
 def _embed_records(art: Artifacts, variant: str, checkpoint: str, modality: str, record_ids) -> np.ndarray:
     """Embed MIMIC records with a variant's encoder through the same cache and path as the export."""
     from .. import cohort
-    from ..medbind.embed import embed_arrays
+    from ..export import embed_arrays
     from ..quality import QualityLog
 
     cfg, q = art.cfg, QualityLog()

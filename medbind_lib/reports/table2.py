@@ -23,10 +23,12 @@ from ..metrics.prompts import chexpert5x200_instance_texts, chexpert5x200_prompt
 from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
 from .format import _fmt_ci, _shared_legend, ci_str
 from ..metrics.retrieval import modality_to_text_recall, relevant_in_topk
-from .artifacts import Artifacts, System, _systems
+from .. import registry
+from ..registry import System
+from .artifacts import Artifacts, row_systems
 from ..metrics.zeroshot import embed_prompts
 
-TABLE2_SYSTEMS = ("untrained", "clip", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd")
+TABLE2_SYSTEMS = registry.table_rows("table2")
 TABLE2_DATASETS = {"mimic_cxr": ("cxr", "MIMIC-CXR"), "chexpert_5x200": ("cxr", "CheXpert 5x200"),
                    "openi": ("cxr", "Open-I"), "mimic_ecg": ("ecg", "MIMIC-ECG"), "ptbxl": ("ecg", "PTB-XL")}
 
@@ -102,7 +104,7 @@ def table2_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Artif
     the datasets' replicates (independent patients)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
-    sysd = _systems(s.untrained_variant)
+    sysd = row_systems(s.untrained_variant)
     ks = tuple(sorted(set(s.retrieval_ks)))
     rows = []
     for key in systems:

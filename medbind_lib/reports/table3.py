@@ -15,9 +15,11 @@ from ..metrics.paired import record
 from .pairs import pair_embeddings
 from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
 from .format import ci_str
-from .artifacts import Artifacts, _systems
+from ..layout import RunLayout
+from .. import registry
+from .artifacts import Artifacts, row_systems
 
-TABLE3_SYSTEMS = ("untrained", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd")
+TABLE3_SYSTEMS = registry.table_rows("table3")
 TABLE3_TASKS = {"hypertrophy_from_cxr": "Hypertrophy from CXR (ECG support)",
                 "cardiomegaly_from_ecg": "Cardiomegaly from ECG (CXR support)"}
 
@@ -34,8 +36,8 @@ def table3_crossmodal(cfg, settings: EvalSettings | None = None, artifacts: Arti
     per-query predictions (``paired.paired_differences``)."""
     s = settings or eval_settings(cfg)
     art = artifacts or Artifacts(cfg)
-    cache_dir = Path(cache_dir) if cache_dir is not None else Path(cfg["runs_dir"]) / "06" / "support_embeddings"
-    sysd = _systems(s.untrained_variant)
+    cache_dir = Path(cache_dir) if cache_dir is not None else RunLayout(cfg).support_embeddings
+    sysd = row_systems(s.untrained_variant)
     rows = []
     for key in systems:
         system = sysd[key]

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .. import registry
 from . import paper
 from .format import ci_str, save_table  # noqa: F401 (save_table re-exported)
 from ..metrics.protocol import torch_threads
@@ -79,7 +80,8 @@ def _row(task: str, key: str, frame: pd.DataFrame, inputs: Mapping, fits, settin
                       settings.boot_seed, settings.alpha)
     tr = (frame["split"] == "train").to_numpy()
     mods = inputs["modalities"]
-    row = {"task": task, "task_label": TASK_LABELS[task], "system": key, "system_label": s.label, **r,
+    row = {"task": task, "task_label": TASK_LABELS[task], "system": key,
+           "system_label": registry.label(key, "table4"), **r,
            "majority_accuracy": majority_accuracy(y[tr], y[test]), "paper_accuracy": paper.table4(task, key),
            "n_train": int(tr.sum()), "n_train_positive": int(y[tr].sum()),
            "n_valid": int((frame["split"] == "valid").sum()),
