@@ -97,7 +97,7 @@ def test_dictionaries_match_real(big, realdata):
     pd.testing.assert_frame_equal(lab, real_lab.loc[lab.index], check_dtype=False)
 
 
-def test_itemids_come_from_medcsp_items(big):
+def test_itemids_come_from_ehr_items(big):
     _, _, t, _ = big
     known = {"icu/chartevents": set(M.VITALS) | {M.PEEP}, "icu/procedureevents": set(M.VENTILATION),
              "icu/inputevents": set(M.VASOPRESSORS), "icu/outputevents": set(M.OUTPUTS)}
@@ -105,7 +105,7 @@ def test_itemids_come_from_medcsp_items(big):
     assert set(d_items.index) == set().union(*known.values())
     for name, ids in known.items():
         used = set(t[name].itemid)
-        assert used == ids, (name, ids ^ used)                        # every id used, none outside medcsp_items
+        assert used == ids, (name, ids ^ used)                        # every id used, none outside ehr.items
         assert (d_items.loc[sorted(used), "linksto"] == name.split("/")[1]).all()
     assert set(t["hosp/labevents"].itemid) == set(M.LABS) == set(t["hosp/d_labitems"].itemid)
     d_lab = t["hosp/d_labitems"].set_index("itemid")
@@ -155,7 +155,7 @@ def test_charting_rhythm(big):
     assert 1.0 <= median_gap(ce[ce.itemid == icu.HR]) <= 2.0                    # vitals every 1-2 h
     assert 3.0 <= median_gap(ce[ce.itemid == icu.GCS_MOTOR]) <= 6.0            # GCS every ~4 h
     lab = t["hosp/labevents"]
-    lab = lab[lab.itemid == icu._L["Creatinine"]].merge(_stays(stays)[["hadm_id", "stay_id", "intime", "outtime"]],
+    lab = lab[lab.itemid == icu.LAB_ITEMS["Creatinine"]].merge(_stays(stays)[["hadm_id", "stay_id", "intime", "outtime"]],
                                                          on="hadm_id")
     ts = pd.to_datetime(lab.charttime)
     in_icu = lab[(ts >= lab.intime) & (ts <= lab.outtime)]
@@ -238,11 +238,11 @@ def test_readings_foreshadow_events(big):
     mapv = w[icu.NBPM].fillna(w[icu.ABPM])
     assert mapv[later_shock].mean() < mapv[no_shock].mean() - 3
     assert w[icu.HR][later_shock].mean() > w[icu.HR][no_shock].mean() + 4
-    lac = icu._L["Lactate"]
+    lac = icu.LAB_ITEMS["Lactate"]
     assert labs[lac][later_shock].mean() > labs[lac][no_shock].mean() + 0.2
     died = el.hospital_expire_flag == 1
     assert w[icu.GCS_MOTOR][died].mean() < w[icu.GCS_MOTOR][~died].mean() - 0.2
-    cr = icu._L["Creatinine"]
+    cr = icu.LAB_ITEMS["Creatinine"]
     assert labs[cr][died].mean() > labs[cr][~died].mean() + 0.15
 
 

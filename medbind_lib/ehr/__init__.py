@@ -1,6 +1,6 @@
 """MIMIC-IV EHR derivations for MEDCSP: FIDDLE task onsets per ICU stay (onsets.py) and task cohorts at a
 prediction time (cohorts.py). Tables come from ``datasets.mimic_icu`` / ``datasets.mimic_iv``; item ids from
-``medcsp_items``."""
+``ehr.items``."""
 from __future__ import annotations
 
 from .cohorts import Cohorts, build_cohorts, task_cohorts

@@ -1,5 +1,5 @@
 """FIDDLE onsets per ICU stay: first ARF event (PEEP charted or ventilation started) and first shock event
-(vasopressor started), the ids of ``medcsp_items.TASK_EVENTS``.
+(vasopressor started), the ids of ``ehr.items.TASK_EVENTS``.
 
 * Event time per source table (``EVENT_TIME``): chartevents ``charttime``; procedureevents and inputevents
   ``starttime``. Every row of a task item counts (any PEEP value, any vasopressor amount); rows with
