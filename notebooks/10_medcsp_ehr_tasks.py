@@ -29,17 +29,18 @@ import pandas as pd
 
 from medbind_lib.config import load_profile
 from medbind_lib.medcsp import features
-from medbind_lib.medcsp import tasks as T
+from medbind_lib.medcsp import task_inputs as TI
 from medbind_lib.plots import save_figure
 from medbind_lib.prereq import require
 from medbind_lib.quality import QualityLog
+from medbind_lib.reports import ehr_tasks as T
 from medbind_lib.runtime import seed_everything
 
 cfg = load_profile(profile, notebook="10", overrides=overrides)
 require(cfg, "10")  # names the notebook to run first if an earlier one has not run
 seed_everything(cfg.seed)
 pd.set_option("display.width", 220, "display.max_columns", 30, "display.max_colwidth", 70)
-settings = T.task_settings(cfg)
+settings = TI.task_settings(cfg)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -55,8 +56,8 @@ print("tasks:", list(settings.tasks), "| rows:", list(settings.rows))
 # NBVAL_CHECK_OUTPUT
 data = features.load(cfg)
 quality = QualityLog()
-inputs = {t: T.task_inputs(data, t, settings.max_stays, quality) for t in settings.tasks}
-print(T.cohort_summary(inputs).to_string(index=False))
+inputs = {t: TI.task_inputs(data, t, settings.max_stays, quality) for t in settings.tasks}
+print(TI.cohort_summary(inputs).to_string(index=False))
 dropped = quality.to_frame()
 dropped = dropped[dropped["records"] > 0] if "records" in dropped else dropped
 print(dropped.to_string(index=False) if len(dropped) else "no cohort row dropped")

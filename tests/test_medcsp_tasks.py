@@ -1,5 +1,6 @@
-"""MEDCSP EHR tasks (medbind_lib.medcsp.tasks, notebook 10): metrics, the bootstrap of a mean over runs, task
-inputs, the FIDDLE baselines, frozen vs fine-tuned encoders and the grid's choice.
+"""MEDCSP EHR tasks (notebook 10; medbind_lib.medcsp.task_inputs / task_models, medbind_lib.finetune): metrics,
+the bootstrap of a mean over runs, task inputs, the FIDDLE baselines, frozen vs fine-tuned encoders and the
+grid's choice.
 
 Tiny synthetic inputs built here (a 3-item temporal tensor, 8-wide encoders) and hand-computed values are the
 references; scikit-learn is the reference for the curve metrics. The whole file runs in seconds on one core.
@@ -13,8 +14,12 @@ import torch
 from scipy import sparse
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
+from medbind_lib import finetune as FT
+from medbind_lib.medcsp import task_inputs as TI
+from medbind_lib.medcsp import task_models as TM
+from medbind_lib.metrics import binary as MB
 from medbind_lib.metrics.bootstrap import resample_indices
-from medbind_lib.medcsp import tasks as T
+from medbind_lib.models.fiddle import FIDDLENet, HeadOnly
 
 T_BINS, N_ITEMS = 6, 3
 
@@ -37,7 +42,7 @@ def test_metrics_hand_computed_and_sklearn():
     # AUPR = trapezoids over recall: 0.5 * (0 + 0.5) / 2 + 0.5 * (0.5 + 2/3) / 2 = 5/12
     # AP = 0.5 * 0.5 + 0.5 * 2/3 = 7/12
     y, s = np.array([0, 1, 1, 0]), np.array([0.1, 0.4, 0.35, 0.8])
-    assert T.binary_metrics(y, s) == pytest.approx((0.5, 5 / 12, 7 / 12))
+    assert MB.binary_metrics(y, s) == pytest.approx((0.5, 5 / 12, 7 / 12))
     assert sk_metrics(y, s) == pytest.approx((0.5, 5 / 12, 7 / 12))
 
 
@@ -47,8 +52,8 @@ def test_metrics_match_sklearn_with_ties_and_nan_for_one_class():
         y = (rng.random(40) < 0.3).astype(int)
         y[:2] = [0, 1]
         s = np.round(rng.random(40) + 0.4 * y, 1)            # many ties
-        assert T.binary_metrics(y, s) == pytest.approx(sk_metrics(y, s))
-    assert all(np.isnan(T.binary_metrics([1, 1, 1], [0.1, 0.2, 0.3])))
+        assert MB.binary_metrics(y, s) == pytest.approx(sk_metrics(y, s))
+    assert all(np.isnan(MB.binary_metrics([1, 1, 1], [0.1, 0.2, 0.3])))
 
 
 def test_vectorised_replicates_equal_resampled_sklearn():
@@ -58,7 +63,7 @@ def test_vectorised_replicates_equal_resampled_sklearn():
     s = np.round(rng.random(50) + 0.3 * y, 1)
     g = rng.integers(0, 20, 50)
     g[[0, 1, 2]] = 0                                         # every positive is patient 0's
-    reps = T.metric_replicates(y, s, g, n_boot=150, seed=3)
+    reps = MB.metric_replicates(y, s, g, n_boot=150, seed=3)
     loop = np.array([sk_metrics(y[i], s[i]) if 0 < y[i].sum() < len(i) else (np.nan,) * 3
                      for i in resample_indices(g, 150, 3)])
     assert np.isnan(loop[:, 0]).any()                        # some replicates lack a positive
@@ -73,7 +78,7 @@ def test_runs_bootstrap_mean_over_runs_with_one_class_replicates():
     y = np.array([1, 0, 0, 0, 0])
     groups = np.array(["p0", "p1", "p2", "p3", "p4"])
     perfect, inverted = np.array([0.9, 0.1, 0.2, 0.3, 0.4]), np.array([0.0, 0.1, 0.2, 0.3, 0.4])
-    r = T.runs_bootstrap(y, np.stack([perfect, inverted]), groups, n_boot=300, seed=0)
+    r = MB.runs_bootstrap(y, np.stack([perfect, inverted]), groups, n_boot=300, seed=0)
     no_pos = sum(0 not in idx for idx in resample_indices(groups, 300, 0))
     assert no_pos > 0 and r["n_skipped"] == no_pos and r["n_valid"] == 300 - no_pos
     # AUROC 1 and 0: the mean over runs is 0.5 on the data AND on every two-class replicate
@@ -88,9 +93,9 @@ def test_runs_bootstrap_mean_over_runs_with_one_class_replicates():
 def test_paired_difference_uses_the_same_replicates():
     y = np.array([1, 0, 1, 0, 0, 1])
     g = np.arange(6)
-    a = T.runs_bootstrap(y, np.array([[0.9, 0.1, 0.8, 0.2, 0.3, 0.7]]), g, 200, 0)
-    b = T.runs_bootstrap(y, np.array([[0.1, 0.9, 0.2, 0.8, 0.7, 0.3]]), g, 200, 0)
-    d = T.paired_difference(a, b, "auroc")
+    a = MB.runs_bootstrap(y, np.array([[0.9, 0.1, 0.8, 0.2, 0.3, 0.7]]), g, 200, 0)
+    b = MB.runs_bootstrap(y, np.array([[0.1, 0.9, 0.2, 0.8, 0.7, 0.3]]), g, 200, 0)
+    d = MB.paired_difference(a, b, "auroc")
     assert d["diff"] == pytest.approx(1.0) and (d["lo"], d["hi"]) == pytest.approx((1.0, 1.0))
     assert d["ci_excludes_0"] and d["n_skipped"] == a["n_skipped"]
 
@@ -133,19 +138,19 @@ def tiny_model(seed: int = 0):
 
 def test_task_inputs_shapes_and_modalities():
     d = tiny_data()
-    icu = T.task_inputs(d, "arf", max_stays=3)
+    icu = TI.task_inputs(d, "arf", max_stays=3)
     assert set(icu.arrays) == {"temporal", "demo"} and icu.notes is None
     assert icu.arrays["temporal"].shape == (10, 1, T_BINS, 2 * N_ITEMS) and icu.stays.all()
     row0 = d["stays"].set_index("stay_id")["row"][icu.frame["stay_id"].iloc[0]]
     np.testing.assert_array_equal(icu.arrays["temporal"][0, 0, :, :N_ITEMS], d["temporal_values"][row0])
     np.testing.assert_array_equal(icu.arrays["temporal"][0, 0, :, N_ITEMS:], d["temporal_mask"][row0])
-    ra = T.task_inputs(d, "readmission", max_stays=3)
+    ra = TI.task_inputs(d, "readmission", max_stays=3)
     assert set(ra.arrays) == {"temporal", "demo", "icd", "drug"} and len(ra.notes) == 12
     assert ra.arrays["temporal"].shape == (12, 3, T_BINS, 2 * N_ITEMS)
     assert ra.stays[0].tolist() == [True, True, False]                 # admission 0: two stays
     assert not ra.present["temporal"][10:].any() and not ra.arrays["temporal"][10:].any()
     assert ra.present["note"].sum() == 8
-    summary = T.cohort_summary({"arf": icu, "readmission": ra})
+    summary = TI.cohort_summary({"arf": icu, "readmission": ra})
     assert summary["n"].sum() == 22 and (summary.loc[summary["task"] == "arf", "with_note"] == "-").all()
 
 
@@ -155,27 +160,27 @@ def test_forbidden_modalities_do_not_change_an_icu_row():
     changed = dict(d, icd=sparse.csr_matrix(np.ones((12, 5), np.float32)),
                    drug=sparse.csr_matrix(np.ones((12, 4), np.float32)),
                    notes=pd.DataFrame({"hadm_id": d["ehr_records"]["hadm_id"], "text": "the patient died"}))
-    a, b = T.task_inputs(d, "arf"), T.task_inputs(changed, "arf")
+    a, b = TI.task_inputs(d, "arf"), TI.task_inputs(changed, "arf")
     model = tiny_model()
-    torch.testing.assert_close(T.frozen_features(model, a, "concat"), T.frozen_features(model, b, "concat"))
+    torch.testing.assert_close(TM.frozen_features(model, a, "concat"), TM.frozen_features(model, b, "concat"))
     torch.manual_seed(0)
-    net = T.FIDDLENet("lstm", 2 * N_ITEMS, T.fiddle_inputs(a)[2].shape[1], hidden=8, head_hidden=8).eval()
-    torch.testing.assert_close(net(T.fiddle_inputs(a)), net(T.fiddle_inputs(b)))
+    net = FIDDLENet("lstm", 2 * N_ITEMS, TI.fiddle_inputs(a)[2].shape[1], hidden=8, head_hidden=8).eval()
+    torch.testing.assert_close(net(TI.fiddle_inputs(a)), net(TI.fiddle_inputs(b)))
     # the allowed modalities do matter (the check above is not vacuous)
     demo = dict(d, demographics=d["demographics"] + 1)
-    assert not torch.allclose(T.frozen_features(model, a, "concat"),
-                              T.frozen_features(model, T.task_inputs(demo, "arf"), "concat"))
+    assert not torch.allclose(TM.frozen_features(model, a, "concat"),
+                              TM.frozen_features(model, TI.task_inputs(demo, "arf"), "concat"))
     # readmission may use the codes: changing them changes its input
-    ra, rb = T.task_inputs(d, "readmission"), T.task_inputs(changed, "readmission")
-    assert not np.array_equal(T.fiddle_inputs(ra, np.zeros((12, 2)))[2], T.fiddle_inputs(rb, np.zeros((12, 2)))[2])
+    ra, rb = TI.task_inputs(d, "readmission"), TI.task_inputs(changed, "readmission")
+    assert not np.array_equal(TI.fiddle_inputs(ra, np.zeros((12, 2)))[2], TI.fiddle_inputs(rb, np.zeros((12, 2)))[2])
 
 
 def test_head_features_concat_and_masked_mean():
     emb = {"temporal": torch.tensor([[1.0, 0.0], [0.0, 0.0]]), "demo": torch.tensor([[0.0, 1.0], [0.0, 3.0]])}
     present = {"temporal": np.array([True, False]), "demo": np.array([True, True])}
-    c = T.head_features(emb, present, ("temporal", "demo"), "concat")
+    c = TM.head_features(emb, present, ("temporal", "demo"), "concat")
     torch.testing.assert_close(c, torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 3.0, 0.0, 1.0]]))
-    m = T.head_features(emb, present, ("temporal", "demo"), "mean")
+    m = TM.head_features(emb, present, ("temporal", "demo"), "mean")
     torch.testing.assert_close(m, torch.tensor([[0.5, 0.5], [0.0, 3.0]]))   # absent modality not in the mean
 
 
@@ -199,14 +204,14 @@ def separable(n: int = 96, seed: int = 0):
 def test_fiddle_shapes_and_learning(kind):
     x, y = separable()
     torch.manual_seed(0)
-    net = T.FIDDLENet(kind, 4, 5, hidden=8, head_hidden=8, dropout=0.0)
+    net = FIDDLENet(kind, 4, 5, hidden=8, head_hidden=8, dropout=0.0)
     assert net(x).shape == (96,)
     no_stay = (x[0][:2], torch.zeros(2, 2, dtype=torch.bool), x[2][:2])     # rows without an ICU stay
     assert torch.isfinite(net(no_stay)).all()
     tr, va = np.arange(64), np.arange(64, 96)
-    r = T.fit_classifier(net, x, y, tr, va, lr=0.02, batch_size=16, epochs=25, patience=25, seed=0)
+    r = FT.fit_classifier(net, x, y, tr, va, lr=0.02, batch_size=16, epochs=25, patience=25, seed=0)
     assert r.valid_auroc > 0.95 and r.best_epoch >= 1
-    assert T.binary_metrics(y[va], T.predict(net, T.take(x, va)))[0] == pytest.approx(r.valid_auroc)
+    assert MB.binary_metrics(y[va], FT.predict(net, FT.take(x, va)))[0] == pytest.approx(r.valid_auroc)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -218,29 +223,29 @@ def _state(m):
 
 def test_frozen_head_leaves_the_encoders_unchanged():
     d = tiny_data()
-    ti = T.task_inputs(d, "arf")
+    ti = TI.task_inputs(d, "arf")
     model = tiny_model()
     before = _state(model)
-    s = T.TaskSettings(finetune=False, head_hidden=8, lrs=(0.01,), batch_sizes=(4,), epochs=3, patience=3)
-    feats = T.frozen_features(model, ti, s.pool)
-    head, params = T._head(feats.shape[1], s, 0)
+    s = TI.TaskSettings(finetune=False, head_hidden=8, lrs=(0.01,), batch_sizes=(4,), epochs=3, patience=3)
+    feats = TM.frozen_features(model, ti, s.pool)
+    head, params = TM.head(feats.shape[1], s, 0)
     assert params is None and not any(p is q for p in head.parameters() for q in model.parameters())
-    T.fit_classifier(head, feats, ti.y, ti.rows_of("train"), ti.rows_of("valid"), lr=0.01, batch_size=4, epochs=3,
+    FT.fit_classifier(head, feats, ti.y, ti.rows_of("train"), ti.rows_of("valid"), lr=0.01, batch_size=4, epochs=3,
                      patience=3)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_finetuned_row_trains_a_copy_of_the_encoders():
     d = tiny_data()
-    ti = T.task_inputs(d, "arf")
+    ti = TI.task_inputs(d, "arf")
     model = tiny_model()
     before = _state(model)
-    s = T.TaskSettings(finetune=True, head_hidden=8, epochs=3, patience=3)
-    module, params = T._finetuned(model, ti, s, 0)
+    s = TI.TaskSettings(finetune=True, head_hidden=8, epochs=3, patience=3)
+    module, params = TM.finetuned(model, ti, s, 0)
     names = {n for n, p in module.named_parameters() if any(p is q for q in params)}
     assert any(n.startswith("encoder.encoders.temporal") for n in names)
     assert not any(n.startswith(("encoder.encoders.icd", "encoder.encoders.drug")) for n in names)  # not ARF's
-    T.fit_classifier(module, ti, ti.y, ti.rows_of("train"), ti.rows_of("valid"), lr=0.05, batch_size=4,
+    FT.fit_classifier(module, ti, ti.y, ti.rows_of("train"), ti.rows_of("valid"), lr=0.05, batch_size=4,
                      epochs=3, patience=3, params=params)
     after = module.encoder.state_dict()
     assert not torch.equal(after["encoders.temporal.lstm.weight_ih_l0"], before["encoders.temporal.lstm.weight_ih_l0"])
@@ -256,13 +261,13 @@ def test_grid_selects_best_validation_auroc_then_loss():
 
     def fit(lr, bs, seed):
         a, l = score[(lr, bs)]
-        return T.FitResult(lr, bs, seed, 1, 1, a, l, 0.0)
+        return FT.FitResult(lr, bs, seed, 1, 1, a, l, 0.0)
 
-    grid, fits = T.grid_search(fit, list(score), seed=0)
-    assert T.select_setting(grid) == (0.01, 32)               # tie at 0.85: lower validation loss
+    grid, fits = FT.grid_search(fit, list(score), seed=0)
+    assert FT.select_setting(grid) == (0.01, 32)               # tie at 0.85: lower validation loss
     assert set(fits) == set(score) and fits[(0.01, 32)].valid_auroc == 0.85
     undefined = grid.assign(valid_auroc=np.nan)               # one-class validation split: loss decides
-    assert T.select_setting(undefined) == (0.01, 128)
+    assert FT.select_setting(undefined) == (0.01, 128)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -275,12 +280,12 @@ def test_medbind_window_mean_and_presence():
     rec = pd.DataFrame({"subject_id": ["1", "1", "1", "2"], "record_id": ["a", "b", "late", "c"],
                         "time": pd.to_datetime(["2150-01-01 12:00", "2150-01-02 20:00", "2150-01-04 00:00",
                                                 "2150-02-01 00:00"])})
-    pairs = T.window_records(adm, rec, window_hours=24, pre_hours=24)
+    pairs = TI.window_records(adm, rec, window_hours=24, pre_hours=24)
     assert sorted(pairs["record_id"]) == ["a", "b"]             # 'late' after 24 h, 'c' a month early
-    ti = T.TaskInputs("mortality", adm[["subject_id", "hadm_id"]].assign(label=[0, 1], split="test"), ("demo",),
+    ti = TI.TaskInputs("mortality", adm[["subject_id", "hadm_id"]].assign(label=[0, 1], split="test"), ("demo",),
                       {"demo": np.ones((2, 1), np.float32)}, None, None, {"demo": np.ones(2, bool)})
     table = {"a": np.array([1.0, 0.0], np.float32), "b": np.array([0.0, 1.0], np.float32)}
-    x, seen = T.medbind_features(ti, {"admissions": adm, "cxr": rec}, {"cxr": table}, 24, 24)
+    x, seen = TI.medbind_features(ti, {"admissions": adm, "cxr": rec}, {"cxr": table}, 24, 24)
     np.testing.assert_allclose(x.numpy(), [[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
     assert seen == {"cxr": 1}
 
@@ -297,11 +302,11 @@ def test_smoke_cohort_inputs():
         data = features.load(cfg)
     except Exception as e:  # noqa: BLE001 - any missing / incomplete run skips, with the reason
         pytest.skip(f"smoke notebook 08 outputs not available: {e}")
-    for task in T.TASKS:
-        ti = T.task_inputs(data, task, cfg.medcsp_max_stays)
-        assert set(ti.arrays) | ({"note"} if ti.notes is not None else set()) == set(T.TASK_MODALITIES[task])
-        assert len(ti) == (data["cohorts"][task]["split"].isin(T.SPLITS)).sum()
-        if task in T.ICU_TASKS:
+    for task in TI.TASKS:
+        ti = TI.task_inputs(data, task, cfg.medcsp_max_stays)
+        assert set(ti.arrays) | ({"note"} if ti.notes is not None else set()) == set(TI.TASK_MODALITIES[task])
+        assert len(ti) == (data["cohorts"][task]["split"].isin(TI.SPLITS)).sum()
+        if task in TI.ICU_TASKS:
             assert ti.present["temporal"].all()                  # every ICU row has its own stay's tensor
 
 
@@ -314,9 +319,9 @@ def test_early_stopping_variants_and_undefined_validation_auroc():
     tr, va = np.arange(30), np.arange(30, 40)
     for early_stop, labels in (("valid_auroc", y), ("valid_auroc", y_one_class_valid), ("valid_loss", y)):
         torch.manual_seed(0)
-        r = T.fit_classifier(T.HeadOnly(3, 8, 0.0), x, labels, tr, va, lr=0.05, batch_size=8, epochs=6, patience=2,
+        r = FT.fit_classifier(HeadOnly(3, 8, 0.0), x, labels, tr, va, lr=0.05, batch_size=8, epochs=6, patience=2,
                              early_stop=early_stop)
         assert 1 <= r.best_epoch <= r.epochs_run <= 6 and np.isfinite(r.valid_loss)
         assert np.isnan(r.valid_auroc) == (labels[va].sum() == 0)
-    r = T.fit_classifier(T.HeadOnly(3, 8, 0.0), x, y, tr, np.arange(0), lr=0.05, batch_size=8, epochs=3, patience=1)
+    r = FT.fit_classifier(HeadOnly(3, 8, 0.0), x, y, tr, np.arange(0), lr=0.05, batch_size=8, epochs=3, patience=1)
     assert r.best_epoch == r.epochs_run == 3 and np.isnan(r.valid_loss)   # no validation rows: the last epoch

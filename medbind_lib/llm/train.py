@@ -3,7 +3,9 @@
 Per fit: ``seed_everything(seed)`` before the model is built (LoRA, projection and head initialisation, dropout
 and the batch order all follow the seed); AdamW on the trainable tensors only (no weight decay on 1-d ones);
 loss = class-weighted binary cross-entropy on the TRAIN split; after every epoch the VALID split is scored and
-the trainable tensors of the best epoch (``llm_select``) are kept; the decision threshold follows
+the trainable tensors of the best epoch (``llm_select``, ``selection_key``; every epoch runs, no early stop) are
+kept - the epoch loop is the one ``medbind_lib.finetune.train_epochs`` shared with MEDCSP's EHR tasks, given this
+module's collate, loss and key; the decision threshold follows
 ``llm_threshold`` (recorded with the fit; Table 4 re-applies the current rule to the stored validation
 predictions, ``table.seed_thresholds``, so the rule is not in the fingerprint); the TEST split is predicted
 once, with the selected weights.
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..finetune import Epoch, train_epochs
 from ..io import write_json_atomic, write_parquet_atomic
 from ..runtime import progress, seed_everything
 from .metrics import auroc_rows, choose_threshold
@@ -111,47 +114,41 @@ def fit_predict(lm, ids: Sequence[list[int]], pad_id: int, labels, splits, modal
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=settings.lr)
     w = class_weights(y[tr], settings.class_weighting)
     wt = torch.tensor(w, dtype=torch.float32, device=device)
-    gen = torch.Generator().manual_seed(int(seed))
-    history, best, best_state = [], None, None
     bs = int(settings.batch_size)
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        t0, losses = time.time(), []
-        order = tr[torch.randperm(len(tr), generator=gen).numpy()]
-        for s in range(0, len(order), bs):
-            rows = order[s:s + bs]
-            b = collate(rows, ids, pad_id, modalities, device)
-            yt = torch.from_numpy(y[rows]).to(device)
-            logit = model(**b).float()
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logit, yt.float(), reduction="none")
-                    * wt[yt]).sum() / wt[yt].sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            opt.step()
-            losses.append(loss.item())
+
+    def loss_fn(b: torch.Tensor) -> torch.Tensor:      # b: positions in the training rows (one shuffled batch)
+        rows = tr[b.numpy()]
+        batch = collate(rows, ids, pad_id, modalities, device)
+        yt = torch.from_numpy(y[rows]).to(device)
+        logit = model(**batch).float()
+        return (torch.nn.functional.binary_cross_entropy_with_logits(logit, yt.float(), reduction="none")
+                * wt[yt]).sum() / wt[yt].sum()
+
+    def evaluate(ep: Epoch) -> dict:
         pv = predict(model, va, ids, pad_id, modalities, device, 2 * bs)
         auc = float(auroc_rows(y[va], pv[None])[0]) if len(va) else math.nan
-        h = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": _weighted_bce(pv, y[va], w),
-             "valid_auroc": 100 * auc if np.isfinite(auc) else math.nan, "seconds": round(time.time() - t0, 2)}
-        history.append(h)
-        key = _selection_key(h, settings.select, len(va))
-        if best is None or key > best[0]:
-            best, best_state = (key, epoch), model.trainable_state()
-    model.load_trainable_state(best_state)
+        return {"epoch": ep.number, "train_loss": ep.train_loss, "valid_loss": _weighted_bce(pv, y[va], w),
+                "valid_auroc": 100 * auc if np.isfinite(auc) else math.nan,
+                "seconds": round(time.time() - ep.started, 2)}
+
+    loop = train_epochs(model, opt, loss_fn, n_train=len(tr), batch_size=bs, epochs=settings.epochs, seed=seed,
+                        evaluate=evaluate, key=lambda h: selection_key(h, settings.select, len(va)),
+                        snapshot=model.trainable_state, restore=model.load_trainable_state,
+                        grad_clip=settings.grad_clip, clip_params=params)
+    history = loop.history
     prob = np.full(len(y), np.nan)                  # training rows are not scored (not needed, saves time)
     scored = np.flatnonzero(splits != "train")
     prob[scored] = predict(model, scored, ids, pad_id, modalities, device, 2 * bs)
     thr = choose_threshold(settings.threshold, y[va], prob[va])
     sel = settings.select if len(va) else "last (no validation rows)"
-    if settings.select == "valid_auroc" and len(va) and not np.isfinite(history[best[1] - 1]["valid_auroc"]):
+    if (settings.select == "valid_auroc" and len(va)
+            and not np.isfinite(history[loop.best_epoch - 1]["valid_auroc"])):
         sel = "valid_loss (validation AUROC undefined: one class)"
-    return {"prob": prob, "threshold": thr, "best_epoch": int(best[1]), "selected_by": sel, "history": history,
-            "class_weights": w.tolist(), "n_trainable": int(sum(p.numel() for p in params))}
+    return {"prob": prob, "threshold": thr, "best_epoch": int(loop.best_epoch), "selected_by": sel,
+            "history": history, "class_weights": w.tolist(), "n_trainable": int(sum(p.numel() for p in params))}
 
 
-def _selection_key(h: dict, rule: str, n_valid: int) -> tuple:
+def selection_key(h: dict, rule: str, n_valid: int) -> tuple:
     """Larger is better; ties keep the earlier epoch."""
     if rule == "last" or n_valid == 0:
         return (h["epoch"],)

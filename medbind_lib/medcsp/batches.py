@@ -43,7 +43,7 @@ import torch
 from scipy import sparse
 from torch.utils.data import Dataset, Sampler
 
-from ..medbind.data import tokenize_once
+from ..loading import tokenize_once
 from ..losses.medcsp import SOURCE_CXR, SOURCE_EHR
 from ..models.medcsp import MEDCSP_MODALITIES   # the model owns the mask's column order; batches follow it
 from ..preprocess import cxr as pcxr

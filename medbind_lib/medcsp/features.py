@@ -30,6 +30,7 @@ from scipy import sparse
 
 from ..cache import file_signature
 from ..io import atomic_path, write_csv_atomic, write_json_atomic, write_parquet_atomic
+from ..layout import RunLayout
 from ..quality import QualityLog
 from . import records as R
 
@@ -50,7 +51,7 @@ _INPUTS = ("hosp/admissions", "hosp/patients", "hosp/diagnoses_icd", "hosp/presc
 
 
 def out_dir(cfg) -> Path:
-    return Path(cfg["runs_dir"]) / "08"
+    return RunLayout(cfg).medcsp_data
 
 
 def params_of(cfg) -> dict:
@@ -58,7 +59,7 @@ def params_of(cfg) -> dict:
     p = {"version": FEATURES_VERSION, **{k: cfg[k] for k in PARAM_KEYS}}
     root = Path(cfg["mimic_iv_root"])
     p["inputs"] = {t: file_signature(_table(root, t)) for t in _INPUTS}
-    p["linked"] = file_signature(Path(cfg["runs_dir"]) / "01" / "link_params.json")
+    p["linked"] = file_signature(RunLayout(cfg).link_params)
     return json.loads(json.dumps(p, default=str))
 
 

@@ -33,11 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import registry
+from ..loading import TokenizeFn, make_loader
+from ..layout import RunLayout
 from ..losses import MEDCSPLoss
 from ..losses.medcsp import MEDCSP_VARIANTS, SOURCE_CXR
 from ..replicates import parse_run, with_run_seed
 from ..trainer import Method, cli, fit
 from . import batches as B
+from .encode import embed_rows, to_device
 
 __all__ = ["MEDCSPMethod", "train_medcsp", "default_out_dir", "loss_from_profile", "model_modalities", "to_device",
            "LOSS_KEYS", "main"]
@@ -45,19 +49,18 @@ __all__ = ["MEDCSPMethod", "train_medcsp", "default_out_dir", "loss_from_profile
 LOSS_KEYS = ("medcsp_tau", "medcsp_lambda_p", "medcsp_lambda_d", "medcsp_theta_days", "medcsp_la_negatives",
              "medcsp_lp_direction", "medcsp_ld_target", "medcsp_ld_same_patient", "medcsp_ld_direction")
 SAMPLER_KEYS = ("medcsp_pair_rate", "medcsp_batch_size")
-SINGLE_SOURCE = ("image", "report")
 RETRIEVAL_KS = (1, 5, 10)
 
 
 def default_out_dir(cfg, run: str) -> Path:
-    return Path(cfg["runs_dir"]) / "09" / run
+    return RunLayout(cfg).checkpoint_dir("medcsp", run)
 
 
 def model_modalities(variant: str) -> tuple[str, ...]:
     """Encoders a variant trains: the imaging-only variant never builds the EHR encoders."""
     from ..models.medcsp import MEDCSP_MODALITIES
 
-    return SINGLE_SOURCE if variant == "medcsp_single" else tuple(MEDCSP_MODALITIES)
+    return registry.variant(variant).modalities or tuple(MEDCSP_MODALITIES)
 
 
 def loss_from_profile(cfg, variant: str) -> MEDCSPLoss:
@@ -67,18 +70,6 @@ def loss_from_profile(cfg, variant: str) -> MEDCSPLoss:
                       lp_direction=cfg.medcsp_lp_direction, ld_target=cfg.medcsp_ld_target,
                       ld_same_patient=cfg.medcsp_ld_same_patient, ld_direction=cfg.medcsp_ld_direction,
                       modalities=model_modalities(variant))
-
-
-def to_device(batch: Mapping, device) -> dict:
-    out = {}
-    for k, v in batch.items():
-        if torch.is_tensor(v):
-            out[k] = v.to(device, non_blocking=True)
-        elif isinstance(v, Mapping):
-            out[k] = {kk: vv.to(device, non_blocking=True) if torch.is_tensor(vv) else vv for kk, vv in v.items()}
-        else:
-            out[k] = v
-    return out
 
 
 class MEDCSPMethod(Method):
@@ -95,7 +86,7 @@ class MEDCSPMethod(Method):
         self.hparams = {"lr": cfg.medcsp_lr, "weight_decay": cfg.medcsp_weight_decay, "epochs": cfg.medcsp_epochs,
                         "batch_size": cfg.medcsp_batch_size, "warmup_steps": cfg.medcsp_warmup_steps,
                         "text_lr_scale": 1.0}
-        self.sources = ("cxr",) if self.variant == "medcsp_single" else ("ehr", "cxr")
+        self.sources = registry.variant(self.variant).sources
         self.loaded = loaded if loaded is not None else B.load_records(cfg, sources=self.sources)
         self.loss_fn = loss_from_profile(cfg, self.variant)
 
@@ -126,19 +117,17 @@ class MEDCSPMethod(Method):
         return B.MEDCSPDataset(self._records(split), self.loaded["data"], arr, self.cfg, train=train)
 
     def setup(self, model, rank: int, world: int, device) -> None:
-        from ..medbind import data as mdata
-
         cfg = self.cfg
         self.model = model
         ds_tr = self._dataset("train", True)
         self.ds_valid = self._dataset("valid", False)
-        self.collate = B.MEDCSPCollator(mdata.TokenizeFn.from_model(model), text_dedup=cfg.text_dedup, dims=ds_tr.dims)
+        self.collate = B.MEDCSPCollator(TokenizeFn.from_model(model), text_dedup=cfg.text_dedup, dims=ds_tr.dims)
         self.sampler = B.CrossSourceBatchSampler(self._records("train"), cfg.medcsp_batch_size, cfg.medcsp_pair_rate,
                                                  cfg.medcsp_theta_days, cfg.seed, rank, world)
         self.valid_sampler = B.CrossSourceBatchSampler(self._records("valid"), cfg.medcsp_batch_size,
                                                        cfg.medcsp_pair_rate, cfg.medcsp_theta_days, cfg.seed,
                                                        rank, world)
-        self.loader = mdata.make_loader(ds_tr, self.sampler, self.collate, cfg.n_workers, cfg.seed + rank, device)
+        self.loader = make_loader(ds_tr, self.sampler, self.collate, cfg.n_workers, cfg.seed + rank, device)
         self.forward_module = model
 
     # ---------------------------------------------------------------- steps
@@ -187,17 +176,14 @@ class MEDCSPMethod(Method):
 
     def embed_cxr(self, model, ds, rows, amp_ctx, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image, report) embeddings of CXR records ``rows`` of dataset ``ds`` (deterministic view)."""
-        from .embed import embed_rows
-
         with amp_ctx():
             z = embed_rows(model, ds, self.collate, rows, self.device, batch_size)
         return torch.from_numpy(z["image"]), torch.from_numpy(z["report"])
 
     def retrieval(self, model, amp_ctx) -> dict:
         """Report->image on the validation CXR studies with both modalities: hit = the report's own study."""
-        from ..metrics.retrieval import target_ranks
+        from ..metrics.retrieval import rank_summary, target_ranks
         from ..models.medcsp import MEDCSP_MODALITIES
-        from ..medbind.pretrain import _rank_summary
 
         recs = self._records("valid")
         m = recs.mask
@@ -207,7 +193,7 @@ class MEDCSPMethod(Method):
             return {}
         img, rep = self.embed_cxr(model, self.ds_valid, rows, amp_ctx, self.cfg.medcsp_batch_size)
         ranks = target_ranks(rep, img, np.arange(len(rows)))
-        return _rank_summary("report_image", ranks, len(rows), RETRIEVAL_KS)
+        return rank_summary("report_image", ranks, len(rows), RETRIEVAL_KS)
 
     def metrics(self, steps: pd.DataFrame) -> dict:
         cfg = self.cfg

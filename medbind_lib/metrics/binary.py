@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from .common import as_numpy
-from .bootstrap import _count_blocks, _counts, _draw_blocks, _group_codes, percentile_ci
+from .bootstrap import count_blocks, block_counts, draw_blocks, group_codes, percentile_ci
 
 __all__ = ["METRICS", "binary_metrics", "metric_replicates", "auroc_replicates", "binary_counts_replicates",
            "runs_bootstrap", "paired_difference"]
@@ -75,14 +75,14 @@ def metric_replicates(y, score, groups, n_boot: int = 1000, seed: int = 0) -> np
     every replicate (equal to ``binary_metrics`` on the resampled rows; NaN where a replicate has one class)."""
     y = np.asarray(y).astype(bool).ravel()
     s = np.asarray(score, np.float64).ravel()
-    codes = _group_codes(np.asarray(groups), len(y))
+    codes = group_codes(np.asarray(groups), len(y))
     g = int(codes.max()) + 1 if len(y) else 0
     order = np.argsort(-s, kind="mergesort")
     ys, ss = y[order].astype(np.float64), s[order]
     starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]]) if len(ss) else np.zeros(0, np.int64)
     out = []
-    for draws in _draw_blocks(g, int(n_boot), int(seed)):
-        w = _counts(draws, g)[:, codes[order]]                               # [b, N] row weights, score order
+    for draws in draw_blocks(g, int(n_boot), int(seed)):
+        w = block_counts(draws, g)[:, codes[order]]                               # [b, N] row weights, score order
         pos = np.add.reduceat(w * ys, starts, axis=1)
         neg = np.add.reduceat(w * (1 - ys), starts, axis=1)
         out.append(_curve_metrics(np.cumsum(pos, 1), np.cumsum(neg, 1)))
@@ -146,7 +146,7 @@ def binary_counts_replicates(y, pred, groups=None, n_boot: int = 1000, seed: int
     y = as_numpy(y).astype(bool)
     p = as_numpy(pred).astype(bool)
     out = []
-    for codes, cnt in _count_blocks(groups, len(y), n_boot, seed):
+    for codes, cnt in count_blocks(groups, len(y), n_boot, seed):
         g = cnt.shape[1]
         per = np.stack([np.bincount(codes, weights=v.astype(np.float64), minlength=g) for v in (y & p, p, y)], 1)
         out.append(cnt @ per)

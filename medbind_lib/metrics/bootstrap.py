@@ -23,7 +23,7 @@ from .common import as_numpy, factorize
 _BLOCK = 64
 
 
-def _group_codes(groups, n: int) -> np.ndarray:
+def group_codes(groups, n: int) -> np.ndarray:
     if groups is None:
         return np.arange(n, dtype=np.int64)
     g = as_numpy(groups)
@@ -32,7 +32,7 @@ def _group_codes(groups, n: int) -> np.ndarray:
     return factorize(g.tolist())[0]
 
 
-def _draw_blocks(n_groups: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+def draw_blocks(n_groups: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
     """Blocks [b, G] of drawn group indices (with replacement), ``_BLOCK`` replicates at a time."""
     rng = np.random.default_rng(seed)
     done = 0
@@ -43,7 +43,7 @@ def _draw_blocks(n_groups: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
         done += b
 
 
-def _counts(draws: np.ndarray, n_groups: int) -> np.ndarray:
+def block_counts(draws: np.ndarray, n_groups: int) -> np.ndarray:
     """[b, G] drawn indices -> [b, G] multiplicity of each group in each replicate."""
     b = draws.shape[0]
     flat = (draws + np.arange(b)[:, None] * n_groups).ravel()
@@ -69,7 +69,7 @@ def _result(value, reps, n_boot, seed, alpha, n_groups) -> dict:
 
 def resample_indices(groups, n_boot: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
     """Row indices of each bootstrap replicate: all rows of every drawn group (duplicates kept)."""
-    yield from _resample_codes(_group_codes(groups, len(groups)), n_boot, seed)
+    yield from _resample_codes(group_codes(groups, len(groups)), n_boot, seed)
 
 
 def _resample_codes(codes: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
@@ -77,7 +77,7 @@ def _resample_codes(codes: np.ndarray, n_boot: int, seed: int) -> Iterator[np.nd
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    for block in _draw_blocks(n_groups, n_boot, seed):
+    for block in draw_blocks(n_groups, n_boot, seed):
         for drawn in block:
             ln = sizes[drawn]
             # concatenated ranges starts[g] .. starts[g]+sizes[g] without a Python loop
@@ -103,7 +103,7 @@ def with_ci(metric_fn: Callable, *arrays, groups=None, n_boot: int = 1000, seed:
     if any(len(a) != n for a in arrays):
         raise ValueError("all arrays must have the same number of rows")
     value = metric_fn(*arrays)
-    codes = _group_codes(groups, n)
+    codes = group_codes(groups, n)
     reps = np.array([metric_fn(*[a[idx] for a in arrays])
                      for idx in _resample_codes(codes, n_boot, seed)], dtype=np.float64)
     return _result(value, reps, n_boot, seed, alpha, int(codes.max()) + 1 if n else 0)
@@ -113,13 +113,13 @@ def bootstrap_mean(values, groups=None, n_boot: int = 1000, seed: int = 0, alpha
     """Vectorised CI of a mean of per-row values (retrieval hits, correct/incorrect): replicate b =
     sum_g count_bg * sum_g(values) / sum_g count_bg * n_g. Same replicates as ``with_ci(np.mean, ...)``."""
     v = as_numpy(values).astype(np.float64)
-    codes = _group_codes(groups, len(v))
+    codes = group_codes(groups, len(v))
     g = int(codes.max()) + 1 if len(v) else 0
     gsum = np.bincount(codes, weights=v, minlength=g)
     gn = np.bincount(codes, minlength=g).astype(np.float64)
     reps = []
-    for draws in _draw_blocks(g, n_boot, seed):
-        c = _counts(draws, g)
+    for draws in draw_blocks(g, n_boot, seed):
+        c = block_counts(draws, g)
         reps.append((c @ gsum) / (c @ gn))
     reps = np.concatenate(reps) if reps else np.zeros(0)
     return _result(v.mean() if len(v) else np.nan, reps, n_boot, seed, alpha, g)
@@ -144,7 +144,7 @@ def balanced_accuracy_replicates(y_true, y_pred, groups=None, n_classes: int | N
     if yp.ndim == 1:
         yp = yp[None]
     c = int(n_classes if n_classes is not None else max(yt.max(), yp.max()) + 1)
-    codes = _group_codes(groups, len(yt))
+    codes = group_codes(groups, len(yt))
     g = int(codes.max()) + 1
     s = yp.shape[0]
     tot = np.zeros((g, c))
@@ -162,17 +162,17 @@ def balanced_accuracy_replicates(y_true, y_pred, groups=None, n_classes: int | N
         return ba.mean(-1)
 
     value = stat(np.ones((1, g)))[0]
-    reps = np.concatenate([stat(_counts(d, g)) for d in _draw_blocks(g, n_boot, seed)]) if n_boot \
+    reps = np.concatenate([stat(block_counts(d, g)) for d in draw_blocks(g, n_boot, seed)]) if n_boot \
         else np.zeros(0)
     return float(value), reps, g
 
 
-def _count_blocks(groups, n: int, n_boot: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def count_blocks(groups, n: int, n_boot: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(row codes, [b, G] multiplicities) per block: the resamples of ``with_ci`` / ``resample_indices`` with
     the same seed, as counts. A row drawn m times is the row with weight m, which is how the vectorised
     statistics below equal the loop over resampled rows."""
-    codes = _group_codes(groups, n)
+    codes = group_codes(groups, n)
     g = int(codes.max()) + 1 if n else 0
-    for draws in _draw_blocks(g, n_boot, seed):
-        yield codes, _counts(draws, g)
+    for draws in draw_blocks(g, n_boot, seed):
+        yield codes, block_counts(draws, g)
 

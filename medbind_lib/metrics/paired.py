@@ -50,10 +50,10 @@ def _ba_diff_reps(y, pred_a, pred_b, groups, n_classes, n_boot: int, seed: int):
 
 def _auroc_diff_reps(y, score_a, score_b, groups, n_boot: int, seed: int):
     from .binary import auroc_replicates
-    from .zeroshot import _binary_auroc
+    from .zeroshot import binary_auroc
 
     y, sa, sb = np.asarray(y), np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)
-    va, vb = _binary_auroc(y, sa), _binary_auroc(y, sb)
+    va, vb = binary_auroc(y, sa), binary_auroc(y, sb)
     reps = auroc_replicates(y, sa, groups, n_boot, seed) - auroc_replicates(y, sb, groups, n_boot, seed)
     return 100 * (va - vb), 100 * reps, 100 * va, 100 * vb
 

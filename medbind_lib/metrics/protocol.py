@@ -75,7 +75,7 @@ def torch_threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _with_settings(fn):
+def with_settings(fn):
     """Builders take ``(cfg, settings=None, ...)``: resolve the settings and run under ``torch_threads``."""
     @functools.wraps(fn)
     def wrapper(cfg, settings: EvalSettings | None = None, *args, **kwargs):

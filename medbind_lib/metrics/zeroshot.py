@@ -73,7 +73,7 @@ def _prompt_embeddings(prompt_set, encode_text, prompt_embeddings):
     return prompt_embeddings
 
 
-def _binary_auroc(y, score) -> float:
+def binary_auroc(y, score) -> float:
     """AUROC (fraction) of a score for class 1; NaN when a class is absent (a bootstrap replicate can be)."""
     from sklearn.metrics import roc_auc_score
 
@@ -121,7 +121,7 @@ def _auroc_with_ci(y, score, groups, n_boot: int, seed: int, alpha: float) -> di
     from .binary import auroc_replicates
     from .bootstrap import percentile_ci
 
-    out = {"auroc": 100 * _binary_auroc(y, score)}
+    out = {"auroc": 100 * binary_auroc(y, score)}
     if n_boot:
         lo, hi = percentile_ci(auroc_replicates(y, score, groups, n_boot, seed), alpha)
         out.update(auroc_lo=100 * lo, auroc_hi=100 * hi)

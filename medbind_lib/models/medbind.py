@@ -46,7 +46,7 @@ class MEDBindModel(Temperature, nn.Module):
         for k, enc in self.encoders.items():
             names = [k] if k != "text" or self.shared_text_projection else list(TEXT_INPUTS)
             for name in names:
-                self.projections[name] = nn.Linear(_out_dim(enc, k), self.embed_dim)
+                self.projections[name] = nn.Linear(encoder_out_dim(enc, k), self.embed_dim)
         self._init_temperature(init_tau, learnable_temperature, max_logit_scale)
 
     # ---------------------------------------------------------------- keys
@@ -134,7 +134,7 @@ class MEDBindModel(Temperature, nn.Module):
                 f"shared_text_projection={self.shared_text_projection}")
 
 
-def _out_dim(enc: nn.Module, key: str) -> int:
+def encoder_out_dim(enc: nn.Module, key: str) -> int:
     d = getattr(enc, "out_dim", None)
     if d is None:
         raise ValueError(f"encoder {key!r} ({type(enc).__name__}) must expose .out_dim")

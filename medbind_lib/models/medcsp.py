@@ -39,7 +39,7 @@ from torch import nn
 
 from ._common import Temperature, param_groups, profile_fields
 from .cxr import CXREncoder
-from .medbind import _out_dim
+from .medbind import encoder_out_dim
 from .text import TextEncoder
 
 __all__ = ["MEDCSP_MODALITIES", "MEDCSP_ENCODER_KEYS", "MLPEncoder", "TemporalLSTM", "MEDCSPModel", "MEDCSPConfig",
@@ -160,7 +160,7 @@ class MEDCSPModel(Temperature, nn.Module):
             raise ValueError(f"tau must be > 0, got {init_tau}")
         self.encoders = nn.ModuleDict({k: encoders[k] for k in MEDCSP_ENCODER_KEYS if k in need})
         self.embed_dim = int(embed_dim)
-        self.projections = nn.ModuleDict({m: nn.Linear(_out_dim(self.encoders[ENCODER_OF[m]], ENCODER_OF[m]),
+        self.projections = nn.ModuleDict({m: nn.Linear(encoder_out_dim(self.encoders[ENCODER_OF[m]], ENCODER_OF[m]),
                                                        self.embed_dim) for m in self.modalities})
         self._init_temperature(init_tau, learnable_temperature, max_logit_scale)
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..metrics.paired import record
 from .pairs import pair_embeddings
-from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
+from ..metrics.protocol import EvalSettings, with_settings, eval_settings
 from ..metrics.retrieval import cross_modal_recall
 from .. import registry
 from .artifacts import Artifacts, row_systems
@@ -25,7 +25,7 @@ def _top1_agreement(q, g, chunk: int = 1024) -> float:
     return float(100.0 * np.bincount(top).max() / len(top)) if len(top) else math.nan
 
 
-@_with_settings
+@with_settings
 def crossmodal_recall_table(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
                             systems: Sequence[str] = FIG2_SYSTEMS, split: str = "test",
                             per_query: dict | None = None) -> pd.DataFrame:
@@ -61,7 +61,7 @@ def crossmodal_recall_table(cfg, settings: EvalSettings | None = None, artifacts
     return df
 
 
-@_with_settings
+@with_settings
 def tsne_pairs(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
                systems: Sequence[str] = FIG2_SYSTEMS[1:], split: str = "test") -> pd.DataFrame:
     """Fig. 2 left: a seeded openTSNE map per system of its CXR and ECG embeddings of the pairs (cosine

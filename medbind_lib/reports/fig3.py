@@ -12,8 +12,8 @@ import pandas as pd
 from ..metrics.fewshot import few_shot, single_label
 from ..metrics.paired import record
 from ..metrics.prompts import covid_prompts, ecg_prompts, rsna_prompts
-from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
-from .format import _shared_legend
+from ..metrics.protocol import EvalSettings, with_settings, eval_settings
+from .format import shared_legend
 from .. import registry
 from .artifacts import Artifacts, row_systems
 from ..metrics.zeroshot import binary_class_score, embed_prompts, zero_shot, zero_shot_multilabel
@@ -42,7 +42,7 @@ def _fig3_data(art: Artifacts, tag: str, dataset: str, s: EvalSettings):
     return ps, d["emb"][tr], ym[tr], d["emb"][te], ym[te], None if groups is None else groups[te], True
 
 
-@_with_settings
+@with_settings
 def fig3_zero_few_shot(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
                        systems: Sequence[str] = FIG3_SYSTEMS, datasets: Sequence[str] = tuple(FIG3_DATASETS),
                        progress: Callable | None = None, per_query: dict | None = None) -> pd.DataFrame:
@@ -165,7 +165,7 @@ def plot_fig3(df: pd.DataFrame):
     axes[0, 0].set_ylabel("balanced accuracy (%)")
     from matplotlib.lines import Line2D
 
-    _shared_legend(fig, axes[0], {"zero-shot (star, 95% CI)": Line2D([], [], marker="*", ls="", color="0.3", ms=9)},
+    shared_legend(fig, axes[0], {"zero-shot (star, 95% CI)": Line2D([], [], marker="*", ls="", color="0.3", ms=9)},
                    bottom=-0.1)
     fig.tight_layout()
     return fig

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+
+from ..layout import RunLayout
 
 
 def _fmt_cell(v) -> str:
@@ -33,7 +34,7 @@ def save_table(df: pd.DataFrame, cfg, name: str, params: dict | None = None, tit
     """Write ``runs/<profile>/tables/<name>.csv`` (full, CI columns included), ``<name>.md`` (``display``
     - one frame or {heading: frame} - or ``df``, then the notes and parameters) and ``<name>.params.json``;
     returns the paths."""
-    out = Path(cfg["runs_dir"]) / "tables"
+    out = RunLayout(cfg).tables
     out.mkdir(parents=True, exist_ok=True)
     params = params if params is not None else df.attrs.get("params", {})
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "params": out / f"{name}.params.json"}
@@ -64,12 +65,12 @@ def ci_str(v, lo, hi, ref=None, mark: str = "") -> str:
     return s
 
 
-def _fmt_ci(x, v="rsum") -> str:
+def fmt_ci(x, v="rsum") -> str:
     return f"{x[v]:.1f} [{x[v + '_lo']:.1f}, {x[v + '_hi']:.1f}]"
 
 
 
-def _shared_legend(fig, axes, extra: dict, bottom: float) -> None:
+def shared_legend(fig, axes, extra: dict, bottom: float) -> None:
     """One legend under a panel figure: each label once (first handle), the extra markers, a chance line."""
     from matplotlib.lines import Line2D
 

@@ -20,8 +20,8 @@ from . import paper
 from ..metrics.common import as_numpy
 from ..metrics.bootstrap import bootstrap_mean, mean_replicates, percentile_ci
 from ..metrics.prompts import chexpert5x200_instance_texts, chexpert5x200_prompts
-from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
-from .format import _fmt_ci, _shared_legend, ci_str
+from ..metrics.protocol import EvalSettings, with_settings, eval_settings
+from .format import fmt_ci, shared_legend, ci_str
 from ..metrics.retrieval import modality_to_text_recall, relevant_in_topk
 from .. import registry
 from ..registry import System
@@ -92,7 +92,7 @@ def _class_prompt_rows(art: Artifacts, system: System, d: dict, rows, emb, group
             "step": int(d["step"]) if "step" in d else None}
 
 
-@_with_settings
+@with_settings
 def table2_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
                      systems: Sequence[str] = TABLE2_SYSTEMS, datasets: Sequence[str] = tuple(TABLE2_DATASETS)
                      ) -> pd.DataFrame:
@@ -229,7 +229,7 @@ def plot_table2(df: pd.DataFrame):
     axes[0, 0].set_ylabel("modality -> text recall (%)")
     from matplotlib.lines import Line2D
 
-    _shared_legend(fig, axes[0], {"paper (hollow: other text protocol)": Line2D([], [], marker="D", ls="", color="k",
+    shared_legend(fig, axes[0], {"paper (hollow: other text protocol)": Line2D([], [], marker="D", ls="", color="k",
                                                                                 ms=5)}, bottom=-0.12)
     fig.tight_layout()
     return fig
@@ -249,11 +249,11 @@ def describe_table2(df: pd.DataFrame) -> list[str]:
         un = tot[tot["system"] == "untrained"]
         rel = ("above" if best["rsum_lo"] > best["chance_rsum"] else
                "below" if best["rsum_hi"] < best["chance_rsum"] else "CI includes")
-        line = (f"{mod.upper()}: highest RSUM {best['system_label']} {_fmt_ci(best)} ({rel} chance "
+        line = (f"{mod.upper()}: highest RSUM {best['system_label']} {fmt_ci(best)} ({rel} chance "
                 f"{best['chance_rsum']:.1f}")
         if len(un):
             u = un.iloc[0]
-            line += f", untrained {_fmt_ci(u)})."
+            line += f", untrained {fmt_ci(u)})."
             above = trained[trained["rsum_lo"] > u["rsum"]]
             line += (f" {len(above)} of {len(trained)} trained systems have a CI entirely above the untrained "
                      f"RSUM" + (f" ({', '.join(above['system_label'])})." if len(above) else

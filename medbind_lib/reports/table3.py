@@ -13,7 +13,7 @@ from . import paper
 from ..metrics.crossmodal import cross_modal_zero_shot
 from ..metrics.paired import record
 from .pairs import pair_embeddings
-from ..metrics.protocol import EvalSettings, _with_settings, eval_settings
+from ..metrics.protocol import EvalSettings, with_settings, eval_settings
 from .format import ci_str
 from ..layout import RunLayout
 from .. import registry
@@ -24,7 +24,7 @@ TABLE3_TASKS = {"hypertrophy_from_cxr": "Hypertrophy from CXR (ECG support)",
                 "cardiomegaly_from_ecg": "Cardiomegaly from ECG (CXR support)"}
 
 
-@_with_settings
+@with_settings
 def table3_crossmodal(cfg, settings: EvalSettings | None = None, artifacts: Artifacts | None = None,
                       systems: Sequence[str] = TABLE3_SYSTEMS, cache_dir=None, per_query: dict | None = None
                       ) -> pd.DataFrame:

@@ -1,0 +1,154 @@
+"""The models of MEDCSP's EHR-task rows (notebook 10): MEDCSP's encoders in front of the shared MLP head,
+frozen or fine-tuned, and the from-scratch FIDDLE baselines.
+
+Why a module of its own: the task definitions (``task_inputs``) say what each row sees; this module says what
+reads it, so the training loop (``medbind_lib.finetune``) and the table (``reports.ehr_tasks``) take a built
+module and never reach into the encoders.
+
+Every row ends in the same MLP head (``MLPHead``). For the MEDCSP rows the head reads the task's per-modality
+embeddings (``encode_medcsp``), concatenated with presence flags (``medcsp_task_pool: concat``: keeps which modality
+said what) or their masked mean (``mean``: Eq. 2's record embedding) - ``head_features``.
+``medcsp_task_finetune: false`` computes each row's embeddings once (``frozen_features``) and trains only the head
+(the CPU budget); ``true`` trains a copy of the encoders with the head (``FinetunedMEDCSP``). Each builder
+(``head``, ``finetuned``, ``fiddle``) seeds torch with the run's seed before it builds, so a run's
+initialisation depends on its seed only.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.fiddle import FIDDLENet, HeadOnly, MLPHead
+from .task_inputs import POOLS, TaskInputs, TaskSettings, note_features
+
+__all__ = ["encode_medcsp", "head_features", "frozen_features", "FinetunedMEDCSP", "head", "finetuned", "fiddle",
+           "load_models", "MLPHead", "HeadOnly", "FIDDLENet"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# MEDCSP embeddings of a task's rows
+# ----------------------------------------------------------------------------------------------------
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode_medcsp(model, inputs: TaskInputs) -> dict:
+    """{modality: [n, D]} for the task's modalities through the model's per-modality encoders (unit norm in the
+    present rows, zeros in the absent ones, as ``MEDCSPModel.forward``). Differentiable: the fine-tuned row calls
+    it under autograd, the frozen rows under ``no_grad``."""
+    dev, n, out = _device(model), len(inputs), {}
+    for m in inputs.modalities:
+        rows = torch.from_numpy(np.flatnonzero(inputs.present[m])).to(dev)
+        z = torch.zeros(n, model.embed_dim, device=dev)
+        if len(rows):
+            if m == "note":
+                e = model.encode_text([inputs.notes[i] for i in rows.tolist()], "note")
+            elif m == "temporal":
+                e = model.encode(m, torch.from_numpy(inputs.arrays[m]).to(dev)[rows],
+                                 torch.from_numpy(inputs.stays).to(dev)[rows])
+            else:
+                e = model.encode(m, torch.from_numpy(inputs.arrays[m]).to(dev)[rows])
+            z = z.index_copy(0, rows, e.to(z.dtype))
+        out[m] = z
+    return out
+
+
+def head_features(emb: Mapping[str, torch.Tensor], present: Mapping[str, np.ndarray], modalities: Sequence[str],
+                  pool: str = "concat") -> torch.Tensor:
+    """The head's input: ``concat`` = every modality's embedding (zeros if absent) + presence flags; ``mean`` =
+    the masked mean over the present modalities (Eq. 2's record embedding)."""
+    ref = emb[modalities[0]]
+    flags = torch.stack([torch.as_tensor(present[m], dtype=ref.dtype, device=ref.device) for m in modalities], 1)
+    if pool == "concat":
+        return torch.cat([emb[m] for m in modalities] + [flags], 1)
+    if pool == "mean":
+        total = sum(emb[m] for m in modalities)
+        return total / flags.sum(1, keepdim=True).clamp_min(1.0)
+    raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+
+
+@torch.no_grad()
+def frozen_features(model, inputs: TaskInputs, pool: str, batch_size: int = 256) -> torch.Tensor:
+    """Head inputs of every row, computed once with the encoders in eval mode (the frozen rows)."""
+    was = model.training
+    model.eval()
+    parts = []
+    for s in range(0, len(inputs), batch_size):
+        sub = inputs.take(np.arange(s, min(s + batch_size, len(inputs))))
+        parts.append(head_features(encode_medcsp(model, sub), sub.present, sub.modalities, pool).float().cpu())
+    model.train(was)
+    return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# modules
+# ----------------------------------------------------------------------------------------------------
+class FinetunedMEDCSP(nn.Module):
+    """A COPY of the MEDCSP model's encoders trained with the head (X is a :class:`TaskInputs`); the model given
+    is never modified, so every run starts from the same encoders."""
+
+    def __init__(self, model, modalities: Sequence[str], pool: str, hidden: int, dropout: float):
+        super().__init__()
+        self.encoder = copy.deepcopy(model)
+        self.modalities, self.pool = tuple(modalities), pool
+        d = self.encoder.embed_dim * (len(self.modalities) if pool == "concat" else 1)
+        d += len(self.modalities) if pool == "concat" else 0
+        self.head = MLPHead(d, hidden, dropout).to(_device(self.encoder))
+
+    def trainable(self) -> list:
+        """Head + the encoders and projections of the task's modalities (the image tower is never trained)."""
+        from ..models.medcsp import ENCODER_OF
+
+        keys = {ENCODER_OF[m] for m in self.modalities}
+        ps = list(self.head.parameters())
+        ps += [p for k in keys for p in self.encoder.encoders[k].parameters()]
+        ps += [p for m in self.modalities for p in self.encoder.projections[m].parameters()]
+        return [p for p in ps if p.requires_grad]
+
+    def forward(self, x: TaskInputs) -> torch.Tensor:
+        emb = encode_medcsp(self.encoder, x)
+        return self.head(head_features(emb, x.present, self.modalities, self.pool))
+
+
+# ----------------------------------------------------------------------------------------------------
+# each row's module, built under its run's seed (``make(seed) -> (module, trainable params or None)``)
+# ----------------------------------------------------------------------------------------------------
+def head(d: int, s: TaskSettings, seed: int):
+    """The MLP head alone on ``d`` precomputed features (the frozen MEDCSP rows and the MEDBind_BD row)."""
+    torch.manual_seed(seed)
+    return HeadOnly(d, s.head_hidden, s.head_dropout), None
+
+
+def finetuned(model, ti: TaskInputs, s: TaskSettings, seed: int):
+    """A copy of ``model``'s encoders with the head; its trainable parameters (``FinetunedMEDCSP.trainable``)."""
+    torch.manual_seed(seed)
+    m = FinetunedMEDCSP(model, ti.modalities, s.pool, s.head_hidden, s.head_dropout)
+    return m, m.trainable()
+
+
+def fiddle(kind: str, x: tuple, s: TaskSettings, seed: int):
+    """F-LSTM (``kind="lstm"``) or F-CNN (``"cnn"``) for the ``fiddle_inputs`` tuple ``x``."""
+    torch.manual_seed(seed)
+    return FIDDLENet(kind, x[0].shape[-1], x[2].shape[1], s.fiddle_hidden, s.head_hidden, s.head_dropout), None
+
+
+def load_models(cfg, data, s: TaskSettings, log, device="cpu") -> dict:
+    """The pre-trained variant, the untrained architecture (same seed) and the baselines' note encoder."""
+    from .embed import load_medcsp_model
+    from .pretrain import MEDCSPMethod
+
+    dims = MEDCSPMethod.input_dims_of(data)
+    out = {}
+    if "medcsp" in s.rows:
+        model, step, name = load_medcsp_model(cfg, s.variant, "best", device, input_dims=dims)
+        out["medcsp"] = (model, {"checkpoint": f"09/{s.variant}/{name} (step {step})"})
+    untrained, _, _ = load_medcsp_model(cfg, s.variant, "untrained", device, input_dims=dims)
+    out["medcsp_untrained"] = (untrained, {"checkpoint": f"untrained {s.variant} architecture (seed {cfg['seed']})"})
+    text = untrained.encoders["text"] if "text" in untrained.encoders else None
+    out["note_features"] = lambda ti: (note_features(text, ti.notes) if text is not None
+                                       else np.zeros((len(ti), 0), np.float32))
+    return out
