@@ -37,7 +37,7 @@ test-unit: setup
 	$(PY) -m pytest -q tests
 
 test-notebooks: setup       ## nbval on the committed smoke-profile golden copies
-	$(PY) -m medbind_lib.run --profile smoke --only 00,01,02,08,09   # artifacts of every variant for 03-07 and 10-12
+	$(PY) -m medbind_lib.run --profile smoke --producers   # pipeline.producers() (00,01,02,08,09): what 03-07 and 10-12 read
 	$(PY) -m pytest -q $(NBVAL_FLAGS) tests/golden
 
 golden: setup               ## re-execute the smoke profile and refresh tests/golden/

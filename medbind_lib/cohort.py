@@ -17,6 +17,7 @@ from .constants import ECG_SUPERCLASSES, ICBEB_CLASSES, LEADS
 from .datasets import load_manifest, load_tables
 from .errors import DataError
 from .io import write_csv_atomic, write_json_atomic, write_parquet_atomic
+from .layout import RunLayout
 from .preprocess import cxr as pcxr
 from .preprocess import ecg as pecg
 from .preprocess import text as ptext
@@ -188,20 +189,20 @@ def ecg_norm_stats(cfg, ecg_cached) -> dict:
 # ------------------------------------------------------------------------------------------ outputs
 def save_linked(cfg, linked: dict, external: dict, quality: QualityLog, t1: pd.DataFrame) -> Path:
     """Write everything later notebooks need under runs/<profile>/01/ (atomically)."""
-    out = Path(cfg.runs_dir) / "01"
+    out = RunLayout(cfg).linked
     for key in ("cxr", "ecg", "pairs", "admissions", "splits"):
         write_parquet_atomic(_parquet_safe(linked[key]), out / f"{key}.parquet")
     for key, df in external.items():
         write_parquet_atomic(_parquet_safe(df), out / f"external_{key}.parquet")
     write_csv_atomic(t1, out / "table1.csv")
     write_csv_atomic(quality.to_frame(), out / "quality.csv")
-    write_json_atomic(out / "link_params.json", {**linked["params"], "pair_counts": linked["pair_counts"]})
+    write_json_atomic(RunLayout(cfg).link_params, {**linked["params"], "pair_counts": linked["pair_counts"]})
     return out
 
 
 def load_linked(cfg) -> dict:
     """What notebook 01 wrote: the MIMIC frames and the external manifests."""
-    d = Path(cfg.runs_dir) / "01"
+    d = RunLayout(cfg).linked
     if not d.is_dir():
         raise DataError(d, "run notebook 01_linking first (python -m medbind_lib.run --only 01)")
     return {p.stem: pd.read_parquet(p) for p in sorted(d.glob("*.parquet"))}

@@ -218,8 +218,9 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_lstm_hidden": (128, "LSTM hidden size over the temporal tensor"),
     "medcsp_lstm_layers": (1, "LSTM layers"),
     "medcsp_dropout": (0.1, "dropout in the MLP and LSTM encoders"),
-    # MEDCSP EHR tasks (notebook 10; medcsp.task_inputs, medcsp.task_models, finetune, reports.ehr_tasks; MEDCSP.md "Downstream tasks"): the paper's protocol
-    # (MLP head, grid on validation over lr and batch, mean of 5 runs) with every open choice a key
+    # MEDCSP EHR tasks (notebook 10; medcsp.task_inputs / task_models, finetune, reports.ehr_tasks; MEDCSP.md
+    # "Downstream tasks"): the paper's protocol (MLP head, grid on validation over lr and batch, mean of 5 runs) with
+    # every open choice a key
     "medcsp_task_variant": (registry.HEADLINE["medcsp"], "pre-trained MEDCSP variant whose encoders the `medcsp` row uses (an EHR "
                                       "variant: notebook 09's best.pt)"),
     "medcsp_tasks": (["arf", "shock", "mortality", "readmission"], "EHR tasks of notebook 10 (FIDDLE ARF / shock / "

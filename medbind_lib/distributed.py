@@ -21,10 +21,16 @@ Pitfalls handled here:
   would wait forever in their backward all-to-all.
 * gloo cannot all-gather bool tensors and zero-element tensors are avoided: bools travel as uint8,
   and a gather where every rank has zero rows is answered locally.
+
+``launch(module, args, nproc, overrides)`` starts a module's CLI under ``torchrun`` (one process per GPU), as the
+pre-training notebooks (02, 09) do when they see several GPUs.
 """
 from __future__ import annotations
 
-from typing import Optional
+import json
+import subprocess
+import sys
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -39,6 +45,8 @@ __all__ = [
     "gather_with_grad",
     "gather_no_grad",
     "all_reduce_mean",
+    "torchrun_command",
+    "launch",
 ]
 
 
@@ -135,3 +143,23 @@ def all_reduce_mean(x: torch.Tensor, group: Optional[object] = None) -> torch.Te
     y = x.detach().clone().float()
     dist.all_reduce(y, group=group)
     return y / dist.get_world_size(group=group)
+
+
+# ------------------------------------------------------------------------------------------------ launching
+def torchrun_command(module: str, args: Sequence[str] = (), nproc: Optional[int] = None,
+                     overrides: Optional[Mapping] = None) -> list[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m <module> <args> [--set K=V ...]``.
+
+    ``nproc`` defaults to the visible GPUs; ``overrides`` (profile keys) travel as ``--set`` with JSON values
+    (JSON is YAML, so every CLI's ``config.parse_overrides`` reads back the same values)."""
+    nproc = torch.cuda.device_count() if nproc is None else int(nproc)
+    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items()]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", module, *map(str, args), *(["--set", *sets] if sets else [])]
+
+
+def launch(module: str, args: Sequence[str] = (), nproc: Optional[int] = None,
+           overrides: Optional[Mapping] = None) -> subprocess.CompletedProcess:
+    """Run ``module``'s CLI under torchrun (``torchrun_command``) and wait; a failing rank raises
+    ``subprocess.CalledProcessError``."""
+    return subprocess.run(torchrun_command(module, args, nproc, overrides), check=True)

@@ -2,48 +2,20 @@
 
 The runner calls :func:`require` before a notebook's kernel starts and each notebook calls it in its first
 cell, so a notebook run out of order says which notebook to run first instead of failing deep inside with a
-``KeyError``. Completion markers are the last files a producer writes: notebook 01's ``link_params.json``
-(after its tables), notebook 02's and notebook 09's per-variant embedding folders (after the checkpoint),
-notebook 08's ``params.json`` (after the MEDCSP data).
+``KeyError``. Which notebooks a notebook reads and the completion markers of each producer (the last files it
+writes) are declared once, in :mod:`medbind_lib.pipeline`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .constants import UNTRAINED_REFERENCE
-from .replicates import replicate_runs
+from . import pipeline
 
-__all__ = ["MissingArtifacts", "missing", "require", "NEEDS"]
-
-# notebook -> producer notebooks whose outputs it reads
-NEEDS: dict[str, tuple[str, ...]] = {"02": ("01",), "03": ("01", "02"), "04": ("01", "02"), "05": ("01", "02"),
-                                     "06": ("01", "02"), "07": ("01", "02"), "08": ("01",), "09": ("01", "08"),
-                                     "10": ("01", "02", "08", "09"), "11": ("01", "02", "09"), "12": ("08", "09")}
+__all__ = ["MissingArtifacts", "missing", "require"]
 
 
 class MissingArtifacts(RuntimeError):
     """A notebook's inputs from an earlier notebook are absent."""
-
-
-def _outputs(cfg, producer: str) -> list[Path]:
-    runs = Path(cfg.runs_dir)
-    if producer == "01":
-        return [runs / "01" / "link_params.json"]
-    if producer == "02":
-        out = []
-        for v in list(cfg.variants) + replicate_runs(cfg):
-            out += [runs / "02" / v / "best.pt", runs / "embeddings" / v]
-            if v == UNTRAINED_REFERENCE:
-                out.append(runs / "embeddings" / f"{v}_untrained")
-        return out
-    if producer == "08":
-        return [runs / "08" / "params.json"]               # written last by medcsp.features.build
-    if producer == "09":                                   # each MEDCSP variant + the untrained reference
-        out = [runs / "embeddings" / "medcsp_untrained"]
-        for v in cfg.medcsp_variants:
-            out += [runs / "09" / v / "best.pt", runs / "embeddings" / v]
-        return out
-    raise KeyError(producer)
 
 
 def _present(p: Path) -> bool:
@@ -53,8 +25,8 @@ def _present(p: Path) -> bool:
 def missing(cfg, notebook: str) -> dict[str, list[Path]]:
     """producer notebook -> its outputs that ``notebook`` needs and that are absent."""
     out = {}
-    for producer in NEEDS.get(str(notebook).zfill(2), ()):
-        absent = [p for p in _outputs(cfg, producer) if not _present(p)]
+    for producer in pipeline.needs(notebook):
+        absent = [p for p in pipeline.outputs(cfg, producer) if not _present(p)]
         if absent:
             out[producer] = absent
     return out

@@ -7,13 +7,14 @@ Executed copies go to ``runs/<profile>/`` (never in place); the first failing no
 named with the failing cell and the executed copy holding the error, whatever the failure (an exception, a
 cell timeout, a dead kernel). Parameters not declared in a notebook's ``parameters`` cell are an error
 (papermill only warns). A notebook that declares a ``variant`` parameter runs once per variant of the
-profile (``variants``; notebook 09: ``medcsp_variants``), into ``runs/<profile>/<NN_name>-<variant>.ipynb``
-(papermill's path templating).
+profile key the pipeline names for it (``medbind_lib.pipeline``: 02 ``variants`` + seed replicates, 09
+``medcsp_variants``), into ``runs/<profile>/<NN_name>-<variant>.ipynb`` (papermill's path templating).
+``--producers`` selects the notebooks whose outputs later notebooks read (``pipeline.producers()``).
 ``--set KEY=VALUE`` overrides profile keys in every notebook (passed as the ``overrides`` parameter).
 At the end the runner prints a time table and writes it to ``runs/<profile>/timings.csv``.
 
 ``notebook_lanes`` > 1 (the default profile: 2) runs that many notebooks at once, each in its own process
-(``--job``) with ``cores // lanes`` threads, in dependency order (``prereq.NEEDS`` plus ``AFTER``), the
+(``--job``) with ``cores // lanes`` threads, in dependency order (``pipeline``: ``needs`` plus ``after``), the
 runs with the longest chain of dependents first. Why: a CPU training step gains only 1.3-1.45x from a
 second thread (measured on the 2-core machine: one MEDBind_BD epoch 38.0 s on one thread, 28.8 s on two), so
 two one-thread notebooks side by side do more work than one two-thread notebook (1.11x on training,
@@ -33,17 +34,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ROOT
+from . import ROOT, pipeline
 from .config import load_profile, parse_overrides, profiles_help
 from .errors import ConfigError, DataError
-from .replicates import replicate_runs
+from .layout import RunLayout
 from .models.text import CACHE_DIR_ENV
 from .runtime import LOG_MARK, PROGRESS_LOG_ENV, write_env
 
 NOTEBOOKS = ROOT / "notebooks"
-# notebook -> notebooks that must finish before it beyond the inputs it reads (prereq.NEEDS): 10 reuses 07's
-# MEDBind_BD feature cache rather than computing the same file at the same time
-AFTER: dict[str, tuple[str, ...]] = {"10": ("07",)}
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -60,6 +58,13 @@ def parse_only(only: str | None) -> list[str] | None:
         raise SystemExit("--only: empty selection; give notebook numbers such as --only 00,01 (omit --only to "
                          "run every notebook)")
     return picked
+
+
+def select(only: str | None, producers: bool = False) -> list[str] | None:
+    """The ``--only`` / ``--producers`` selection (they exclude each other); None = every notebook."""
+    if producers and only is not None:
+        raise SystemExit("--producers and --only exclude each other")
+    return pipeline.producers() if producers else parse_only(only)
 
 
 def list_notebooks(only: list[str] | None = None, directory: Path | None = None) -> list[Path]:
@@ -86,16 +91,17 @@ def check_parameters(nb: Path, params: dict) -> None:
 
 
 def executions(nb: Path, cfg, overrides: dict | None = None) -> list[tuple[dict, str]]:
-    """(parameters, executed file name) for each run of ``nb``: one, or one per variant."""
+    """(parameters, executed file name) for each run of ``nb``: one, or one per variant run the pipeline
+    declares for a notebook with a ``variant`` parameter."""
     import papermill as pm
 
     base = {"profile": cfg.profile, **({"overrides": dict(overrides)} if overrides else {})}
     if "variant" not in pm.inspect_notebook(str(nb)):
         return [(base, nb.name)]
-    if nb.stem.startswith("09"):                               # MEDCSP pre-training: one run per variant
-        runs = list(cfg.medcsp_variants)
-    else:
-        runs = list(cfg.variants) + replicate_runs(cfg)      # + seed replicates (replicates.py)
+    runs = pipeline.variant_runs(nb.name[:2], cfg)
+    if runs is None:
+        raise NotebookFailed(f"{nb.name} declares a `variant` parameter but the pipeline (medbind_lib.pipeline) "
+                             f"names no profile key for its variants")
     return [({**base, "variant": v}, f"{nb.stem}-{v}.ipynb") for v in runs]
 
 
@@ -165,8 +171,8 @@ def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int | None, log
     import papermill as pm
 
     check_parameters(nb, params)
-    out = out_dir / (out_name or nb.name)
-    prog = out_dir / "progress" / f"{Path(out.name).stem}.log"
+    runs = RunLayout(out_dir)
+    out, prog = runs.executed(out_name or nb.name), runs.progress_log(out_name or nb.name)
     prog.parent.mkdir(parents=True, exist_ok=True)
     prog.write_text("")
     os.environ[PROGRESS_LOG_ENV] = str(prog)                # the kernel inherits the runner's environment
@@ -207,13 +213,11 @@ class Job:
 
 
 def plan_jobs(notebooks: list[Path], cfg, overrides: dict | None) -> list[Job]:
-    """Every execution in notebook order, each with the executions it waits for (``NEEDS`` + ``AFTER``,
-    among the selected notebooks; the files of unselected ones are checked by ``prereq.require``)."""
-    from . import prereq
-
+    """Every execution in notebook order, each with the executions it waits for (``pipeline.waits_for``: needs +
+    after, among the selected notebooks; the files of unselected ones are checked by ``prereq.require``)."""
     jobs = [Job(nb, params, name) for nb in notebooks for params, name in executions(nb, cfg, overrides)]
     for j in jobs:
-        wait = set(prereq.NEEDS.get(j.number, ())) | set(AFTER.get(j.number, ()))
+        wait = pipeline.waits_for(j.number)
         j.deps = {k.name for k in jobs if k.number in wait}
     return jobs
 
@@ -320,7 +324,8 @@ def run_lanes(jobs: list[Job], cfg, out_dir: Path, lanes: int, log_output: bool,
                 _timings(rows, profile, out_dir)
                 if ok:
                     done.add(name)
-                    print(f"[{profile}] {name} done in {time.time() - t0:.1f} s -> {out_dir / name}", flush=True)
+                    print(f"[{profile}] {name} done in {time.time() - t0:.1f} s -> {RunLayout(out_dir).executed(name)}",
+                          flush=True)
                 elif failure is None:
                     failure = f"{name} failed (exit {proc.returncode}); its error is printed above"
     finally:
@@ -354,7 +359,7 @@ def _timings(rows: list[dict], profile: str, out_dir: Path) -> str:
     from .io import write_csv_atomic
 
     df = pd.DataFrame(rows, columns=["notebook", "seconds", "status"])
-    write_csv_atomic(df, out_dir / "timings.csv")
+    write_csv_atomic(df, RunLayout(out_dir).timings)
     total = df["seconds"].sum()
     lines = [f"[{profile}] time per notebook (runs/{profile}/timings.csv):"]
     lines += [f"  {r.notebook:<48} {r.seconds:8.1f} s  {r.status}" for r in df.itertuples()]
@@ -367,6 +372,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="smoke", help="params/<profile>.yaml (default: smoke)")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01")
+    ap.add_argument("--producers", action="store_true",
+                    help="only the notebooks whose outputs later notebooks read (medbind_lib.pipeline: "
+                         f"{','.join(pipeline.producers())})")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
                     help="profile overrides for every notebook, e.g. --set epochs=1 'variants=[medbind_bd]'")
     ap.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
@@ -378,13 +386,14 @@ def main(argv=None) -> int:
     try:
         overrides = parse_overrides(args.set)
         cfg = load_profile(args.profile, overrides=overrides or None)
-        notebooks = list_notebooks(parse_only(args.only))
+        notebooks = list_notebooks(select(args.only, args.producers))
         preflight(cfg)
-        out_dir = Path(cfg.runs_dir)
+        layout = RunLayout(cfg)
+        out_dir = layout.root
         if cfg.text_feature_cache:                    # frozen-text features shared by every notebook's kernel
-            os.environ[CACHE_DIR_ENV] = str(Path(cfg.cache_dir) / "text_features")
+            os.environ[CACHE_DIR_ENV] = str(layout.text_features)
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_env(cfg, out_dir / "env.json")
+        write_env(cfg, layout.env)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
@@ -396,7 +405,7 @@ def main(argv=None) -> int:
         return rc
     print(_timings(rows, args.profile, out_dir), flush=True)
     print(f"[{args.profile}] all done in {(time.time() - t_all) / 60:.1f} min (wall clock); "
-          f"tables: {out_dir / 'tables'}, figures: {cfg.figures_dir}", flush=True)
+          f"tables: {layout.tables}, figures: {layout.figures}", flush=True)
     return 0
 
 

@@ -18,13 +18,12 @@ variant = "medbind_bd"
 
 # %%
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import torch
 
 from medbind_lib.config import load_profile
+from medbind_lib.distributed import launch
 from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
 from medbind_lib.medbind.pretrain import default_out_dir, train
@@ -35,10 +34,7 @@ seed_everything(cfg.seed)
 out = default_out_dir(cfg, variant)
 gpus = torch.cuda.device_count()
 if gpus > 1:  # DDP: one process per GPU, embeddings gathered with gradient inside the loss
-    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]  # JSON is YAML: the same overrides
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                    "-m", "medbind_lib.medbind.pretrain", "--profile", profile, "--variant", variant,
-                    *(["--set", *sets] if sets else [])], check=True)
+    launch("medbind_lib.medbind.pretrain", ["--profile", profile, "--variant", variant], gpus, overrides)
     metrics = json.loads((out / "metrics.json").read_text())
 else:
     metrics = train(cfg, variant)
@@ -96,19 +92,10 @@ print(f"median {steps['samples_per_s'].median():.1f} samples/s; data wait {wait:
 # R@10 and the median rank are the steadier signal here. Full tables with confidence intervals: 03-06.
 
 # %%
-fv, uv = metrics["final_valid"], metrics["untrained_valid"]
-rows = []
-for d in ("cxr_text", "ecg_text", "cxr_ecg"):
-    if f"r1_{d}" not in fv:
-        continue
-    n = fv[f"n_gallery_{d}"]
-    for k in ("r1", "r10", "medr"):
-        key = f"{k}_{d}"
-        rows.append({"direction": d.replace("_", "->"), "metric": {"r1": "R@1", "r10": "R@10", "medr": "median rank"}[k],
-                     "untrained": uv.get(key, float("nan")), "trained": fv[key],
-                     "chance": (n + 1) / 2 if k == "medr" else 100 * min(int(k[1:]), n) / n,
-                     "image-blind": fv.get(f"blind_{key}", float("nan")), "gallery": n})
-check = pd.DataFrame(rows).set_index(["direction", "metric"])
+from medbind_lib.reports.checks import validation_check
+
+check = validation_check(metrics["final_valid"], metrics["untrained_valid"], ("cxr_text", "ecg_text", "cxr_ecg"),
+                         blind=True)
 print(check.round(1).to_string())
 
 # %% [markdown]

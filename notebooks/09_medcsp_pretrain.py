@@ -17,13 +17,13 @@ variant = "medcsp"
 
 # %%
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import torch
 
 from medbind_lib.config import load_profile
+from medbind_lib.distributed import launch
+from medbind_lib.layout import RunLayout
 from medbind_lib.medcsp.pretrain import LOSS_KEYS, default_out_dir, train_medcsp
 from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
@@ -34,10 +34,7 @@ seed_everything(cfg.seed)
 out = default_out_dir(cfg, variant)
 gpus = torch.cuda.device_count()
 if gpus > 1:  # DDP: one process per GPU, record embeddings gathered with gradient inside the loss
-    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                    "-m", "medbind_lib.medcsp.pretrain", "--profile", profile, "--variant", variant,
-                    *(["--set", *sets] if sets else [])], check=True)
+    launch("medbind_lib.medcsp.pretrain", ["--profile", profile, "--variant", variant], gpus, overrides)
     metrics = json.loads((out / "metrics.json").read_text())
 else:
     metrics = train_medcsp(cfg, variant)
@@ -102,15 +99,11 @@ print(f"median {steps['samples_per_s'].median():.1f} records/s; data wait {wait:
 # evaluation set are scored with confidence intervals in the evaluation notebooks.
 
 # %%
-fv, uv = metrics["final_valid"], metrics["untrained_valid"]
-n = fv.get("n_gallery_report_image")
-rows = []
-for k, name in (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "median rank")):
-    key = f"{k}_report_image"
-    if key in fv:
-        rows.append({"metric": name, "untrained": uv.get(key, float("nan")), "trained": fv[key],
-                     "chance": (n + 1) / 2 if k == "medr" else 100 * min(int(k[1:]), n) / n, "studies": n})
-print(pd.DataFrame(rows).set_index("metric").round(1).to_string())
+from medbind_lib.reports.checks import validation_check
+
+check = validation_check(metrics["final_valid"], metrics["untrained_valid"], ("report_image",),
+                         ("r1", "r5", "r10", "medr"), count="studies")
+print(check.round(1).to_string())
 
 # %% [markdown]
 # ## Export embeddings of every evaluation set
@@ -126,7 +119,7 @@ from medbind_lib.medcsp.embed import export_medcsp_embeddings
 
 loaded = load_records(cfg, splits=("train", "valid", "test"))
 paths = export_medcsp_embeddings(cfg, variant, "best", loaded=loaded)
-emb_root = out.parents[1] / "embeddings"
+emb_root = RunLayout(cfg).embeddings()
 if not (emb_root / "medcsp_untrained" / "ehr_records.npz").exists():  # deterministic: whichever variant runs first
     export_medcsp_embeddings(cfg, "medcsp", "untrained", loaded=loaded)
 print(sorted(paths))
@@ -141,20 +134,16 @@ import numpy as np
 
 from medbind_lib.export import load_embeddings
 from medbind_lib.metrics.retrieval import target_ranks
+from medbind_lib.reports.checks import ranks_vs_chance
 
-rows = []
+ranks = {}
 for tag in (variant, "medcsp_untrained"):
     f = emb_root / tag / "mimic_cxr_holdout.npz"
     if not f.exists():
         continue
     z = load_embeddings(f)
-    r = target_ranks(torch.from_numpy(z["text_emb"]), torch.from_numpy(z["emb"]), np.arange(len(z["emb"])))
-    rows.append({"model": tag, **{f"R@{k}": 100 * float(np.mean(r < k)) for k in (1, 5, 10)},
-                 "median rank": float(np.median(r) + 1), "studies": len(r)})
-n = rows[0]["studies"]
-rows.append({"model": "chance", **{f"R@{k}": 100 * min(k, n) / n for k in (1, 5, 10)}, "median rank": (n + 1) / 2,
-             "studies": n})
-print(pd.DataFrame(rows).set_index("model").round(1).to_string())
+    ranks[tag] = target_ranks(torch.from_numpy(z["text_emb"]), torch.from_numpy(z["emb"]), np.arange(len(z["emb"])))
+print(ranks_vs_chance(ranks).round(1).to_string())
 
 # %% [markdown]
 # ## Is the trained model better than the untrained one beyond the noise?
@@ -165,26 +154,15 @@ print(pd.DataFrame(rows).set_index("model").round(1).to_string())
 # the test MEDBind's BD - NM comparisons use). A CI above 0 = trained beats untrained beyond resampling noise.
 
 # %%
-from medbind_lib.metrics.common import text_keys
 from medbind_lib.metrics.paired import paired_mean_difference
 from medbind_lib.metrics.protocol import EvalSettings
-from medbind_lib.metrics.retrieval import text_to_image_precision_recall
-
-
-def per_query_recall(tag, name, split=None, k=10):
-    z = load_embeddings(emb_root / tag / f"{name}.npz")
-    keep = np.ones(len(z["emb"]), bool) if split is None else z["split"] == split
-    keys = text_keys(list(z["text"][keep])) if name == "mimic_cxr" else list(z["study_id"][keep])
-    r = text_to_image_precision_recall(z["text_emb"][keep], z["emb"][keep], keys, keys, ks=(k,), n_boot=0,
-                                       return_per_query=True)
-    return r["per_query"][f"R@{k}"], z["subject_id"][keep][r["per_query"]["rows"]]
-
+from medbind_lib.reports.radiology import per_query_recall
 
 ev = EvalSettings(profile=profile, seed=cfg.seed)
 rows = []
 for name, split in (("mimic_cxr", "valid"), ("mimic_cxr_holdout", None)):
-    a, groups = per_query_recall(variant, name, split)
-    b, _ = per_query_recall("medcsp_untrained", name, split)
+    a, groups = per_query_recall(load_embeddings(emb_root / variant / f"{name}.npz"), name, split)
+    b, _ = per_query_recall(load_embeddings(emb_root / "medcsp_untrained" / f"{name}.npz"), name, split)
     d = paired_mean_difference(a, b, groups, n_boot=ev.n_boot, seed=ev.seed, alpha=ev.alpha)
     rows.append({"set": f"{name} ({split or 'all'})", "queries": d["n"], "trained R@10": a.mean(),
                  "untrained R@10": b.mean(), "difference": d["diff"], "CI low": d["lo"], "CI high": d["hi"]})

@@ -1,13 +1,21 @@
 """The papermill runner: order, --only, --set, undeclared parameters, pre-flight checks, and the first failing
 notebook is named with its cell and executed copy whatever the failure (exception, timeout)."""
+import dataclasses
 import json
+import sys
 import time
 
 import nbformat
 import pytest
 
-from medbind_lib import prereq, run
+from medbind_lib import pipeline, prereq, run
 from medbind_lib.config import load_profile
+
+
+def _needs(monkeypatch, graph):
+    """The real pipeline with only ``graph``'s needs (and no ``after``): toy notebooks read what the test says."""
+    monkeypatch.setattr(pipeline, "PIPELINE", {n: dataclasses.replace(s, needs=graph.get(n, ()), after=())
+                                               for n, s in pipeline.PIPELINE.items()})
 
 
 def _nb(path, *sources, params='profile = "smoke"\noverrides = {}'):
@@ -31,7 +39,7 @@ def nbdir(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "load_profile",
                         lambda p, overrides=None: load_profile(p, overrides={"runs_dir": str(runs), **(overrides or {})}))
     monkeypatch.setattr(run, "preflight", lambda cfg: None)              # no cohort for toy notebooks
-    monkeypatch.setattr(prereq, "NEEDS", {"05": ("01", "02")})           # only the toy 05 reads earlier outputs
+    _needs(monkeypatch, {"05": ("01", "02")})                             # only the toy 05 reads earlier outputs
     return d, runs
 
 
@@ -143,6 +151,40 @@ def test_variant_notebooks_run_once_per_variant(tmp_path, monkeypatch):
         ({"profile": "smoke", "variant": "ecg_clip"}, "02_v-ecg_clip.ipynb")]
     from medbind_lib.golden import executed_copy
     assert executed_copy(d / "02_v.ipynb", tmp_path).name == "02_v-a.ipynb"
+    # seed replicates join notebook 02's runs; notebook 09 runs once per MEDCSP variant (pipeline.py)
+    cfg = load_profile("smoke", overrides={"variants": ["medbind_bd", "ecg_clip"], "seed_replicates": 2,
+                                           "seed_replicate_variants": ["medbind_bd"], "medcsp_variants": ["medcsp"]})
+    assert [p["variant"] for p, _ in run.executions(d / "02_v.ipynb", cfg)] == ["medbind_bd", "ecg_clip",
+                                                                               "medbind_bd@seed1"]
+    (d / "09_v.ipynb").write_bytes((d / "02_v.ipynb").read_bytes())
+    assert run.executions(d / "09_v.ipynb", cfg) == [({"profile": "smoke", "variant": "medcsp"}, "09_v-medcsp.ipynb")]
+    (d / "03_v.ipynb").write_bytes((d / "02_v.ipynb").read_bytes())   # `variant` without a pipeline variants key
+    with pytest.raises(run.NotebookFailed, match="names no profile key"):
+        run.executions(d / "03_v.ipynb", cfg)
+
+
+def test_producers_selection():
+    assert run.select(None, producers=True) == ["00", "01", "02", "08", "09"]
+    assert run.select("1,2") == ["01", "02"] and run.select(None) is None
+    with pytest.raises(SystemExit, match="exclude each other"):
+        run.select("01", producers=True)
+
+
+def test_torchrun_launch_command(monkeypatch):
+    """The pre-training notebooks' multi-GPU launch (distributed.launch): the command they wrote by hand."""
+    from medbind_lib import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
+    distributed.launch("medbind_lib.medcsp.pretrain", ["--profile", "smoke", "--variant", "medcsp"], 2,
+                       {"epochs": 1, "variants": ["medbind_bd"]})
+    distributed.launch("medbind_lib.medbind.pretrain", ["--profile", "smoke", "--variant", "medbind_bd"], 4, {})
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    assert calls == [
+        (head + ["--nproc_per_node=2", "-m", "medbind_lib.medcsp.pretrain", "--profile", "smoke", "--variant", "medcsp",
+                 "--set", "epochs=1", 'variants=["medbind_bd"]'], True),
+        (head + ["--nproc_per_node=4", "-m", "medbind_lib.medbind.pretrain", "--profile", "smoke", "--variant",
+                 "medbind_bd"], True)]
 
 
 def test_terminal_shows_the_notebooks_bars_and_log_lines(nbdir, capsys, monkeypatch):
@@ -191,7 +233,7 @@ def test_lanes_run_notebooks_side_by_side_in_dependency_order(nbdir, monkeypatch
              "open(r'{runs}/{n}.json', 'w'))")
     for n, s in (("00_a", 0), ("01_slow", 3), ("02_reads01", 0), ("03_free", 3)):
         _nb(d / f"{n}.ipynb", stamp.format(s=s, runs=runs, n=n))
-    monkeypatch.setattr(prereq, "NEEDS", {"01": ("00",), "02": ("01",), "03": ("00",)})
+    _needs(monkeypatch, {"01": ("00",), "02": ("01",), "03": ("00",)})
     monkeypatch.setattr(prereq, "require", lambda cfg, nb: None)         # toy notebooks write no artifacts
     monkeypatch.setattr(run, "_cores", lambda: 4)
     assert run.main(["--profile", "smoke", "--set", "notebook_lanes=2"]) == 0
@@ -207,7 +249,7 @@ def test_lanes_run_notebooks_side_by_side_in_dependency_order(nbdir, monkeypatch
 
 def test_lanes_stop_launching_after_a_failure_and_name_it(nbdir, monkeypatch, capfd):
     _, runs = nbdir
-    monkeypatch.setattr(prereq, "NEEDS", {"02": ("01",)})
+    _needs(monkeypatch, {"02": ("01",)})
     assert run.main(["--profile", "smoke", "--set", "notebook_lanes=2"]) == 1
     err = capfd.readouterr().err
     assert "01_boom.ipynb" in err and "synthetic failure" in err

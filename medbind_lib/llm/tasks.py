@@ -201,24 +201,22 @@ def summary(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def save_quality(cfg, quality: QualityLog):
     """Write the Table 4 data-quality table to ``runs/<profile>/07/quality.csv`` (atomically)."""
-    from pathlib import Path
-
     from ..io import write_csv_atomic
+    from ..layout import RunLayout
 
-    path = Path(cfg["runs_dir"]) / "07" / "quality.csv"
+    path = RunLayout(cfg).llm_quality
     write_csv_atomic(quality.to_frame(), path)
     return path
 
 
 def save_frames(cfg, frames: Mapping[str, pd.DataFrame], quality: QualityLog):
     """Write ``runs/<profile>/07/task_<task>.parquet`` and the data-quality table (atomically)."""
-    from pathlib import Path
-
     from ..io import write_parquet_atomic
+    from ..layout import RunLayout
 
-    out = Path(cfg["runs_dir"]) / "07"
+    layout = RunLayout(cfg)
     paths = []
     for task, f in frames.items():
-        paths.append(out / f"task_{task}.parquet")
+        paths.append(layout.llm_task_frame(task))
         write_parquet_atomic(f.astype({"hadm_id": "int64"}), paths[-1])
     return paths + [save_quality(cfg, quality)]

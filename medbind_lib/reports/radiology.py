@@ -33,17 +33,18 @@ from ..metrics.bootstrap import percentile_ci
 from ..metrics.paired import paired_mean_difference
 from ..metrics.prompts import covid_prompts, ec_prompts
 from ..metrics.protocol import EvalSettings, eval_settings, torch_threads
-from .artifacts import Artifacts, any_system
-from ..metrics.zeroshot import _binary_auroc, binary_class_score, class_scores
+from .. import registry
+from .artifacts import Artifacts
+from ..metrics.zeroshot import binary_auroc, binary_class_score, class_scores
 
 __all__ = ["RADIOLOGY_SYSTEMS", "ABLATION_SYSTEMS", "RETRIEVAL_SETS", "ZERO_SHOT_TASKS", "precision_recall_f1",
            "radiology_retrieval", "radiology_zero_shot", "paired_radiology", "plot_retrieval_curves",
-           "plot_zero_shot", "describe_radiology", "retrieval_wide", "zero_shot_wide", "label_of", "ALWAYS_POSITIVE"]
+           "plot_zero_shot", "describe_radiology", "retrieval_wide", "zero_shot_wide", "label_of", "ALWAYS_POSITIVE",
+           "retrieval_keys", "per_query_recall"]
 
 # rows: MEDCSP's variants and untrained reference, then MEDBind's CXR-capable systems (notebook 02)
-RADIOLOGY_SYSTEMS = ("medcsp_untrained", "medcsp_single", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp",
-                     "untrained", "medclip", "cxr_clip", "medbind_nm", "medbind_bd")
-ABLATION_SYSTEMS = ("medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single", "medcsp")
+RADIOLOGY_SYSTEMS = registry.table_rows("radiology")
+ABLATION_SYSTEMS = registry.table_rows("ablation")
 # set -> (embedding file, split or None = every row, relevance key: text | study_id)
 RETRIEVAL_SETS = {"mimic_cxr": ("mimic_cxr", "test", "text"), "openi": ("openi", None, "text"),
                   "mimic_cxr_holdout": ("mimic_cxr_holdout", None, "study_id")}
@@ -54,7 +55,7 @@ ALWAYS_POSITIVE = "always_positive"   # reference row: F1 of predicting every im
 
 
 def label_of(key: str) -> str:
-    return "Always positive (reference)" if key == ALWAYS_POSITIVE else any_system(key).label
+    return "Always positive (reference)" if key == ALWAYS_POSITIVE else registry.system(key).label
 
 
 def _rows(z: dict, split: str | None) -> np.ndarray:
@@ -65,7 +66,7 @@ def _tags(art: Artifacts, systems: Sequence[str], dataset: str) -> dict[str, str
     """{system: embedding tag} of the systems whose file for ``dataset`` exists (the others have not run)."""
     out = {}
     for key in systems:
-        tag = any_system(key).tag("cxr")
+        tag = registry.system(key).tag("cxr")
         if art.has(tag, dataset):
             out[key] = tag
     return out
@@ -94,7 +95,7 @@ def radiology_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Ar
                 _same_rows(ref, z, ds)
                 ref = ref or z
                 m = _rows(z, split)
-                keys = text_keys(list(z["text"][m]), s.text_identity) if key == "text" else list(z[key][m])
+                keys = retrieval_keys(z, m, key, s.text_identity)
                 groups = z["subject_id"][m]
                 r = text_to_image(z["text_emb"][m], z["emb"][m], keys, groups, ks, s)
                 if per_query is not None:
@@ -102,7 +103,7 @@ def radiology_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Ar
                 for kind in ("P", "R"):
                     for k in ks:
                         name = f"{kind}@{k}"
-                        out.append({"dataset": ds, "system": sys_key, "label": any_system(sys_key).label,
+                        out.append({"dataset": ds, "system": sys_key, "label": registry.system(sys_key).label,
                                     "metric": name, "value": r[name], "lo": r.get(f"{name}_lo", math.nan),
                                     "hi": r.get(f"{name}_hi", math.nan),
                                     "paper": paper.medcsp_retrieval(ds, sys_key, name),
@@ -112,6 +113,26 @@ def radiology_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Ar
     df.attrs["params"] = {**s.as_dict(), "ks": list(ks), "sets": {d: RETRIEVAL_SETS[d] for d in datasets},
                           "systems": list(systems)}
     return df
+
+
+def retrieval_keys(z: dict, rows: np.ndarray, key: str, identity: str = "lower_ws") -> list:
+    """The relevance key of each query row: its report text normalised by ``identity`` (identical text = the same
+    study) for ``key = "text"``, else the ``key`` column itself (``study_id``)."""
+    return text_keys(list(z["text"][rows]), identity) if key == "text" else list(z[key][rows])
+
+
+def per_query_recall(z: dict, dataset: str, split: str | None, k: int = 10, identity: str = "lower_ws",
+                     ties: str = "pessimistic") -> tuple[np.ndarray, np.ndarray]:
+    """(per-query text->image R@k, patient of each scored query) of one exported set on the rows of ``split``
+    (None = every row), relevance by ``RETRIEVAL_SETS[dataset]``'s key, no bootstrap: the inputs of a paired
+    test of two models on the same queries (notebook 09: trained vs untrained)."""
+    from ..metrics.retrieval import text_to_image_precision_recall
+
+    m = _rows(z, split)
+    keys = retrieval_keys(z, m, RETRIEVAL_SETS[dataset][2], identity)
+    r = text_to_image_precision_recall(z["text_emb"][m], z["emb"][m], keys, keys, ks=(k,), ties=ties, n_boot=0,
+                                       return_per_query=True)
+    return r["per_query"][f"R@{k}"], z["subject_id"][m][r["per_query"]["rows"]]
 
 
 def text_to_image(text_emb, image_emb, keys, groups, ks, s: EvalSettings) -> dict:
@@ -140,7 +161,7 @@ def precision_recall_f1(y, pred) -> tuple[float, float, float]:
 
 def _auroc(y, score) -> float:
     """AUROC in percent (NaN with one class), the same function MEDBind's zero-shot AUROC uses."""
-    return 100 * _binary_auroc(y, score)
+    return 100 * binary_auroc(y, score)
 
 
 def _zero_shot_set(art: Artifacts, tag: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -176,7 +197,7 @@ def radiology_zero_shot(cfg, settings: EvalSettings | None = None, artifacts: Ar
                 x, y, groups, rid = _zero_shot_set(art, tag, task)
                 _same_rows(ref, {"record_id": rid}, task)
                 ref = ref or {"record_id": rid}
-                sysd = any_system(sys_key)
+                sysd = registry.system(sys_key)
                 enc = art.text_encoder(sysd.cxr, sysd.checkpoint)
                 pe = {c: enc(p) for c, p in ps.prompts.items()}
                 scores = class_scores(x, pe, list(ps.classes), s.prompt_pool)
