@@ -16,6 +16,7 @@ import yaml
 
 from . import ROOT, registry
 from .errors import ConfigError
+from .layout import RunLayout
 
 # the variants each method trains, from the registry (the single declaration of every system)
 _MEDBIND, _MEDCSP = registry.variant_names("medbind"), registry.variant_names("medcsp")
@@ -31,7 +32,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "notebook_timeout": (None, "papermill per-cell hang guard, seconds; null = none (a slow or busy machine must "
                                "never fail a legitimate run)"),
     "notebook_lanes": (1, "notebooks medbind_lib.run executes at once, each in its own process with cores // lanes "
-                          "threads, in dependency order (prereq.NEEDS); 1 = one after another with every core"),
+                          "threads, in dependency order (pipeline.py); 1 = one after another with every core"),
     # --- data sources
     "synthetic": (True, "write and use the synthetic cohort (False = real PhysioNet data at the roots below)"),
     "n_patients": (200, "synthetic cohort size: MIMIC patients; external datasets scale with it"),
@@ -130,7 +131,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "fewshot_support_sets": (300, "few-shot linear probe: random support sets per K (paper: 300)"),
     "tsne_perplexity": (30.0, "openTSNE perplexity for Figure 2 (small cohorts need less)"),
     "chexpert_5x200_per_class": (200, "images per class in CheXpert 5x200 (GLoRIA rule, seeded)"),
-    # --- training (medbind_lib.medbind.pretrain / medbind_lib.medbind.data; METHOD.md 1 "Training", 3 open_clip protocols)
+    # --- training (medbind_lib.medbind.pretrain / .data; METHOD.md 1 "Training", 3 open_clip protocols)
     "variants": (list(_MEDBIND), "systems notebook 02 trains (registry: MEDBind's variants), same data and splits"),
     "seed_replicates": (1, "pre-training runs per replicated variant, seeds seed, seed+1, ...: 1 = none; >= 3 gives "
                            "the paired BD - NM / BD - zoo differences a pre-training-seed spread (replicates.py)"),
@@ -221,8 +222,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     # MEDCSP EHR tasks (notebook 10; medcsp.task_inputs / task_models, finetune, reports.ehr_tasks; MEDCSP.md
     # "Downstream tasks"): the paper's protocol (MLP head, grid on validation over lr and batch, mean of 5 runs) with
     # every open choice a key
-    "medcsp_task_variant": (registry.HEADLINE["medcsp"], "pre-trained MEDCSP variant whose encoders the `medcsp` row uses (an EHR "
-                                      "variant: notebook 09's best.pt)"),
+    "medcsp_task_variant": (registry.HEADLINE["medcsp"], "pre-trained MEDCSP variant whose encoders the `medcsp` row "
+                                                         "uses (an EHR variant: notebook 09's best.pt)"),
     "medcsp_tasks": (["arf", "shock", "mortality", "readmission"], "EHR tasks of notebook 10 (FIDDLE ARF / shock / "
                                                                    "mortality at T, 30-day readmission)"),
     "medcsp_task_rows": (list(registry.table_rows("ehr_tasks")),
@@ -314,7 +315,7 @@ class Profile(dict):
 
     def out(self, *parts) -> Path:
         """A path under runs/<profile>/, created on demand."""
-        p = Path(self["runs_dir"]).joinpath(*map(str, parts))
+        p = RunLayout(self).root.joinpath(*map(str, parts))
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 

@@ -41,6 +41,5 @@ SPLITS = ("train", "valid", "test")
 # Columns every manifest carries (medbind_lib.schema.validate_manifest checks them).
 MANIFEST_COLUMNS = ("dataset", "record_id", "subject_id", "path", "time", "split")
 
-# The tables' "untrained" row is this variant's initialisation (same architecture and seed, never trained);
-# notebook 02 exports untrained embeddings for it alone.
-UNTRAINED_REFERENCE = "medbind_bd"
+# A synthetic cohort's stamp, written last into its data_root (synth.write_cohort): present = complete.
+STAMP_NAME = ".synth_stamp.json"

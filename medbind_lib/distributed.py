@@ -65,13 +65,13 @@ def world_size(group: Optional[object] = None) -> int:
     return dist.get_world_size(group=group) if is_dist() else 1
 
 
-def _active(group: Optional[object] = None) -> bool:
+def active(group: Optional[object] = None) -> bool:
     return is_dist() and dist.get_world_size(group=group) > 1
 
 
 def gather_sizes(n: int, device: Optional[torch.device] = None, group: Optional[object] = None) -> list[int]:
     """All-gather one integer per rank (e.g. a local row count); ``[n]`` when not distributed."""
-    if not _active(group):
+    if not active(group):
         return [int(n)]
     t = torch.tensor([int(n)], dtype=torch.int64, device=device)
     out = [torch.zeros_like(t) for _ in range(dist.get_world_size(group=group))]
@@ -95,7 +95,7 @@ def gather_with_grad(
     ``sum(sizes[:rank])``.  ``sizes`` (the per-rank row counts, from :func:`gather_sizes`) may be
     passed to save one collective.  Not distributed: returns ``x`` itself.
     """
-    if not _active(group):
+    if not active(group):
         return x
     if sizes is None:
         sizes = gather_sizes(x.shape[0], device=x.device, group=group)
@@ -120,7 +120,7 @@ def gather_no_grad(
     Any dtype (bool travels as uint8).  Variable row counts per rank are fine.  Not distributed:
     returns ``x`` itself.
     """
-    if not _active(group):
+    if not active(group):
         return x
     if sizes is None:
         sizes = gather_sizes(x.shape[0], device=x.device, group=group)
@@ -138,7 +138,7 @@ def gather_no_grad(
 
 def all_reduce_mean(x: torch.Tensor, group: Optional[object] = None) -> torch.Tensor:
     """Mean of a (detached) tensor over ranks, for logging; identity when not distributed."""
-    if not _active(group):
+    if not active(group):
         return x.detach()
     y = x.detach().clone().float()
     dist.all_reduce(y, group=group)

@@ -61,3 +61,8 @@ class QualityLog:
                 for (d, s, r), c in sorted(self._counts.items())]
         cols = ["dataset", "stage", "reason", "action", "records", "seen", "examples"]
         return pd.DataFrame(rows, columns=cols).astype({"seen": "Int64"})
+
+
+def quality_or_new(quality: QualityLog | None) -> QualityLog:
+    """The caller's log, or a fresh one (readers count into the log they are given)."""
+    return quality if quality is not None else QualityLog()

@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["Variant", "System", "VARIANTS", "SYSTEMS", "TABLES", "METHODS", "HEADLINE", "UNTRAINED_REFERENCE", "variant",
-           "variant_names", "system", "table_rows", "label", "method_of", "is_variant"]
+__all__ = ["Variant", "System", "VARIANTS", "SYSTEMS", "TABLES", "TABLE_LABELS", "METHODS", "HEADLINE",
+           "UNTRAINED_REFERENCE", "variant", "variant_names", "system", "table_rows", "label", "method_of", "is_variant"]
 
 METHODS = ("medbind", "medcsp")
 

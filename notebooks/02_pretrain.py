@@ -104,7 +104,7 @@ print(check.round(1).to_string())
 # tables' untrained reference row (no table reads the other variants' untrained embeddings).
 
 # %%
-from medbind_lib.constants import UNTRAINED_REFERENCE
+from medbind_lib.registry import UNTRAINED_REFERENCE
 from medbind_lib.medbind.embed import export_embeddings
 
 paths = export_embeddings(cfg, variant, "best")

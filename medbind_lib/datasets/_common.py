@@ -11,7 +11,7 @@ import pandas as pd
 from ..constants import MANIFEST_COLUMNS
 from ..errors import DataError
 from ..io import decode_text as io_decode_text
-from ..quality import QualityLog
+from ..quality import QualityLog, quality_or_new  # noqa: F401 (quality_or_new: for the readers)
 from ..schema import validate_manifest
 
 
@@ -30,10 +30,6 @@ def require_file(path, what: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"{what} not found")
     return path
-
-
-def quality_or_new(quality: QualityLog | None) -> QualityLog:
-    return quality if quality is not None else QualityLog()
 
 
 def id_str(values) -> pd.Series:

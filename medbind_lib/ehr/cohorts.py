@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..datasets import mimic_icu, mimic_iv
-from ..datasets._common import quality_or_new
 from .items import FIDDLE_PREVALENCE
-from ..quality import QualityLog
+from ..quality import QualityLog, quality_or_new
 from .onsets import ONSET_TASKS, task_onsets
 
 DATASET = "mimic_iv"

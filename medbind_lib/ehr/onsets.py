@@ -28,8 +28,7 @@ import pandas as pd
 from ..datasets import mimic_icu
 from ..errors import DataError
 from .items import TASK_EVENTS
-from ..datasets._common import quality_or_new
-from ..quality import QualityLog
+from ..quality import QualityLog, quality_or_new
 
 DATASET = "mimic_iv"
 ONSET_TASKS = tuple(TASK_EVENTS)                       # ("arf", "shock")

@@ -30,6 +30,7 @@ import torch
 
 from ..finetune import Epoch, train_epochs
 from ..io import write_json_atomic, write_parquet_atomic
+from ..layout import RunLayout
 from ..runtime import progress, seed_everything
 from .metrics import auroc_rows, choose_threshold
 from .model import PromptTunedClassifier
@@ -172,7 +173,7 @@ def data_fingerprint(frame: pd.DataFrame, ids, modalities: Mapping) -> str:
 
 
 def prediction_paths(cfg, task: str, system: str, seed: int) -> tuple[Path, Path]:
-    d = Path(cfg["runs_dir"]) / "07" / "predictions" / task / system
+    d = RunLayout(cfg).llm_predictions(task, system)
     return d / f"seed{seed}.parquet", d / f"seed{seed}.json"
 
 

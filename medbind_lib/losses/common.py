@@ -35,7 +35,7 @@ class Group:
     """Row bookkeeping for one set of aligned items: local rows vs the gathered (global) rows."""
 
     def __init__(self, n_local: int, device: torch.device, distributed: Optional[bool]):
-        use = D._active() if distributed is None else (bool(distributed) and D._active())
+        use = D.active() if distributed is None else (bool(distributed) and D.active())
         self.dist = use
         self.sizes = D.gather_sizes(n_local, device=device) if use else [int(n_local)]
         self.rank = D.rank() if use else 0

@@ -315,7 +315,7 @@ def emcl(
     n_local = c.shape[0] if n is None else int(n)
     if n_local < cp.shape[0]:
         raise ValueError(f"n (samples) = {n_local} < m (pairs) = {cp.shape[0]}")
-    use = D._active() if distributed is None else (bool(distributed) and D._active())
+    use = D.active() if distributed is None else (bool(distributed) and D.active())
     n_glob = sum(D.gather_sizes(n_local, device=c.device)) if use else n_local
     s = resolve_logit_scale(tau, logit_scale)
     m_glob = sum(D.gather_sizes(cp.shape[0], device=c.device)) if use else cp.shape[0]
@@ -457,7 +457,7 @@ class MEDBindLoss(nn.Module):
         kw = dict(logit_scale=s, reduction=self.reduction, distributed=self.distributed)
         out: dict = {}
         total = None
-        use_dist = D._active() if self.distributed is None else (bool(self.distributed) and D._active())
+        use_dist = D.active() if self.distributed is None else (bool(self.distributed) and D.active())
 
         # sample / pair counts (local); n_samples is needed by EMCL and by reduction='batch'
         pairs = batch.get("pairs")

@@ -30,6 +30,7 @@ import torch
 
 from .. import registry
 from ..errors import DataError
+from ..layout import RunLayout
 from ..finetune import fit_classifier, grid_search, predict, select_setting, take
 from ..medcsp.task_inputs import (COHORT_NOTE, MEDBIND_ROW, MEDBIND_TASKS, PAPER_EHR_NUMBERS, ROW_LABELS, ROWS,
                                   TaskInputs, TaskSettings, fiddle_inputs, medbind_features, task_inputs,
@@ -317,8 +318,6 @@ def plot_auroc(res: TaskResults):
 def save_results(cfg, res: TaskResults) -> dict:
     """Tables (CSV + Markdown + params, ``runs/<profile>/tables/``) and the raw fits (``runs/<profile>/10/``:
     the grid and every run's test probabilities), atomically where the suite's helpers allow."""
-    from pathlib import Path
-
     from .format import save_table
     from ..io import write_csv_atomic, write_parquet_atomic
 
@@ -328,7 +327,7 @@ def save_results(cfg, res: TaskResults) -> dict:
              f"Every number: {COHORT_NOTE}.",
              "MEDBind_BD row: other inputs (MEDBind_BD's CXR and ECG embeddings + demographics), not a same-input "
              "baseline."] + list(res.notes)
-    out = Path(cfg["runs_dir"]) / "10"
+    out = RunLayout(cfg).ehr_tasks
     paths = {"table": save_table(res.table, cfg, "medcsp_ehr_tasks", title="MEDCSP EHR tasks (notebook 10)",
                                  display=display_table(res), notes=notes),
              "paired": save_table(res.paired, cfg, "medcsp_ehr_tasks_paired",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..constants import STAMP_NAME
 from ..errors import ConfigError
 from ..io import write_json_atomic
 from ..runtime import pid_alive
@@ -42,7 +43,6 @@ GENERATOR_VERSION = "1.4.0"          # 1.1.0: every generated root carries MARKE
 #                                      1.4.0: fewer sick-only ICU admissions (latent.ICU_LOGIT; FIDDLE mortality
 #                                      ~14 %, was ~25 %), icustays drawn from the mimic_icu stream, ARF/shock
 #                                      intercepts re-solved; notes re-drawn once; CXR, ECG, external data unchanged
-STAMP_NAME = ".synth_stamp.json"
 MARKER_NAME = ".medbind-synthetic"
 STAGING_MARK = ".medbind-synth-staging"
 TRUTH_DIR = "_synth_truth"
