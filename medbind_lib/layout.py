@@ -84,13 +84,8 @@ class RunLayout:
         """The progress mirror of one notebook execution (``runs/<profile>/progress/<stem>.log``)."""
         return self.root / "progress" / f"{Path(name).stem}.log"
 
-    @property
-    def timings(self) -> Path:
-        return self.root / "timings.csv"
-
-    @property
-    def env(self) -> Path:
-        return self.root / "env.json"
+    timings = property(lambda self: self.root / "timings.csv", doc="the runner's per-notebook time table")
+    env = property(lambda self: self.root / "env.json", doc="versions, threads and device of the run")
 
     # ------------------------------------------------------------------------------ pre-training checkpoints
     def checkpoint_dir(self, method_or_stage: str, run: str) -> Path:
@@ -111,9 +106,7 @@ class RunLayout:
         root = self.root / "embeddings"
         return root if tag is None else root / tag
 
-    @property
-    def tables(self) -> Path:
-        return self.root / "tables"
+    tables = property(lambda self: self.root / "tables", doc="every table: CSV + Markdown + parameters")
 
     @property
     def figures(self) -> Path:
@@ -134,13 +127,9 @@ class RunLayout:
         """Notebook 01's folder: linked frames, Table 1, quality table."""
         return self.stage("01")
 
-    @property
-    def link_params(self) -> Path:
-        return self.linked / "link_params.json"
-
-    @property
-    def support_embeddings(self) -> Path:
-        return self.stage("06") / "support_embeddings"
+    link_params = property(lambda self: self.linked / "link_params.json", doc="written last by notebook 01")
+    support_embeddings = property(lambda self: self.stage("06") / "support_embeddings",
+                                  doc="Table 3's training-split embeddings")
 
     @property
     def llm(self) -> Path:
@@ -156,18 +145,14 @@ class RunLayout:
     def llm_task_frame(self, task: str) -> Path:
         return self.llm / f"task_{task}.parquet"
 
-    @property
-    def llm_quality(self) -> Path:
-        return self.llm / "quality.csv"
+    llm_quality = property(lambda self: self.llm / "quality.csv", doc="Table 4's data-quality table")
 
     @property
     def medcsp_data(self) -> Path:
         """Notebook 08's folder (MEDCSP records and features)."""
         return self.stage("08")
 
-    @property
-    def medcsp_params(self) -> Path:
-        return self.medcsp_data / "params.json"
+    medcsp_params = property(lambda self: self.medcsp_data / "params.json", doc="written last by notebook 08")
 
     @property
     def ehr_tasks(self) -> Path:

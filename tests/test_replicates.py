@@ -37,12 +37,12 @@ def test_replicate_systems_resolve_to_replicate_runs():
     cfg = load_profile("smoke", overrides={"seed_replicates": 2})
     keys = tables.replicate_systems(cfg, ("untrained", "clip", "medbind_bd", "cxr_clip+ecg_clip"))
     assert keys == ["medbind_bd@seed1", "cxr_clip+ecg_clip@seed1"]
-    from medbind_lib.reports.artifacts import _systems
+    from medbind_lib.reports.artifacts import row_systems
 
-    zoo = _systems()["cxr_clip+ecg_clip@seed1"]
+    zoo = row_systems()["cxr_clip+ecg_clip@seed1"]
     assert (zoo.cxr, zoo.ecg, zoo.tag("cxr")) == ("cxr_clip@seed1", "ecg_clip@seed1", "cxr_clip@seed1")
     with pytest.raises(KeyError):
-        _systems()["untrained@seed1"]
+        row_systems()["untrained@seed1"]
 
 
 def test_seed_paired_differences_hand_computed():

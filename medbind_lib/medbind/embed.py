@@ -1,22 +1,7 @@
-"""Export embeddings of every evaluation dataset for a trained model (and an untrained reference).
-
-``export_embeddings(cfg, variant, checkpoint="best")`` writes
-``runs/<profile>/embeddings/<variant>/<dataset>.npz`` (``checkpoint="untrained"`` ->
-``.../embeddings/<variant>_untrained/``: same architecture, initialised with ``seed`` exactly as the
-training run was at step 0, never trained).  Datasets (only those whose modality the variant's model
-has; ECG-CLIP has no CXR encoder, the CXR baselines no ECG encoder):
-
-* ``mimic_cxr``, ``mimic_ecg`` (``splits``, default valid + test): ``emb`` and ``text_emb`` (the record's
-  report / Table A.2 text), ``labels`` (CheXpert 14 multi-hot, 1.0 = positive / ECG superclasses),
-* ``mimic_pair``: ``cxr_emb``, ``ecg_emb`` row-aligned per pair, ``cxr_labels`` / ``ecg_labels``,
-* ``ptbxl``, ``icbeb`` (ECG; every split, for few-shot), ``chexpert_5x200``, ``covid``, ``rsna``, ``openi``
-  (CXR): ``emb``, ``labels`` + ``label_names`` (multi-hot) or ``target`` + ``label`` (single label),
-  ``text`` / ``text_emb`` where the dataset has texts (PTB-XL reports, Open-I reports).
-
-Every file holds ``record_id``, ``split`` (str arrays), ``variant``, ``checkpoint``, ``step``.  ECGs are
-normalised with the MIMIC training-split statistic (the model's input convention) for every dataset.
-Files are written atomically (temporary file + rename).
-"""
+"""MEDBind's checkpoints as models (``load_model``) and their embedding export (``export_embeddings``): the
+evaluation sets' ``.npz`` files under ``runs/<profile>/embeddings/<variant>[_untrained]/`` (what each file holds:
+:mod:`medbind_lib.export`). ``checkpoint="untrained"`` is the architecture initialised with ``seed`` exactly as the
+training run was at step 0, never trained."""
 from __future__ import annotations
 
 from pathlib import Path
