@@ -37,6 +37,7 @@ from pathlib import Path
 from . import ROOT, pipeline
 from .config import load_profile, parse_overrides, profiles_help
 from .errors import ConfigError, DataError
+from .kernel_log import EXTENSION_ARGS
 from .layout import RunLayout
 from .models.text import CACHE_DIR_ENV
 from .runtime import LOG_MARK, PROGRESS_LOG_ENV, write_env
@@ -181,7 +182,7 @@ def run_notebook(nb: Path, out_dir: Path, params: dict, timeout: int | None, log
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(ROOT),
                             execution_timeout=timeout, log_output=log_output, progress_bar=False,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])   # no per-kernel TCP warning
+                            extra_arguments=EXTENSION_ARGS)    # errors only, no shutdown-interrupt noise
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"notebook {nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                              f"executed copy with the error: {out}") from e

@@ -17,7 +17,8 @@ from other batch compositions: then equal to float rounding, not bitwise).
 
 Outputs in ``out`` (all atomic): ``last.pt`` (after every epoch, every ``checkpoint_every_steps`` and on
 interruption: the full state; once finished, rewritten without optimizer/scheduler state), ``best.pt``
-(lowest validation ``method.criterion``; weights + metadata), ``steps.parquet`` (per step: loss terms and
+(lowest validation ``method.criterion``; weights + metadata; frozen pretrained weights are not copied:
+:func:`model_state` / :func:`load_weights`), ``steps.parquet`` (per step: loss terms and
 counts, samples/s, data wait, lr, grad norm), ``epochs.csv`` (validation per epoch), ``metrics.json``.
 A non-finite loss or gradient norm raises :class:`NonFiniteLoss` before the optimizer step.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import math
 import os
 import random
@@ -43,7 +45,7 @@ from .models.text import save_text_cache
 from .runtime import env_info, log_line, progress, seed_everything
 
 __all__ = ["Method", "fit", "cli", "NonFiniteLoss", "build_optimizer", "cosine_lambda", "save_checkpoint",
-           "load_checkpoint", "rng_state", "set_rng_state", "init_distributed", "amp_dtype_of", "CKPT_VERSION"]
+           "load_checkpoint", "load_weights", "model_state", "frozen_keys", "rng_state", "set_rng_state", "init_distributed", "amp_dtype_of", "CKPT_VERSION"]
 
 CKPT_VERSION = 1
 LOOP_PARAMS = ("seed", "grad_clip", "amp", "compile", "max_steps", "checkpoint_every_steps", "eval_every_epochs")
@@ -148,6 +150,46 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
+def frozen_keys(model) -> list[str]:
+    """State-dict keys of the parameters nothing trains (a frozen pretrained text tower, ``text_freeze``): the
+    model builder loads them again from their package, so checkpoints do not copy them (MiniLM is ~90 MB of a
+    138 MB CPU checkpoint)."""
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    return sorted(k for k, v in model.state_dict(keep_vars=True).items() if id(v) in frozen)
+
+
+def weights_digest(state: Mapping, keys) -> str:
+    """sha256 of the tensors ``keys`` of ``state``: proves a rebuilt frozen tower equals the one trained with."""
+    h = hashlib.sha256()
+    for k in sorted(keys):
+        v = state[k].detach().cpu().contiguous()
+        h.update(k.encode() + str(v.dtype).encode() + str(tuple(v.shape)).encode() + v.view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def model_state(model) -> dict:
+    """``{"model": weights without the frozen ones, "frozen": {"keys", "digest"}}`` for a checkpoint."""
+    keys = frozen_keys(model)
+    state = model.state_dict()
+    return {"model": {k: v for k, v in state.items() if k not in set(keys)},
+            "frozen": {"keys": keys, "digest": weights_digest(state, keys) if keys else None}}
+
+
+def load_weights(model, ck: Mapping, path) -> None:
+    """Load a checkpoint's weights into a freshly built ``model``; its frozen parameters must be exactly those
+    the checkpoint left out, with the same values (else a clear error: the packaged weights changed)."""
+    fr = ck.get("frozen") or {"keys": [], "digest": None}
+    missing, unexpected = model.load_state_dict(ck["model"], strict=False)
+    if unexpected or set(missing) != set(fr["keys"]):
+        raise ValueError(f"{path}: checkpoint and model disagree: unexpected {sorted(unexpected)[:5]}, missing "
+                         f"{sorted(set(missing) - set(fr['keys']))[:5]}, frozen but present "
+                         f"{sorted(set(fr['keys']) - set(missing))[:5]}")
+    if fr["keys"] and weights_digest(model.state_dict(), fr["keys"]) != fr["digest"]:
+        raise ValueError(f"{path}: the frozen weights this run was trained with ({len(fr['keys'])} tensors, e.g. "
+                         f"{fr['keys'][0]}) differ from the ones the model builder loaded now: install the text "
+                         f"model the run used (text_model_path / the packaged MiniLM version) or retrain")
+
+
 def init_distributed() -> tuple[int, int, int, bool]:
     """(rank, world, local_rank, created) from torchrun's environment; initialises the process group."""
     import torch.distributed as dist
@@ -212,7 +254,7 @@ class _Run:
         run = self.m.run
         if ck.get("variant") != run:
             raise ValueError(f"{self.last_path} holds variant {ck.get('variant')!r}, not {run!r}")
-        self.model.load_state_dict(ck["model"])
+        load_weights(self.model, ck, self.last_path)
         if "optimizer" in ck:
             self.opt.load_state_dict(ck["optimizer"])
             self.sched.load_state_dict(ck["scheduler"])
@@ -252,7 +294,7 @@ class _Run:
         rng_all = self._gather_rng()          # collective: every rank calls save
         if not self.is_main:
             return
-        state = {"version": CKPT_VERSION, "variant": self.m.run, "model": self.model.state_dict(),
+        state = {"version": CKPT_VERSION, "variant": self.m.run, **model_state(self.model),
                  "step": self.step, "epoch": self.epoch, "total_steps": self.total, "cfg": dict(self.cfg),
                  "model_config": getattr(self.model, "model_config", None), "best_val": self.best_val,
                  "history": self.history, "untrained": self.untrained, "finished": finished,

@@ -24,7 +24,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("trainer", "finetune", "export"),
     ("medbind", "medcsp", "llm"),
     ("reports",),
-    ("prereq", "run", "golden"),
+    ("prereq", "run", "golden", "kernel_log"),
 )
 FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 

@@ -12,6 +12,7 @@ import torch
 from ..export import write_embeddings
 from ..replicates import parse_run, with_run_seed
 from ..runtime import seed_everything
+from ..trainer import load_weights
 from .pretrain import default_out_dir, load_checkpoint, model_for_variant
 
 __all__ = ["load_model", "export_embeddings"]
@@ -29,7 +30,7 @@ def load_model(cfg, variant: str, checkpoint, device):
             raise FileNotFoundError(f"checkpoint {p} not found: train the variant first "
                                     f"(python -m medbind_lib.medbind.pretrain --profile {cfg.profile} --variant {variant})")
         ck = load_checkpoint(p)
-        model.load_state_dict(ck["model"])
+        load_weights(model, ck, p)
         step, name = int(ck["step"]), str(p.name)
     return model.to(device).eval(), step, name
 

@@ -68,7 +68,7 @@ def load_medcsp_model(cfg, run: str, checkpoint: str = "best", device="cpu", inp
     """(model in eval mode, step, checkpoint name).  ``untrained``: built from ``input_dims`` (notebook 08's
     feature widths) with the run's seed, as :func:`medbind_lib.trainer.fit` builds it before step 0."""
     from ..models.medcsp import build_medcsp_model, medcsp_model_from_config
-    from ..trainer import load_checkpoint
+    from ..trainer import load_checkpoint, load_weights
 
     variant, _ = parse_run(run)
     seed_everything(with_run_seed(cfg, run).seed)
@@ -83,7 +83,7 @@ def load_medcsp_model(cfg, run: str, checkpoint: str = "best", device="cpu", inp
                                 f"(python -m medbind_lib.medcsp.pretrain --profile {cfg.profile} --variant {run})")
     ck = load_checkpoint(p)
     model = medcsp_model_from_config(ck["model_config"])
-    model.load_state_dict(ck["model"])
+    load_weights(model, ck, p)
     return model.to(device).eval(), int(ck["step"]), p.name
 
 
