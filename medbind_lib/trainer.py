@@ -163,7 +163,8 @@ def weights_digest(state: Mapping, keys) -> str:
     h = hashlib.sha256()
     for k in sorted(keys):
         v = state[k].detach().cpu().contiguous()
-        h.update(k.encode() + str(v.dtype).encode() + str(tuple(v.shape)).encode() + v.view(torch.uint8).numpy())
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
 
