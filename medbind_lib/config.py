@@ -181,6 +181,11 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_onset_outside_window": ("keep_before_intime", "ARF / shock events before ICU intime: keep_before_intime "
                                     "(an onset before T: a patient ventilated on arrival is excluded, as FIDDLE) | "
                                     "ignore (on the real demo 8 of 66 ventilated stays then lose their onset)"),
+    "medcsp_lab_join": ("admission", "how a labevents row reaches an ICU stay of the temporal tensor: admission "
+                        "(by hadm_id, charttime inside the stay; rows without hadm_id are counted, not joined) | "
+                        "subject_time (by hadm_id when present, else by subject_id and charttime inside [intime, "
+                        "outtime]; a row inside two stays joins each, counted). Default admission: FIDDLE's "
+                        "extraction joins stay-less events on (subject_id, hadm_id), so such rows never reach it"),
     # MEDCSP pre-training (notebook 09; medbind_lib.medcsp.pretrain on the shared loop, medbind_lib.trainer;
     # MEDCSP.md "Losses"): paper values by default, every choice the paper leaves open a key
     "medcsp_variants": (list(_MEDCSP), "MEDCSP variants notebook 09 trains (Figure 7 ablations; same data and splits)"),
@@ -443,6 +448,7 @@ CHOICES: dict[str, tuple] = {
     "medcsp_icd_level": ("full", "category"), "medcsp_drug_key": ("drug", "gsn", "ndc"),
     "medcsp_ehr_record_time": ("admittime", "dischtime"), "medcsp_onset_before_prediction": ("exclude", "positive"),
     "medcsp_onset_outside_window": ("keep_before_intime", "ignore"),
+    "medcsp_lab_join": ("admission", "subject_time"),
     "medcsp_task_variant": registry.variant_names("medcsp", sources=("ehr", "cxr")),
     "medcsp_task_pool": ("concat", "mean"), "medcsp_task_early_stop": ("valid_loss", "valid_auroc"),
     "medcsp_la_negatives": ("source", "batch"), "medcsp_lp_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"),

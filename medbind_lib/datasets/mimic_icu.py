@@ -1,8 +1,9 @@
 """MIMIC-IV 2.2 event tables for MEDCSP's ICU tasks: icu/{icustays, chartevents, inputevents, procedureevents,
 outputevents, d_items} and hosp/{labevents, d_labitems}.
 
-``read_events(root, table, *, itemids=None, hadm_ids=None, stay_ids=None, columns=None, chunksize=None,
-quality=None, progress=None) -> DataFrame`` and ``read_icustays(root, quality=None) -> DataFrame``.
+``read_events(root, table, *, itemids=None, hadm_ids=None, stay_ids=None, unlinked_subject_ids=None,
+check_stays=False, columns=None, chunksize=None, quality=None, progress=None) -> DataFrame`` and
+``read_icustays(root, quality=None) -> DataFrame``.
 
 * ``root`` is the MIMIC-IV root holding ``hosp/`` and ``icu/``; a table is ``name.csv`` or ``name.csv.gz``
   (``.csv`` first). A missing table is a DataError naming the table and both paths looked at.
@@ -13,6 +14,16 @@ quality=None, progress=None) -> DataFrame`` and ``read_icustays(root, quality=No
   and labevents are tens of GB. Filters (``itemids``, ``hadm_ids``, ``stay_ids``) are applied per chunk
   BEFORE the costly conversions, so a filtered read only parses the rows it keeps. A progress bar
   (``runtime.progress``) is shown for chartevents / labevents (``progress=True/False`` overrides).
+  ``unlinked_subject_ids`` (with ``hadm_ids``) also keeps the rows whose hadm_id is EMPTY and whose subject_id is
+  among them: labevents rows without an admission (real MIMIC-IV has many) that a caller wants to count or join
+  by time; a plain ``hadm_ids`` filter never returns a row without hadm_id.
+* ``check_stays`` (ICU event tables): rows whose stay_id is empty or in no ``icustays`` row are EXCLUDED and
+  counted (stage = table; among the rows of the requested ``itemids``, whatever the stay/admission filters: a
+  stay filter would otherwise drop them unseen). The check reads icustays' stay_id column.
+* Text is UTF-8; a stray non-UTF-8 byte in a field (one bad byte in tens of GB of chartevents) is read as
+  latin-1 (0xE9 -> 'é', as ``io.decode_text`` does for the reports) and the rows holding such a field are
+  counted, kept, under ``io.LATIN1_FALLBACK_REASON`` (stage = table, examples name file and row). Only the
+  columns read are decoded; a stray byte in an id or time column still ends in that column's DataError.
 * Types: ids (subject_id, hadm_id, stay_id, itemid, ...) nullable Int64 (labevents.hadm_id is often empty);
   charttime, storetime, starttime, endtime, intime, outtime datetime64[ns] (a non-empty value that does not
   parse is a DataError naming file, column and data row, 1-based); numeric value columns (valuenum, value of
@@ -28,6 +39,7 @@ quality=None, progress=None) -> DataFrame`` and ``read_icustays(root, quality=No
 """
 from __future__ import annotations
 
+import codecs
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..io import check_unique
+from ..io import LATIN1_FALLBACK_REASON, check_unique
 from ..quality import QualityLog
 from ..runtime import progress as progress_bar
 from ._common import quality_or_new, require_dir
@@ -124,13 +136,33 @@ def _id_set(values, name: str):
         raise ValueError(f"{name} must be integers, got {list(values)[:3]}...") from e
 
 
-def _chunks(path: Path, usecols: list, header: dict, chunksize: int):
+# Stray bytes: the C parser decodes each field of a read column and calls this handler on bytes that are not
+# UTF-8. Each becomes a private-use SENTINEL (U+F700 + byte: never in MIMIC-IV text, and unlike the latin-1
+# letters never written as valid UTF-8 next to it), so the rows touched are found exactly; they are then turned
+# into the latin-1 letters. ``_RECODE_CALLS`` tells which chunks to look at (any thread's call only costs a look).
+_ENCODING_ERRORS = "medbind_mimic_icu_sentinel"
+_SENTINEL = 0xF700
+_SENTINELS = "[\uf780-\uf7ff]"
+_TO_LATIN1 = {_SENTINEL + b: b for b in range(0x80, 0x100)}
+_RECODE_CALLS = [0]
+
+
+def _sentinel_bytes(err: UnicodeDecodeError):
+    _RECODE_CALLS[0] += 1
+    return "".join(chr(_SENTINEL + b) for b in err.object[err.start:err.end]), err.end
+
+
+codecs.register_error(_ENCODING_ERRORS, _sentinel_bytes)
+
+
+def _chunks(path: Path, usecols: list, header: dict, chunksize: int, q: QualityLog, table: str):
     """Raw chunks (ids Int64, everything else text), columns renamed lower-case, index = row number."""
     dtype = {header[c]: ("Int64" if c in ID_COLS else str) for c in usecols}
     reader = pd.read_csv(path, usecols=[header[c] for c in usecols], dtype=dtype, chunksize=chunksize,
-                         keep_default_na=True)
+                         keep_default_na=True, encoding="utf-8", encoding_errors=_ENCODING_ERRORS)
     start = 0
     while True:
+        calls = _RECODE_CALLS[0]
         try:
             chunk = next(reader)
         except StopIteration:
@@ -138,7 +170,23 @@ def _chunks(path: Path, usecols: list, header: dict, chunksize: int):
         except (ValueError, pd.errors.ParserError) as e:
             raise _bad_chunk(path, usecols, header, start, chunksize, e) from e
         start += len(chunk)
-        yield chunk.rename(columns={header[c]: c for c in usecols})
+        chunk = chunk.rename(columns={header[c]: c for c in usecols})
+        yield _recode(chunk, path, q, table) if _RECODE_CALLS[0] != calls else chunk
+
+
+def _recode(chunk: pd.DataFrame, path: Path, q: QualityLog, table: str) -> pd.DataFrame:
+    """Sentinels -> latin-1 letters; the rows holding one are counted (kept, the file and rows named)."""
+    hit = np.zeros(len(chunk), dtype=bool)
+    for c in chunk.columns:
+        if c in ID_COLS:
+            continue
+        m = chunk[c].str.contains(_SENTINELS, regex=True, na=False).to_numpy(dtype=bool)
+        if m.any():
+            chunk.loc[m, c] = chunk.loc[m, c].str.translate(_TO_LATIN1)
+            hit |= m
+    q.flag(DATASET, table, LATIN1_FALLBACK_REASON, n=int(hit.sum()),
+           records=[f"{path.name} row {int(i) + 1}" for i in chunk.index[hit][:3]])
+    return chunk
 
 
 def _bad_chunk(path, usecols, header, start, chunksize, err) -> DataError:
@@ -146,7 +194,7 @@ def _bad_chunk(path, usecols, header, start, chunksize, err) -> DataError:
     ids = [c for c in usecols if c in ID_COLS]
     try:
         raw = pd.read_csv(path, usecols=[header[c] for c in ids], dtype=str, skiprows=range(1, start + 1),
-                          nrows=chunksize)
+                          nrows=chunksize, encoding="utf-8", encoding_errors=_ENCODING_ERRORS)
     except Exception:
         return DataError(path, f"cannot parse rows {start + 1}-{start + chunksize} ({type(err).__name__}: {err})")
     for c in ids:
@@ -158,14 +206,43 @@ def _bad_chunk(path, usecols, header, start, chunksize, err) -> DataError:
     return DataError(path, f"cannot parse rows {start + 1}-{start + chunksize} ({type(err).__name__}: {err})")
 
 
-def _filter(chunk: pd.DataFrame, filters: dict) -> pd.DataFrame:
+def _isin(col: pd.Series, ids) -> np.ndarray:
+    return col.isin(ids).fillna(False).to_numpy(dtype=bool)
+
+
+def _filter(chunk: pd.DataFrame, filters: dict, unlinked=None) -> pd.DataFrame:
+    """Rows matching every filter; ``unlinked`` (subject ids) widens the hadm_id filter to the rows of those
+    subjects whose hadm_id is empty."""
     keep = None
     for col, ids in filters.items():
         if ids is None:
             continue
-        m = chunk[col].isin(ids).fillna(False).to_numpy(dtype=bool)
+        m = _isin(chunk[col], ids)
+        if col == "hadm_id" and unlinked is not None:
+            m |= chunk["hadm_id"].isna().to_numpy(dtype=bool) & _isin(chunk["subject_id"], unlinked)
         keep = m if keep is None else keep & m
     return chunk if keep is None else chunk[keep]
+
+
+def _known_stays(root) -> pd.Index:
+    """Every stay_id of icustays (stays the icustays reader later excludes included: their events are theirs)."""
+    st = read_events(root, "icustays", columns=["stay_id"], quality=QualityLog(), progress=False)
+    return pd.Index(st["stay_id"].dropna().astype("int64"))
+
+
+def _drop_unknown_stays(chunk: pd.DataFrame, known: pd.Index | None, itemids, path: Path, q: QualityLog,
+                        table: str) -> pd.DataFrame:
+    """Rows (of the requested items) with an empty stay_id or one in no icustays row: excluded and counted."""
+    if known is None:
+        return chunk
+    asked = np.ones(len(chunk), bool) if itemids is None else _isin(chunk["itemid"], itemids)
+    empty = chunk["stay_id"].isna().to_numpy(dtype=bool) & asked
+    unknown = ~empty & asked & ~_isin(chunk["stay_id"], known)
+    rows = lambda m: [f"{path.name} row {int(i) + 1}" for i in chunk.index[m][:3]]  # noqa: E731
+    q.exclude(DATASET, table, "stay_id empty (in no ICU stay)", n=int(empty.sum()), records=rows(empty))
+    q.exclude(DATASET, table, "stay_id in no icustays row (in no ICU stay)", n=int(unknown.sum()),
+              records=[f"{r}: stay_id {v}" for r, v in zip(rows(unknown), chunk.loc[unknown, "stay_id"][:3])])
+    return chunk[~(empty | unknown)]
 
 
 def _convert(chunk: pd.DataFrame, spec: TableSpec, path: Path, q: QualityLog, table: str) -> pd.DataFrame:
@@ -231,9 +308,9 @@ def _check_items(df, table, spec, known, itemids, q: QualityLog) -> None:
         q.flag(DATASET, table, "requested itemid has no rows", records=absent)
 
 
-def read_events(root, table: str, *, itemids=None, hadm_ids=None, stay_ids=None, columns=None,
-                chunksize: int | None = None, quality: QualityLog | None = None,
-                progress: bool | None = None) -> pd.DataFrame:
+def read_events(root, table: str, *, itemids=None, hadm_ids=None, stay_ids=None, unlinked_subject_ids=None,
+                check_stays: bool = False, columns=None, chunksize: int | None = None,
+                quality: QualityLog | None = None, progress: bool | None = None) -> pd.DataFrame:
     """Rows of one MIMIC-IV table, filtered and typed chunk by chunk (conventions: module docstring)."""
     spec = _spec(table)
     path = table_path(root, table)
@@ -245,7 +322,11 @@ def read_events(root, table: str, *, itemids=None, hadm_ids=None, stay_ids=None,
     want = [c.lower() for c in (columns if columns is not None else spec.default)]
     filters = {"itemid": _id_set(itemids, "itemids"), "hadm_id": _id_set(hadm_ids, "hadm_ids"),
                "stay_id": _id_set(stay_ids, "stay_ids")}
+    unlinked = _id_set(unlinked_subject_ids, "unlinked_subject_ids")
+    if unlinked is not None and filters["hadm_id"] is None:
+        raise ValueError("unlinked_subject_ids widens a hadm_ids filter: give hadm_ids too")
     needed = [c for c, ids in filters.items() if ids is not None]
+    needed += (["subject_id"] if unlinked is not None else []) + (["stay_id"] if check_stays else [])
     needed += list(spec.span or ()) + (["itemid"] if spec.dictionary else [])
     for c in needed:
         if c not in header:
@@ -256,12 +337,14 @@ def read_events(root, table: str, *, itemids=None, hadm_ids=None, stay_ids=None,
         raise DataError(path, f"missing column(s) {missing}; found {sorted(header)}")
     usecols = want + [c for c in dict.fromkeys(needed) if c not in want]
 
+    known = _known_stays(root) if check_stays else None
     parts, matched = [], 0
     show = spec.big if progress is None else progress
     with progress_bar(None, enabled=show, desc=f"read {table}", unit="rows", unit_scale=True) as bar:
-        for chunk in _chunks(path, usecols, header, chunksize):
+        for chunk in _chunks(path, usecols, header, chunksize, q, table):
             bar.update(len(chunk))
-            kept = _filter(chunk, filters)
+            chunk = _drop_unknown_stays(chunk, known, filters["itemid"], path, q, table)
+            kept = _filter(chunk, filters, unlinked)
             matched += len(kept)
             if len(kept) or not parts:          # keep one (possibly empty) chunk as the dtype template
                 kept = _convert(kept, spec, path, q, table)

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["TemporalSpec", "SOURCES", "stay_events", "select_items", "bin_events", "temporal_tensor", "fit_stats"]
+from ..quality import QualityLog
+
+__all__ = ["TemporalSpec", "SOURCES", "LAB_JOINS", "stay_events", "select_items", "bin_events", "temporal_tensor",
+           "fit_stats"]
 
 # table -> (time column, value column): the reading each event contributes to its bin. procedureevents carry
 # no reading: an event is an indicator (1.0) at its start.
@@ -40,28 +43,50 @@ class TemporalSpec:
         return int(np.ceil(self.hours / self.bin_hours))
 
 
+LAB_JOINS = ("admission", "subject_time")
+
+
 def stay_events(root, stays: pd.DataFrame, sources=tuple(SOURCES), itemids: dict | None = None,
-                quality=None) -> pd.DataFrame:
+                quality=None, lab_join: str = "admission") -> pd.DataFrame:
     """The long ``stay_id, itemid, time, value`` frame of ``stays`` from the MIMIC-IV ``sources``.
 
-    ICU tables carry ``stay_id``; labevents only ``hadm_id``, so a lab result joins the stays of its admission
-    whose [intime, outtime] holds its time (a result between two stays belongs to neither, counted).
-    ``itemids``: table -> ids to read (None = every item; the item selection happens later on the training
-    split). Item ids of different tables do not collide in MIMIC-IV (d_items 2xxxxx, d_labitems 5xxxx)."""
+    ICU tables carry ``stay_id``; their rows whose stay_id is empty or in no icustays row are excluded and
+    counted by the reader (``check_stays``). labevents carry only ``hadm_id`` (often empty), so a lab row
+    reaches a stay by ``lab_join`` (profile key ``medcsp_lab_join``; ``_labs_to_stays``):
+
+    * ``admission`` (FIDDLE): a lab result joins the stays of its admission whose [intime, outtime] holds its
+      time (a result between two stays belongs to neither, counted); a row without hadm_id joins no stay and
+      is counted (split by whether its time lies inside an ICU stay of its subject: what ``subject_time``
+      would add).
+    * ``subject_time``: the same for rows with a hadm_id; a row without one joins the stays of its SUBJECT
+      whose [intime, outtime] holds its time (counted, kept); one inside two stays (a transfer at the shared
+      boundary, or overlapping stays) joins EACH, as a row with hadm_id joins each stay of its admission that
+      holds it (counted apart); one inside no stay is counted.
+
+    ``stays`` needs ``subject_id, hadm_id, stay_id, intime, outtime``. ``itemids``: table -> ids to read (None
+    = every item; the item selection happens later on the training split). Item ids of different tables do
+    not collide in MIMIC-IV (d_items 2xxxxx, d_labitems 5xxxx)."""
     from ..datasets.mimic_icu import read_events
 
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
         raise ValueError(f"temporal sources must be among {sorted(SOURCES)}, got {unknown}")
+    if lab_join not in LAB_JOINS:
+        raise ValueError(f"lab_join (medcsp_lab_join) must be one of {LAB_JOINS}, got {lab_join!r}")
     frames = []
     for table in sources:
         tcol, vcol = SOURCES[table]
         ids = None if itemids is None else itemids.get(table)
         if table == "labevents":
-            ev = read_events(root, table, hadm_ids=stays["hadm_id"].unique(), itemids=ids, quality=quality)
-            ev = _labs_to_stays(ev, stays, quality)
+            if "subject_id" not in stays:
+                raise ValueError("stays need a subject_id column: lab rows without hadm_id are matched (or "
+                                 "counted) by subject")
+            ev = read_events(root, table, hadm_ids=stays["hadm_id"].unique(), itemids=ids, quality=quality,
+                             unlinked_subject_ids=stays["subject_id"].unique())
+            ev = _labs_to_stays(ev, stays, quality, lab_join)
         else:
-            ev = read_events(root, table, stay_ids=stays["stay_id"].unique(), itemids=ids, quality=quality)
+            ev = read_events(root, table, stay_ids=stays["stay_id"].unique(), itemids=ids, quality=quality,
+                             check_stays=True)
         value = ev[vcol].astype(np.float64) if vcol else pd.Series(1.0, index=ev.index)
         frames.append(pd.DataFrame({"stay_id": ev["stay_id"].astype(np.int64), "itemid": ev["itemid"].astype(np.int64),
                                     "time": ev[tcol], "value": value.to_numpy()}))
@@ -70,15 +95,48 @@ def stay_events(root, stays: pd.DataFrame, sources=tuple(SOURCES), itemids: dict
     return out.astype(cols)
 
 
-def _labs_to_stays(labs: pd.DataFrame, stays: pd.DataFrame, quality=None) -> pd.DataFrame:
-    m = labs.merge(stays[["hadm_id", "stay_id", "intime", "outtime"]], on="hadm_id", how="inner")
+_NO_HADM = "lab row without hadm_id"
+
+
+def _labs_to_stays(labs: pd.DataFrame, stays: pd.DataFrame, quality=None, join: str = "admission") -> pd.DataFrame:
+    """Lab rows with the ``stay_id`` they join (``stay_events``: ``join``); rows joining no stay counted."""
+    no_hadm = labs["hadm_id"].isna().to_numpy(dtype=bool)
+    linked = labs[~no_hadm]
+    m = linked.merge(stays[["hadm_id", "stay_id", "intime", "outtime"]], on="hadm_id", how="inner")
     inside = (m["charttime"] >= m["intime"]) & (m["charttime"] <= m["outtime"])
     if quality is not None:
         n_in = m.loc[inside].groupby(["hadm_id", "itemid", "charttime"]).ngroups if inside.any() else 0
-        n_all = labs.groupby(["hadm_id", "itemid", "charttime"]).ngroups if len(labs) else 0
+        n_all = linked.groupby(["hadm_id", "itemid", "charttime"]).ngroups if len(linked) else 0
         quality.flag("mimic_iv", "temporal", "lab result outside every ICU stay of its admission (not in a tensor)",
                      n=int(n_all - n_in))
-    return m.loc[inside].drop(columns=["intime", "outtime"])
+    out = m.loc[inside].drop(columns=["intime", "outtime"])
+    orphans = labs[no_hadm]
+    if not len(orphans):
+        return out
+    q = quality if quality is not None else QualityLog()
+    w = orphans.reset_index(names="_row").merge(stays[["subject_id", "stay_id", "intime", "outtime"]],
+                                                on="subject_id", how="inner")
+    w = w[(w["charttime"] >= w["intime"]) & (w["charttime"] <= w["outtime"])]
+    per_row = w.groupby("_row").size()                  # orphan row -> how many stays of its subject hold it
+
+    def ex(rows) -> list:
+        return [f"labevents subject {s} at {t}" for s, t in zip(orphans.loc[rows, "subject_id"][:3],
+                                                                 orphans.loc[rows, "charttime"][:3])]
+
+    outside = orphans.index.difference(per_row.index)
+    q.exclude("mimic_iv", "temporal", f"{_NO_HADM}, outside every ICU stay of its subject (not in a tensor)",
+              n=len(outside), records=ex(outside))
+    if join == "admission":
+        q.exclude("mimic_iv", "temporal", f"{_NO_HADM}, inside an ICU stay of its subject (not joined: "
+                  "medcsp_lab_join=admission)", n=len(per_row), records=ex(per_row.index))
+        return out
+    q.flag("mimic_iv", "temporal", f"{_NO_HADM} joined to its subject's ICU stay by charttime "
+           "(medcsp_lab_join=subject_time)", n=len(per_row), records=ex(per_row.index))
+    multi = per_row.index[per_row.to_numpy() > 1]
+    q.flag("mimic_iv", "temporal", f"{_NO_HADM} inside two or more ICU stays of its subject (joined to each)",
+           n=len(multi), records=ex(multi))
+    w = w.drop(columns=["_row", "intime", "outtime"])[list(out.columns)]
+    return pd.concat([out, w], ignore_index=True)
 
 
 def bin_events(events: pd.DataFrame, stays: pd.DataFrame, spec: TemporalSpec) -> pd.DataFrame:

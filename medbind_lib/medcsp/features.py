@@ -40,7 +40,7 @@ PARAM_KEYS = ("seed", "medcsp_prediction_hours", "medcsp_bin_hours", "medcsp_ite
               "medcsp_max_items", "medcsp_temporal_sources", "medcsp_max_stays", "medcsp_icd_level",
               "medcsp_code_min_count", "medcsp_drug_key", "medcsp_demo_max_categories", "medcsp_ehr_record_time",
               "medcsp_holdout_fraction", "medcsp_min_age", "medcsp_onset_before_prediction",
-              "medcsp_onset_outside_window", "cxr_views")
+              "medcsp_onset_outside_window", "medcsp_lab_join", "cxr_views")
 # bumped when the code changes what is built, so older folders are rebuilt, never reused
 # (2: diagnosis histories keyed by integer subject ids; 1 built them empty from the linked text ids)
 FEATURES_VERSION = 2
@@ -147,7 +147,8 @@ def _temporal(cfg, adm: pd.DataFrame, q) -> dict:
                           cfg.medcsp_max_items)
     all_stays = read_icustays(cfg.mimic_iv_root, quality=q)
     stays = _first_stays(all_stays, adm["hadm_id"], cfg.medcsp_max_stays).reset_index(drop=True)
-    events = T.stay_events(cfg.mimic_iv_root, stays, tuple(cfg.medcsp_temporal_sources), quality=q)
+    events = T.stay_events(cfg.mimic_iv_root, stays, tuple(cfg.medcsp_temporal_sources), quality=q,
+                           lab_join=cfg.medcsp_lab_join)
     binned = T.bin_events(events, stays, spec)
     q.seen("medcsp", "temporal", len(events))
     q.flag("medcsp", "temporal", f"event outside the first {spec.hours:g} h of its stay (not in the tensor)",
