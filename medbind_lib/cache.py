@@ -27,6 +27,11 @@ every other column) and returns one array of ``shape`` (cast to ``dtype``). Rais
 loaded in a process pool, so ``load_fn`` must be picklable: a module-level function, or a
 ``functools.partial`` of one with picklable arguments (no lambdas, no closures, no bound methods of
 objects holding open files).
+
+Sharded builds (several machines or processes) live in :mod:`medbind_lib.cache_shards`: each process writes
+one shard of the manifest's rows, a join assembles exactly the directory one ``build`` writes. Inside its
+``sharded(...)`` context every ``build`` call is handed to it (``BUILD_HOOK``), so callers that only know
+``build`` (``cohort``) build shards unchanged.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +61,8 @@ from .io import check_unique
 
 CACHE_FORMAT = 1          # bump when the on-disk layout of a cache directory changes
 STALE_TMP_SECONDS = 24 * 3600
+# set by cache_shards.sharded(): every build() call inside goes to this function (same arguments) instead
+BUILD_HOOK: ContextVar[Callable | None] = ContextVar("medbind_cache_build_hook", default=None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,18 +165,28 @@ def file_signature(path) -> str:
 def cache_key(name: str, manifest: pd.DataFrame, params: Mapping, shape, dtype, load_fn=None,
               path_root=None) -> str:
     """sha256 over name, params, shape, dtype, load_fn name, and every (record_id, path, signature)."""
+    return _key(name, manifest, params, shape, dtype, load_fn, path_root)[0]
+
+
+def _key(name, manifest, params, shape, dtype, load_fn, path_root) -> tuple[str, dict]:
+    """The cache key and digests of its three parts (``config``, ``records``, ``files``), which say why two
+    builds' keys differ (a shard from another machine: params, linking, or the source files' size/mtime)."""
     try:
         head = json.dumps({"format": CACHE_FORMAT, "name": name, "params": params, "shape": list(shape),
                            "dtype": np.dtype(dtype).str, "load_fn": _fn_name(load_fn) if load_fn else None},
                           sort_keys=True, default=_json_default)
     except TypeError as e:
         raise TypeError(f"cache {name!r}: params must be JSON-serialisable ({e})") from e
-    h = hashlib.sha256(head.encode())
+    h, recs, files = hashlib.sha256(head.encode()), hashlib.sha256(), hashlib.sha256()
     paths = manifest["path"].astype(object).where(manifest["path"].notna(), None).tolist()
     for rid, p in zip(manifest["record_id"].astype(str).tolist(), paths):
         sig = "none" if p is None else file_signature(_resolve(p, path_root))
         h.update(f"\n{rid}\t{p}\t{sig}".encode())
-    return h.hexdigest()
+        recs.update(f"\n{rid}\t{p}".encode())
+        files.update(f"\n{sig}".encode())
+    parts = {"config": hashlib.sha256(head.encode()).hexdigest()[:16], "records": recs.hexdigest()[:16],
+             "files": files.hexdigest()[:16]}
+    return h.hexdigest(), parts
 
 
 def _json_default(o):
@@ -237,35 +255,25 @@ def build(name: str, manifest: pd.DataFrame, load_fn: Callable[[dict], np.ndarra
     ``manifest`` needs unique ``record_id`` and a ``path`` column (relative paths resolve against
     ``path_root`` for the file signature; ``load_fn`` resolves them itself). ``dataset`` names the
     QualityLog rows (default ``name``; stage ``cache:<name>``). Exclusions are logged again when a
-    cache is reused, so data-quality tables do not depend on whether the cache was fresh.
+    cache is reused, so data-quality tables do not depend on whether the cache was fresh. Inside
+    ``cache_shards.sharded(...)`` the call builds one shard (a ``CacheShard``) or joins the shards instead.
     """
-    for c in ("record_id", "path"):
-        if c not in manifest.columns:
-            raise DataError(name, f"manifest lacks column {c!r}")
-    check_unique(manifest, "record_id", name, "record_id")
-    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    hook = BUILD_HOOK.get()
+    if hook is not None:                       # cache_shards.sharded(): build one shard, or join the shards
+        return hook(name, manifest, load_fn, shape, dtype, params, cache_dir, quality=quality, n_workers=n_workers,
+                    progress=progress, dataset=dataset, path_root=path_root, chunk_size=chunk_size,
+                    mp_context=mp_context)
+    shape, dtype, cache_dir, key, _ = _prepare(name, manifest, shape, dtype, params, cache_dir, load_fn, path_root)
     dataset = dataset or name
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(name, manifest, params, shape, dtype, load_fn, path_root)
     final = cache_dir / f"{name}-{key[:16]}"
-    clean_stale(cache_dir, name)
     if _valid(final, key):
         out = CachedArrays.open(final, manifest, reused=True)
         _log(quality, dataset, name, len(manifest), out.excluded)
         return out
-    tmp = cache_dir / f".{name}-{key[:16]}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = _tmp_dir(cache_dir, final.name)
     try:
         _write(tmp, name, manifest, load_fn, shape, dtype, params, key, n_workers, progress, chunk_size, mp_context)
-        if final.exists() and not _valid(final, key):
-            shutil.rmtree(final)               # a broken or foreign directory under our name
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not _valid(final, key):         # lost a race to a concurrent build of the same key: reuse it
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        _publish(tmp, final, lambda: _valid(final, key))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -274,8 +282,42 @@ def build(name: str, manifest: pd.DataFrame, load_fn: Callable[[dict], np.ndarra
     return out
 
 
+def _prepare(name, manifest, shape, dtype, params, cache_dir, load_fn, path_root):
+    """Checked manifest columns and ids, normalised shape/dtype, the cache dir (created, stale temps removed),
+    the key and its part digests."""
+    for c in ("record_id", "path"):
+        if c not in manifest.columns:
+            raise DataError(name, f"manifest lacks column {c!r}")
+    check_unique(manifest, "record_id", name, "record_id")
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key, parts = _key(name, manifest, params, shape, dtype, load_fn, path_root)
+    clean_stale(cache_dir, name)
+    return shape, dtype, cache_dir, key, parts
+
+
+def _tmp_dir(cache_dir: Path, final_name: str) -> Path:
+    tmp = cache_dir / f".{final_name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def _publish(tmp: Path, final: Path, valid: Callable[[], bool]) -> None:
+    """Rename the finished ``tmp`` into place; a broken or foreign ``final`` is replaced, a valid one that a
+    concurrent build of the same key renamed first is kept (``tmp`` removed)."""
+    if final.exists() and not valid():
+        shutil.rmtree(final)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not valid():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _write(tmp: Path, name, manifest, load_fn, shape, dtype, params, key, n_workers, progress, chunk_size,
-           mp_context) -> None:
+           mp_context, extra_meta: Mapping | None = None) -> None:
     """Load every record into ``tmp/data.npy`` (successes packed in input order) and write the side files."""
     from .runtime import progress as bar
 
@@ -300,18 +342,24 @@ def _write(tmp: Path, name, manifest, load_fn, shape, dtype, params, key, n_work
             pbar.update(len(chunk))
     data.flush()
     del data
-    n_ok = len(ok_pos)
-    if n_ok < n:
-        _shrink_npy(tmp / "data.npy", n_ok)
+    if len(ok_pos) < n:
+        _shrink_npy(tmp / "data.npy", len(ok_pos))
+    _write_side(tmp, name, manifest, ok_pos, excluded, key, params, shape, dtype, _fn_name(load_fn), extra_meta)
+
+
+def _write_side(tmp: Path, name, manifest, ok_pos, excluded, key, params, shape, dtype, fn_name,
+                extra_meta: Mapping | None = None) -> None:
+    """``manifest.parquet`` (the rows at ``ok_pos`` with their ``index``), ``excluded.parquet``, ``meta.json``."""
+    n, n_ok = len(manifest), len(ok_pos)
     kept = manifest.iloc[ok_pos].copy()
     kept["index"] = np.arange(n_ok, dtype=np.int64)
     kept.to_parquet(tmp / "manifest.parquet", index=False)
     pd.DataFrame(excluded, columns=["record_id", "reason", "problem"]).astype(str).to_parquet(
         tmp / "excluded.parquet", index=False)
     meta = {"format": CACHE_FORMAT, "name": name, "key": key, "params": params, "shape": list(shape),
-            "dtype": dtype.str, "load_fn": _fn_name(load_fn),
+            "dtype": np.dtype(dtype).str, "load_fn": fn_name,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "counts": {"input": n, "ok": n_ok, "excluded": n - n_ok}}
+            "counts": {"input": n, "ok": n_ok, "excluded": n - n_ok}, **(extra_meta or {})}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
 
 

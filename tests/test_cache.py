@@ -5,6 +5,7 @@ import functools
 import json
 import multiprocessing as mp
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,139 @@ def test_shrink_npy(tmp_path, in_place):
     np.testing.assert_array_equal(np.load(p), np.arange(8, dtype=np.float32).reshape(4, 2))
     assert p.stat().st_size == len(np.lib.format.magic(1, 0)) + 2 + 118 + 4 * 2 * 4
     assert [x.name for x in tmp_path.iterdir()] == ["data.npy"]
+
+
+# --------------------------------------------------------------------------------------------------
+# sharded builds (cache_shards): shards on several machines, joined into the one-machine cache
+# --------------------------------------------------------------------------------------------------
+def _same_cache(a: Path, b: Path) -> None:
+    """Byte-for-byte the same cache directory (meta.json: all but the creation time)."""
+    assert a.name == b.name and {p.name for p in a.iterdir()} == {p.name for p in b.iterdir()}
+    for f in ("data.npy", "manifest.parquet", "excluded.parquet"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    ma, mb = (json.loads((d / "meta.json").read_text()) for d in (a, b))
+    assert ma.pop("created") and mb.pop("created") and ma == mb
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 12])
+def test_shards_joined_equal_one_machine_build(src, tmp_path, n):
+    """n shards (12 > 10 records: some empty), built out of order, joined: the one-machine cache byte for byte;
+    a later build reuses it without loading a record, and the shards are gone."""
+    from medbind_lib.cache_shards import CacheShard, build_shard, join_shards, shard_rows
+
+    counter = tmp_path / "calls.txt"
+    fn = functools.partial(load_counting, counter=str(counter))
+    args = ("ecg", src, fn, SHAPE, "float32", {"fs": 100})
+    q1, q2 = QualityLog(), QualityLog()
+    one = build(*args, tmp_path / "one", quality=q1, progress=False)
+    sdir = tmp_path / "sharded"
+    shards = [build_shard(*args, sdir, (k, n), progress=False) for k in reversed(range(n))]
+    assert all(isinstance(s, CacheShard) and not s.reused for s in shards)
+    assert sorted(s.rows for s in shards) == [shard_rows(10, k, n) for k in range(n)]
+    assert sum(s.counts["input"] for s in shards) == 10 and calls(counter) == 20
+    assert build_shard(*args, sdir, f"0/{n}", progress=False).reused and calls(counter) == 20   # idempotent
+    joined = join_shards(*args, sdir, n, quality=q2, progress=False)
+    _same_cache(one.path, joined.path)
+    assert [p.name for p in sdir.iterdir()] == [one.path.name]                                    # shards removed
+    assert joined.manifest.drop(columns="time").equals(one.manifest.drop(columns="time"))
+    assert q2.count("ecg", "cache:ecg") == q1.count("ecg", "cache:ecg") == 2
+    again = build(*args, sdir, progress=False)
+    assert again.reused and calls(counter) == 20
+    np.testing.assert_array_equal(again.get("r9"), expected(9).astype(np.float32))
+
+
+def test_sharded_context_routes_build_and_join_cli_style(src, tmp_path):
+    """Inside ``sharded()`` plain ``build`` calls (what cohort makes) build a shard or join; all-excluded
+    records and a parallel loader give the same bytes too; --keep-shards keeps them."""
+    from medbind_lib.cache_shards import CacheShard, parse_shard, sharded
+
+    bad = src.copy()
+    for p in bad["path"].iloc[:6]:
+        Path(p).write_text("bad")                  # shard 0 of 2 has no loadable record at all
+    args = ("ecg", bad, functools.partial(load_txt, scale=0.5), SHAPE, "float32", {"v": 1})
+    one = build(*args, tmp_path / "one", progress=False)
+    cache_dir = ArrayCache(tmp_path / "sh", n_workers=2, progress=False)
+    for k in (1, 0):
+        with sharded(shard=f"{k}/2"):
+            s = cache_dir.build(*args, chunk_size=1)
+        assert isinstance(s, CacheShard) and s.shard == (k, 2)
+    with sharded(join=2, keep_shards=True):
+        joined = cache_dir.build(*args)
+    _same_cache(one.path, joined.path)
+    assert len(joined) == 3 and len(list((tmp_path / "sh").glob("ecg-*.shard-*-of-2"))) == 2
+    with sharded(shard="1/2"):                     # the whole cache exists: nothing to build
+        assert cache_dir.build(*args).complete
+    assert not isinstance(build(*args, tmp_path / "sh", progress=False), CacheShard)    # context left: normal
+    for spec in ("2/2", "-1/2", "a/b", "1"):
+        with pytest.raises(Exception, match="K/N"):
+            parse_shard(spec)
+    with pytest.raises(Exception, match="exactly one"):
+        with sharded():
+            pass
+
+
+def test_join_names_missing_shards_and_shards_of_another_configuration(src, tmp_path):
+    from medbind_lib.cache_shards import build_shard, join_shards
+
+    cdir = tmp_path / "c"
+    args = ("ecg", src, load_txt, SHAPE, "float32")
+    s0 = build_shard(*args, {"fs": 100}, cdir, "0/2", progress=False)
+    with pytest.raises(DataError, match=r"missing \['ecg-[0-9a-f]{16}\.shard-1-of-2'\]"):
+        join_shards(*args, {"fs": 100}, cdir, 2, progress=False)
+    # other params: the fs=100 shard is named, with what differs
+    with pytest.raises(DataError) as e:
+        join_shards(*args, {"fs": 500}, cdir, 2, progress=False)
+    assert s0.path.name in str(e.value) and "other name, params" in str(e.value)
+    # a shard of another split count; source files changed since the shards were built (a copy without mtimes)
+    build_shard(*args, {"fs": 100}, cdir, "2/3", progress=False)
+    build_shard(*args, {"fs": 100}, cdir, "1/2", progress=False)
+    p = Path(src.loc[0, "path"])
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    with pytest.raises(DataError) as e:
+        join_shards(*args, {"fs": 100}, cdir, 2, progress=False)
+    msg = str(e.value)
+    assert s0.path.name in msg and "other source files' size or mtime" in msg
+    assert "other name, params" not in msg and "other record ids" not in msg
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))          # back to the files the shards were built from
+    with pytest.raises(DataError, match=r"shard-0-of-2 \(one of 2 shards, this join expects 3\)"):
+        join_shards(*args, {"fs": 100}, cdir, 3, progress=False)
+    ok = join_shards(*args, {"fs": 100}, cdir, 2, progress=False)
+    assert len(ok) == 8 and not ok.reused
+    assert sorted(p.name for p in cdir.iterdir()) == sorted([ok.path.name, s0.path.name.replace("0-of-2", "2-of-3")])
+    assert [p.name for p in (tmp_path / "c").iterdir() if p.name.startswith(".")] == []
+
+
+def test_join_names_a_shard_that_holds_other_rows(src, tmp_path):
+    from medbind_lib.cache_shards import build_shard, join_shards
+
+    args = ("ecg", src, load_txt, SHAPE, "float32", {})
+    s1 = build_shard(*args, tmp_path, "1/2", progress=False)
+    shutil.copytree(s1.path, Path(str(s1.path).replace("1-of-2", "0-of-2")))
+    with pytest.raises(DataError, match=r"unusable \['ecg-[0-9a-f]{16}\.shard-0-of-2 \(holds shard 1 of 2 "
+                                        r"\(rows \[5, 10\] of 10\), expected 0 of 2 \(rows \[0, 5\] of 10\)\)'\]"):
+        join_shards(*args, tmp_path, 2, progress=False)
+    assert not any(p.name.startswith("ecg-") and ".shard" not in p.name for p in tmp_path.iterdir())
+
+
+def test_cli_shards_and_join_equal_notebook_01s_cache(tmp_path, capsys):
+    """``python -m medbind_lib.cache_shards`` on the smoke profile: two shards and a join give the cache notebook 01's
+    ``cohort.build_caches`` writes (same directory name, same bytes); a join with a shard missing exits 2 naming it."""
+    from test_data import ensure_smoke_artifacts
+
+    from medbind_lib import cache_shards, cohort
+    from medbind_lib.config import load_profile
+
+    ensure_smoke_artifacts(load_profile("smoke", overrides={"progress": False}))
+    sets = ["--set", f"cache_dir={tmp_path / 'sharded'}", "progress=false"]
+    cli = ["--profile", "smoke", "--dataset", "covid"]
+    assert cache_shards.main([*cli, "--shard", "1/2", *sets]) == 0
+    assert cache_shards.main([*cli, "--join", "2", *sets]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and ".shard-0-of-2'" in err and "missing" in err
+    assert cache_shards.main([*cli, "--shard", "0/2", *sets]) == 0
+    assert cache_shards.main([*cli, "--join", "2", *sets]) == 0
+    cfg = load_profile("smoke", notebook="01", overrides={"progress": False, "cache_dir": str(tmp_path / "one")})
+    one = cohort.build_caches(cfg, cache_shards.notebook_manifests(cfg, ["covid"]), QualityLog())["covid"]
+    _same_cache(one.path, tmp_path / "sharded" / one.path.name)
+    assert [p.name for p in (tmp_path / "sharded").iterdir()] == [one.path.name]
