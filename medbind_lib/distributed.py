@@ -23,10 +23,12 @@ Pitfalls handled here:
   and a gather where every rank has zero rows is answered locally.
 
 ``launch(module, args, nproc, overrides)`` starts a module's CLI under ``torchrun`` (one process per GPU), as the
-pre-training notebooks (02, 09) do when they see several GPUs.
+pre-training notebooks (02, 09) do when they see several GPUs; with ``nnodes``/``rdzv_endpoint`` the same call on
+every machine starts one multi-node job (c10d rendezvous; README "Several machines").
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -147,19 +149,39 @@ def all_reduce_mean(x: torch.Tensor, group: Optional[object] = None) -> torch.Te
 
 # ------------------------------------------------------------------------------------------------ launching
 def torchrun_command(module: str, args: Sequence[str] = (), nproc: Optional[int] = None,
-                     overrides: Optional[Mapping] = None) -> list[str]:
-    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m <module> <args> [--set K=V ...]``.
+                     overrides: Optional[Mapping] = None, *, nnodes: int | str = 1,
+                     rdzv_endpoint: Optional[str] = None, rdzv_id: Optional[str] = None,
+                     rdzv_backend: str = "c10d", node_rank: Optional[int] = None,
+                     local_addr: Optional[str] = None) -> list[str]:
+    """``python -m torch.distributed.run <rendezvous> --nproc_per_node=N -m <module> <args> [--set K=V ...]``.
 
+    One machine (``nnodes=1``, no endpoint): ``--standalone``. Several machines: the SAME command on each,
+    ``--nnodes=M --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT --rdzv_id=ID``; c10d numbers the nodes itself (the
+    machine that is HOST serves the rendezvous), so no node rank is needed (``node_rank`` is passed when given, for
+    the ``static`` backend). ``nnodes`` may be a ``"MIN:MAX"`` range. ``rdzv_id`` defaults to a digest of the
+    module, its arguments and overrides, which every machine computes alike. ``local_addr``: the address this
+    node advertises (default: its host name; give an IP where names do not resolve between machines).
     ``nproc`` defaults to the visible GPUs; ``overrides`` (profile keys) travel as ``--set`` with JSON values
     (JSON is YAML, so every CLI's ``config.parse_overrides`` reads back the same values)."""
     nproc = torch.cuda.device_count() if nproc is None else int(nproc)
     sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items()]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", module, *map(str, args), *(["--set", *sets] if sets else [])]
+    cli = [*map(str, args), *(["--set", *sets] if sets else [])]
+    if str(nnodes) == "1" and rdzv_endpoint is None:
+        rdzv = ["--standalone"]
+    else:
+        if not rdzv_endpoint:
+            raise ValueError(f"torchrun over nnodes={nnodes}: give rdzv_endpoint='HOST:PORT' (a machine of the job "
+                             f"every node can reach; the same on every node)")
+        if rdzv_id is None:
+            rdzv_id = "medbind-" + hashlib.sha256(json.dumps([module, cli]).encode()).hexdigest()[:12]
+        rdzv = [f"--nnodes={nnodes}", f"--rdzv_backend={rdzv_backend}", f"--rdzv_endpoint={rdzv_endpoint}",
+                f"--rdzv_id={rdzv_id}", *([f"--node_rank={int(node_rank)}"] if node_rank is not None else []),
+                *([f"--local_addr={local_addr}"] if local_addr else [])]
+    return [sys.executable, "-m", "torch.distributed.run", *rdzv, f"--nproc_per_node={nproc}", "-m", module, *cli]
 
 
 def launch(module: str, args: Sequence[str] = (), nproc: Optional[int] = None,
-           overrides: Optional[Mapping] = None) -> subprocess.CompletedProcess:
-    """Run ``module``'s CLI under torchrun (``torchrun_command``) and wait; a failing rank raises
-    ``subprocess.CalledProcessError``."""
-    return subprocess.run(torchrun_command(module, args, nproc, overrides), check=True)
+           overrides: Optional[Mapping] = None, **multinode) -> subprocess.CompletedProcess:
+    """Run ``module``'s CLI under torchrun (``torchrun_command``; ``multinode``: its ``nnodes``, ``rdzv_*``,
+    ``node_rank``, ``local_addr``) and wait; a failing rank raises ``subprocess.CalledProcessError``."""
+    return subprocess.run(torchrun_command(module, args, nproc, overrides, **multinode), check=True)

@@ -152,39 +152,76 @@ def run_config(problem, sample_ids, kwargs, seed: int = 0, const_empty: bool = F
     return out, grads
 
 
+def compute(rank: int, world: int, outdir: str) -> None:
+    """Every config on this rank's share of the problems (the process group is up); rank 0 saves results.pt."""
+    import torch.distributed as dist
+
+    from medbind_lib import distributed as D
+
+    problem = make_problem()
+    n = len(problem["kinds"])
+    results = {}
+    for name, kwargs, how in CONFIGS:
+        out, grads = run_config(problem, split(n, world, rank, how), kwargs,
+                                const_empty=how == "uneven_const")
+        for g in grads.values():  # what DDP does: average the gradients over ranks
+            dist.all_reduce(g)
+            g /= world
+        terms = {k: float(D.all_reduce_mean(v)) if k not in COUNT_KEYS else float(v) for k, v in out.items()}
+        results[name] = {"terms": terms, "grads": grads}
+    mproblem = make_medcsp_problem()
+    for name, kwargs, how in MEDCSP_CONFIGS:
+        out, grads = run_medcsp_config(mproblem, split(len(mproblem["sources"]), world, rank, how), kwargs)
+        for g in grads.values():
+            dist.all_reduce(g)
+            g /= world
+        terms = {k: float(D.all_reduce_mean(v)) if k not in COUNT_KEYS else float(v) for k, v in out.items()}
+        results[name] = {"terms": terms, "grads": grads}
+    if rank == 0:
+        torch.save(results, Path(outdir) / "results.pt")
+    dist.barrier()
+
+
 def worker(rank: int, world: int, port: int, outdir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from medbind_lib import distributed as D
-
     try:
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=40))
-        problem = make_problem()
-        n = len(problem["kinds"])
-        results = {}
-        for name, kwargs, how in CONFIGS:
-            out, grads = run_config(problem, split(n, world, rank, how), kwargs,
-                                    const_empty=how == "uneven_const")
-            for g in grads.values():  # what DDP does: average the gradients over ranks
-                dist.all_reduce(g)
-                g /= world
-            terms = {k: float(D.all_reduce_mean(v)) if k not in COUNT_KEYS else float(v) for k, v in out.items()}
-            results[name] = {"terms": terms, "grads": grads}
-        mproblem = make_medcsp_problem()
-        for name, kwargs, how in MEDCSP_CONFIGS:
-            out, grads = run_medcsp_config(mproblem, split(len(mproblem["sources"]), world, rank, how), kwargs)
-            for g in grads.values():
-                dist.all_reduce(g)
-                g /= world
-            terms = {k: float(D.all_reduce_mean(v)) if k not in COUNT_KEYS else float(v) for k, v in out.items()}
-            results[name] = {"terms": terms, "grads": grads}
-        if rank == 0:
-            torch.save(results, Path(outdir) / "results.pt")
-        dist.barrier()
+        compute(rank, world, outdir)
         dist.destroy_process_group()
     except Exception:  # leave the traceback where the test can show it
         (Path(outdir) / f"error_rank{rank}.txt").write_text(traceback.format_exc())
         raise
+
+
+def main(outdir: str) -> None:
+    """Under torchrun (one process per node in tests/test_ddp.py's two-node run): the process group comes from
+    the trainer's ``init_distributed`` (torchrun's environment only), and each rank records what it was given."""
+    import json
+
+    import torch.distributed as dist
+
+    from medbind_lib.trainer import init_distributed
+
+    torch.set_num_threads(1)
+    rank = os.environ.get("RANK", "?")
+    try:
+        rank, world, local, created = init_distributed()
+        env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                                              "MASTER_ADDR", "TORCHELASTIC_RUN_ID")}
+        (Path(outdir) / f"env_rank{rank}.json").write_text(json.dumps(
+            {**env, "init": [rank, world, local, created], "group": [dist.get_rank(), dist.get_world_size()]}))
+        compute(rank, world, outdir)
+        dist.destroy_process_group()
+    except Exception:
+        (Path(outdir) / f"error_rank{rank}.txt").write_text(traceback.format_exc())
+        raise
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1])

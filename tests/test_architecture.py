@@ -18,7 +18,7 @@ MAX_LINES = 600
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("medbind_lib", "errors", "constants", "schema", "io", "quality", "runtime", "distributed", "replicates",
      "registry", "config", "layout", "pipeline", "plots"),
-    ("datasets", "preprocess", "ehr", "synth", "cache", "linking", "cohort", "check", "loading"),
+    ("datasets", "preprocess", "ehr", "synth", "cache", "cache_shards", "linking", "cohort", "check", "loading"),
     ("models", "losses"),
     ("metrics",),
     ("trainer", "finetune", "export"),

@@ -285,6 +285,8 @@ def test_sharded_context_routes_build_and_join_cli_style(src, tmp_path):
     with pytest.raises(Exception, match="exactly one"):
         with sharded():
             pass
+    with pytest.raises(Exception, match="N >= 1"), sharded(join=0):
+        build(*args, tmp_path / "sh", progress=False)
 
 
 def test_join_names_missing_shards_and_shards_of_another_configuration(src, tmp_path):
