@@ -204,8 +204,16 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_lp_direction": ("both", "L_P anchors: both (symmetric) | ehr_to_cxr | cxr_to_ehr (official code: one "
                                     "direction)"),
     "medcsp_ld_direction": ("both", "L_D anchors: both | ehr_to_cxr | cxr_to_ehr"),
-    "medcsp_ld_target": ("l1", "L_D soft target from the history cosines: l1 (row-normalised, OTTER) | softmax"),
-    "medcsp_ld_same_patient": (True, "L_D keeps same-patient cross-source pairs among its candidates"),
+    "medcsp_lp_negatives": ("other_patients", "L_P negatives: other_patients (the other source's records of OTHER "
+                                              "patients, 3.4.1: s != s', if p != p') | source (every other-source "
+                                              "record, also the same patient's outside theta)"),
+    "medcsp_ld_target": ("l1", "L_D soft target from the history cosines: l1 (row-normalised, OTTER) | softmax | "
+                               "raw (Eq. 7 as printed: the cosines themselves, no normalisation)"),
+    "medcsp_ld_same_patient": (False, "L_D candidates include the same patient's other-source records (the paper: "
+                                      "pairs that 'neither share the same patient nor belong to the same source')"),
+    "medcsp_loss_reduction": ("batch", "MEDCSP terms over: batch (Eqs. 4, 5, 7's sums / the batch's record count, "
+                                       "global under DDP: the paper's relative weighting) | mean (each term over its "
+                                       "own anchors: L_P and L_D weigh several times more than in the paper) | sum"),
     "medcsp_pair_rate": (0.25, "share of each batch filled with same-patient cross-source record pairs within "
                                "theta (the paper does not say how batches are formed; random batches of MIMIC "
                                "hold almost none, leaving L_P empty); null = plain shuffled records"),
@@ -452,7 +460,8 @@ CHOICES: dict[str, tuple] = {
     "medcsp_task_variant": registry.variant_names("medcsp", sources=("ehr", "cxr")),
     "medcsp_task_pool": ("concat", "mean"), "medcsp_task_early_stop": ("valid_loss", "valid_auroc"),
     "medcsp_la_negatives": ("source", "batch"), "medcsp_lp_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"),
-    "medcsp_ld_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"), "medcsp_ld_target": ("l1", "softmax"),
+    "medcsp_ld_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"), "medcsp_ld_target": ("l1", "softmax", "raw"),
+    "medcsp_lp_negatives": ("other_patients", "source"), "medcsp_loss_reduction": ("mean", "sum", "batch"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
     "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),

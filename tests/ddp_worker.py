@@ -41,7 +41,9 @@ MEDCSP_MODS = ("icd", "note", "image", "report")
 MEDCSP_CONFIGS = [
     ("medcsp_even", dict(variant="medcsp"), "even"),
     ("medcsp_keys_uneven", dict(variant="medcsp", la_negatives="batch", lp_direction="ehr_to_cxr",
-                                ld_target="softmax", ld_same_patient=False, ld_direction="cxr_to_ehr"), "uneven"),
+                                ld_target="softmax", ld_same_patient=True, ld_direction="cxr_to_ehr",
+                                lp_negatives="source", reduction="mean"), "uneven"),
+    ("medcsp_raw_sum_uneven", dict(variant="medcsp", ld_target="raw", reduction="sum"), "uneven"),
     ("medcsp_a_p_uneven", dict(variant="medcsp_a_p", lp_direction="cxr_to_ehr"), "uneven"),
     ("medcsp_single_uneven", dict(variant="medcsp_single", la_negatives="batch"), "uneven"),
 ]

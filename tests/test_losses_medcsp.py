@@ -12,6 +12,8 @@ from medbind_lib.losses import (
     LA_NEGATIVES,
     LD_TARGETS,
     LP_DIRECTIONS,
+    LP_NEGATIVES,
+    REDUCTIONS,
     MEDCSP_VARIANTS,
     VARIANTS,
     MEDCSPLoss,
@@ -45,7 +47,14 @@ def ref_c(emb, mask):
     return out
 
 
-def ref_la(emb, mask, src, negatives, tau=TAU):
+def _reduce(tot, cnt, n, reduction):
+    """Eqs. 4, 5, 7 are sums over anchors: mean = / anchors, batch = / records of the batch, sum = as printed."""
+    if not cnt:
+        return torch.zeros((), dtype=torch.float64)
+    return tot / {"mean": cnt, "batch": n, "sum": 1}[reduction]
+
+
+def ref_la(emb, mask, src, negatives, tau=TAU, reduction="mean"):
     c = ref_c(emb, mask)
     n, tot, cnt = len(c), 0.0, 0
     for i in range(n):
@@ -57,20 +66,22 @@ def ref_la(emb, mask, src, negatives, tau=TAU):
             logits = {j: torch.dot(e, c[j]) / tau for j in cands}
             tot = tot - (logits[i] - _lse(list(logits.values())))
             cnt += 1
-    return tot / cnt
+    return _reduce(tot, cnt, n, reduction)
 
 
 def _anchor(src_i, direction):
     return direction == "both" or (direction == "ehr_to_cxr") == (src_i == 0)
 
 
-def ref_lp(c, src, pat, times, direction="both", tau=TAU, theta=THETA):
+def ref_lp(c, src, pat, times, direction="both", tau=TAU, theta=THETA, negatives="other_patients", reduction="mean"):
+    """Eq. 5; 3.4.1's negatives are "s != s', if p != p'": other source AND other patient (``other_patients``)."""
     n, tot, cnt, npos = len(c), 0.0, 0, 0
     for i in range(n):
         if not _anchor(src[i], direction):
             continue
-        cands = [j for j in range(n) if src[j] != src[i]]
-        pos = [j for j in cands if pat[j] == pat[i] and abs(times[i] - times[j]) <= theta]
+        other = [j for j in range(n) if src[j] != src[i]]
+        pos = [j for j in other if pat[j] == pat[i] and abs(times[i] - times[j]) <= theta]
+        cands = other if negatives == "source" else pos + [j for j in other if pat[j] != pat[i]]
         if not pos:
             continue
         logits = {j: torch.dot(c[i], c[j]) / tau for j in cands}
@@ -78,8 +89,7 @@ def ref_lp(c, src, pat, times, direction="both", tau=TAU, theta=THETA):
         tot = tot - sum(logits[q] - lse for q in pos) / len(pos)
         cnt += 1
         npos += len(pos)
-    loss = tot / cnt if cnt else torch.zeros((), dtype=torch.float64)
-    return loss, cnt, (npos / cnt if cnt else 0.0)
+    return _reduce(tot, cnt, n, reduction), cnt, (npos / cnt if cnt else 0.0)
 
 
 def _cos(a, b):
@@ -89,7 +99,7 @@ def _cos(a, b):
     return sum(x * y for x, y in zip(a, b)) / (na * nb)
 
 
-def ref_ld(c, src, pat, hist, target="l1", same_patient=True, direction="both", tau=TAU):
+def ref_ld(c, src, pat, hist, target="l1", same_patient=False, direction="both", tau=TAU, reduction="mean"):
     n, tot, cnt = len(c), 0.0, 0
     for i in range(n):
         if not _anchor(src[i], direction):
@@ -101,6 +111,8 @@ def ref_ld(c, src, pat, hist, target="l1", same_patient=True, direction="both", 
             continue
         if target == "l1":
             y = {j: alpha[j] / mass for j in cands}
+        elif target == "raw":  # Eq. 7 as printed: the cosine weights themselves
+            y = alpha
         else:
             z = sum(math.exp(a / tau) for a in alpha.values())
             y = {j: math.exp(alpha[j] / tau) / z for j in cands}
@@ -108,7 +120,7 @@ def ref_ld(c, src, pat, hist, target="l1", same_patient=True, direction="both", 
         lse = _lse(list(logits.values()))
         tot = tot - sum(y[j] * (logits[j] - lse) for j in cands)
         cnt += 1
-    return (tot / cnt if cnt else torch.zeros((), dtype=torch.float64)), cnt
+    return _reduce(tot, cnt, n, reduction), cnt
 
 
 # ---------------------------------------------------------------- data
@@ -228,15 +240,15 @@ def test_la_source_and_batch_differ_and_agree_on_one_source():
 
 
 # ---------------------------------------------------------------- L_P
-@pytest.mark.parametrize("direction", LP_DIRECTIONS)
-def test_lp_matches_loop(direction):
+@pytest.mark.parametrize("direction,negatives", [(d, "other_patients") for d in LP_DIRECTIONS] + [("both", "source")])
+def test_lp_matches_loop(direction, negatives):
     b = problem(seed=5)
     check_problem_has_edge_cases(b)
     _, _, c = record_embeddings(b["embeddings"], b["mask"])
     r = medcsp_lp(c, b["sources"], b["patients"], b["times"], TAU, theta=THETA, direction=direction,
-                  return_terms=True)
+                  negatives=negatives, return_terms=True)
     src, pat, t, _ = lists(b)
-    ref, cnt, pos_mean = ref_lp(ref_c(b["embeddings"], mask_list(b)), src, pat, t, direction)
+    ref, cnt, pos_mean = ref_lp(ref_c(b["embeddings"], mask_list(b)), src, pat, t, direction, negatives=negatives)
     assert cnt > 0
     close(r["loss"], ref)
     assert float(r["lp_anchors"]) == cnt
@@ -263,15 +275,16 @@ def test_all_patients_identical_module():
     b = problem(seed=18, patients=[3] * 14, zero_hist=[])
     src, pat, t, hist = lists(b)
     c = ref_c(b["embeddings"], mask_list(b))
-    out = MEDCSPLoss()(b)
+    out = MEDCSPLoss(reduction="mean")(b)
     close(out["lp"], ref_lp(c, src, pat, t)[0])
-    close(out["ld"], ref_ld(c, src, pat, hist)[0])  # one history: uniform targets over the other source
-    assert float(out["ld_anchors"]) == 14
-    # excluding same-patient pairs leaves L_D no candidate at all
-    out = MEDCSPLoss(ld_same_patient=False)(b)
+    # one patient: the paper's L_D (pairs of OTHER patients) has no candidate at all
     assert float(out["ld"]) == 0.0 and float(out["ld_anchors"]) == 0 and out["ld"].requires_grad
     for g in grads(out["loss"], b):
         assert torch.isfinite(g).all()
+    # with same-patient pairs, one history gives uniform targets over the other source
+    out = MEDCSPLoss(ld_same_patient=True, reduction="mean")(b)
+    close(out["ld"], ref_ld(c, src, pat, hist, same_patient=True)[0])
+    assert float(out["ld_anchors"]) == 14
 
 
 def test_lp_no_positive_anywhere_is_zero_in_graph():
@@ -287,7 +300,7 @@ def test_lp_no_positive_anywhere_is_zero_in_graph():
 # ---------------------------------------------------------------- L_D
 @pytest.mark.parametrize("target,same_patient,direction", [
     ("l1", True, "both"), ("softmax", True, "both"), ("l1", False, "both"), ("softmax", False, "ehr_to_cxr"),
-    ("l1", True, "cxr_to_ehr"),
+    ("l1", True, "cxr_to_ehr"), ("raw", False, "both"), ("raw", True, "ehr_to_cxr"),
 ])
 def test_ld_matches_loop(target, same_patient, direction):
     b = problem(seed=8)
@@ -305,18 +318,20 @@ def test_ld_matches_loop(target, same_patient, direction):
 def test_ld_same_patient_key_changes_the_loss():
     b = problem(seed=9)
     _, _, c = record_embeddings(b["embeddings"], b["mask"])
-    with_p = medcsp_ld(c, b["sources"], b["histories"], patients=b["patients"])
-    without = medcsp_ld(c, b["sources"], b["histories"], patients=b["patients"], same_patient=False)
+    with_p = medcsp_ld(c, b["sources"], b["histories"], patients=b["patients"], same_patient=True)
+    without = medcsp_ld(c, b["sources"], b["histories"], patients=b["patients"])
     assert abs(float(with_p) - float(without)) > 1e-6
     with pytest.raises(ValueError):
-        medcsp_ld(c, b["sources"], b["histories"], same_patient=False)  # needs patients
+        medcsp_ld(c, b["sources"], b["histories"])  # the paper's default excludes same-patient pairs: needs patients
+    close(medcsp_ld(c, b["sources"], b["histories"], same_patient=True), with_p)  # ... which this does not
 
 
 def test_ld_all_zero_histories_is_zero_in_graph():
     b = problem(seed=10)
     _, _, c = record_embeddings(b["embeddings"], b["mask"])
     for target in LD_TARGETS:
-        r = medcsp_ld(c, b["sources"], torch.zeros(14, 6, dtype=torch.float64), target=target, return_terms=True)
+        r = medcsp_ld(c, b["sources"], torch.zeros(14, 6, dtype=torch.float64), patients=b["patients"], target=target,
+                      return_terms=True)
         assert float(r["loss"]) == 0.0 and r["loss"].requires_grad and float(r["ld_anchors"]) == 0
         for g in grads(r["loss"], b):
             assert torch.isfinite(g).all() and g.abs().sum() == 0
@@ -329,9 +344,9 @@ def test_medcsp_total_and_counts():
     out = MEDCSPLoss()(b, logit_scale=ls.exp())
     src, pat, t, hist = lists(b)
     c = ref_c(b["embeddings"], mask_list(b))
-    ref_p, lp_cnt, _ = ref_lp(c, src, pat, t)
-    ref_d, ld_cnt = ref_ld(c, src, pat, hist)
-    ref_a = ref_la(b["embeddings"], mask_list(b), src, "source")
+    ref_p, lp_cnt, _ = ref_lp(c, src, pat, t, reduction="batch")   # the paper's defaults: sums / 14 records
+    ref_d, ld_cnt = ref_ld(c, src, pat, hist, reduction="batch")
+    ref_a = ref_la(b["embeddings"], mask_list(b), src, "source", reduction="batch")
     close(out["la"], ref_a)
     close(out["lp"], ref_p)
     close(out["ld"], ref_d)
@@ -347,14 +362,15 @@ def test_medcsp_total_and_counts():
 
 def test_medcsp_keys_reach_the_terms():
     b = problem(seed=12)
-    kw = dict(la_negatives="batch", lp_direction="cxr_to_ehr", ld_target="softmax", ld_same_patient=False,
-              ld_direction="ehr_to_cxr", theta=20.0, lambda_p=0.3, lambda_d=0.7)
+    kw = dict(la_negatives="batch", lp_direction="cxr_to_ehr", ld_target="softmax", ld_same_patient=True,
+              ld_direction="ehr_to_cxr", theta=20.0, lambda_p=0.3, lambda_d=0.7, lp_negatives="source",
+              reduction="mean")
     out = MEDCSPLoss(**kw)(b)
     src, pat, t, hist = lists(b)
     c = ref_c(b["embeddings"], mask_list(b))
     close(out["la"], ref_la(b["embeddings"], mask_list(b), src, "batch"))
-    close(out["lp"], ref_lp(c, src, pat, t, "cxr_to_ehr", theta=20.0)[0])
-    close(out["ld"], ref_ld(c, src, pat, hist, "softmax", False, "ehr_to_cxr")[0])
+    close(out["lp"], ref_lp(c, src, pat, t, "cxr_to_ehr", theta=20.0, negatives="source")[0])
+    close(out["ld"], ref_ld(c, src, pat, hist, "softmax", True, "ehr_to_cxr")[0])
     close(out["loss"], out["la"] + 0.3 * out["lp"] + 0.7 * out["ld"])
 
 
@@ -368,7 +384,7 @@ def test_variants_terms(variant, terms):
     close(out["loss"], total)
     # keys a variant does not use may be absent
     need = {"medcsp_a": ("patients", "times", "histories"), "medcsp_a_p": ("histories",),
-            "medcsp_a_d": ("patients", "times"), "medcsp": ()}[variant]
+            "medcsp_a_d": ("times",), "medcsp": ()}[variant]  # L_D's pair rule reads the patients
     close(MEDCSPLoss(variant)({k: v for k, v in b.items() if k not in need})["loss"], out["loss"])
 
 
@@ -378,7 +394,7 @@ def test_medcsp_single_uses_imaging_records_only():
     img = b["sources"] == 1
     sub_mask = [row for row, keep in zip(mask_list(b), img.tolist()) if keep]
     sub_emb = {m: b["embeddings"][m][img] for m in MODS}
-    ref = ref_la(sub_emb, sub_mask, [1] * int(img.sum()), "batch")
+    ref = ref_la(sub_emb, sub_mask, [1] * int(img.sum()), "batch", reduction="batch")  # / the 7 imaging records
     close(out["loss"], ref)
     close(out["la"], out["loss"])
     assert set(out) == {"la", "loss", "n_records", "n_ehr", "n_cxr", "la_anchors"}
@@ -399,7 +415,7 @@ def test_one_source_batch_cross_terms_are_zero_in_graph(source):
     assert out["lp"].requires_grad and out["ld"].requires_grad
     assert float(out["lp_anchors"]) == 0 and float(out["ld_anchors"]) == 0
     close(out["loss"], out["la"])
-    close(out["la"], ref_la(b["embeddings"], mask_list(b), [source] * 12, "source"))
+    close(out["la"], ref_la(b["embeddings"], mask_list(b), [source] * 12, "source", reduction="batch"))
     for term in ("lp", "ld"):
         for g in grads(out[term], b):
             assert torch.isfinite(g).all() and g.abs().sum() == 0
@@ -438,3 +454,85 @@ def test_bad_arguments():
 
 def test_the_two_methods_name_their_variants_apart():
     assert VARIANTS and MEDCSP_VARIANTS and not set(VARIANTS) & set(MEDCSP_VARIANTS)
+
+
+# ---------------------------------------------------------------- the paper's pair rules and reduction
+def _hand_batch():
+    """4 records, 2 patients: EHR r0 (p0, day 0), r1 (p1, day 0); CXR r2 (p0, day 10), r3 (p0, day 100).
+    Embeddings in 2-D at angles 0, 90, 60 and 180 degrees, so every logit is cos / tau by hand."""
+    ang = torch.tensor([0.0, 90.0, 60.0, 180.0], dtype=torch.float64) * math.pi / 180
+    c = torch.stack([torch.cos(ang), torch.sin(ang)], 1).requires_grad_(True)
+    return (c, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 0]),
+            torch.tensor([0.0, 0.0, 10.0, 100.0], dtype=torch.float64))
+
+
+def test_lp_negatives_hand_computed():
+    """Anchor r0 (p0): positive r2 (same patient, 10 days), r3 is the same patient 100 days away: under the
+    paper's rule it is neither positive nor negative, so r0's candidates are {r2} only -> loss 0; under
+    ``source`` r3 is a negative: -log(e^{cos60/tau} / (e^{cos60/tau} + e^{cos180/tau})).  Anchor r2 (p0, CXR):
+    positive r0, negative r1 (other patient) under both rules.  r1 and r3 have no positive."""
+    c, src, pat, t = _hand_batch()
+    s = 1 / TAU
+    r2 = -(math.cos(math.radians(60)) * s - math.log(math.exp(math.cos(math.radians(60)) * s)
+                                                    + math.exp(math.cos(math.radians(30)) * s)))
+    r0_source = -(0.5 * s - math.log(math.exp(0.5 * s) + math.exp(-1.0 * s)))
+    paper = medcsp_lp(c, src, pat, t, return_terms=True)
+    assert float(paper["lp_anchors"]) == 2
+    assert float(paper["loss"]) == pytest.approx((0.0 + r2) / 2, rel=1e-12)
+    assert float(medcsp_lp(c, src, pat, t, negatives="source")) == pytest.approx((r0_source + r2) / 2, rel=1e-12)
+    # batch reduction: the same sum over the 4 records of the batch; sum: the literal Eq. 5
+    assert float(medcsp_lp(c, src, pat, t, reduction="batch")) == pytest.approx(r2 / 4, rel=1e-12)
+    assert float(medcsp_lp(c, src, pat, t, reduction="sum")) == pytest.approx(r2, rel=1e-12)
+
+
+def test_ld_pair_rule_and_raw_target_hand_computed():
+    """Histories: p0 = (1, 0), p1 = (1, 1) -> alpha(p0, p1) = 1/sqrt(2), alpha(p0, p0) = 1.  Without same-patient
+    pairs anchor r1 (p1, EHR) has candidates r2, r3 (both p0, alpha 1/sqrt 2): l1 targets 1/2, 1/2; raw targets
+    1/sqrt 2 each.  r0, r2, r3 (p0) have only same-patient or no other-patient candidates but r1 for r2, r3."""
+    c, src, pat, t = _hand_batch()
+    h = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    s, a = 1 / TAU, 1 / math.sqrt(2)
+    cosd = {(i, j): math.cos(math.radians(x - y)) for i, x in enumerate((0, 90, 60, 180))
+            for j, y in enumerate((0, 90, 60, 180))}
+
+    def logp(i, j, cands):
+        return cosd[i, j] * s - math.log(sum(math.exp(cosd[i, k] * s) for k in cands))
+
+    # anchors without same-patient pairs: r0 -> {} (only CXR records of p0), r1 -> {r2, r3}, r2 -> {r1}, r3 -> {r1}
+    r1_l1 = -(0.5 * logp(1, 2, (2, 3)) + 0.5 * logp(1, 3, (2, 3)))
+    r1_raw = -(a * logp(1, 2, (2, 3)) + a * logp(1, 3, (2, 3)))
+    r2_l1, r2_raw = -logp(2, 1, (1,)), -a * logp(2, 1, (1,))   # one candidate: log-softmax 0
+    assert r2_l1 == 0.0
+    out = medcsp_ld(c, src, h, patients=pat, return_terms=True)
+    assert float(out["ld_anchors"]) == 3
+    assert float(out["loss"]) == pytest.approx((r1_l1 + 2 * r2_l1) / 3, rel=1e-12)
+    raw = medcsp_ld(c, src, h, patients=pat, target="raw", reduction="batch")
+    assert float(raw) == pytest.approx((r1_raw + 2 * r2_raw) / 4, rel=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_module_reduction_matches_loop(reduction):
+    """MEDCSPLoss(reduction) against the float64 loops: each term's sum over its anchors / (anchors | N | 1)."""
+    b = problem(seed=21)
+    out = MEDCSPLoss(reduction=reduction, ld_target="raw")(b)
+    src, pat, t, hist = lists(b)
+    c = ref_c(b["embeddings"], mask_list(b))
+    ref_a = ref_la(b["embeddings"], mask_list(b), src, "source", reduction=reduction)
+    ref_p = ref_lp(c, src, pat, t, reduction=reduction)[0]
+    ref_d = ref_ld(c, src, pat, hist, "raw", reduction=reduction)[0]
+    for k, r in (("la", ref_a), ("lp", ref_p), ("ld", ref_d)):
+        close(out[k], r)
+    total = ref_a + 0.5 * ref_p + 0.2 * ref_d
+    close(out["loss"], total)
+    close_grads(out["loss"], total, b)
+
+
+def test_paper_defaults():
+    """The constructor's and the profile schema's defaults are the paper's rules (3.4.1, 3.4.2, Eqs. 4-7)."""
+    from medbind_lib.config import SCHEMA
+
+    m = MEDCSPLoss()
+    assert (m.lp_negatives, m.ld_same_patient, m.reduction) == ("other_patients", False, "batch")
+    assert LP_NEGATIVES[0] == "other_patients" and "raw" in LD_TARGETS
+    assert SCHEMA["medcsp_lp_negatives"][0] == "other_patients"
+    assert SCHEMA["medcsp_ld_same_patient"][0] is False and SCHEMA["medcsp_loss_reduction"][0] == "batch"

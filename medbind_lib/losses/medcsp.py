@@ -15,29 +15,40 @@ L_A (Eqs. 3-4), anchors A = {(i, m) : m in M_i}; candidates N(i) = {j : s_j = s_
 "source"``, the paper's "within individual sources") or every record (``"batch"``):
   L_A = 1/|A| sum_{(i,m) in A} -log( exp(s e_i^m.c_i) / sum_{j in N(i)} exp(s e_i^m.c_j) )
 L_P (Eq. 5), X(i) = {j : s_j != s_i} (the other source), P(i) = {j in X(i) : p_j = p_i, |t_i - t_j| <= theta},
-anchors I_P = {i in D : P(i) non-empty}:
-  L_P = 1/|I_P| sum_{i in I_P} -1/|P(i)| sum_{q in P(i)} log( exp(s c_i.c_q) / sum_{j in X(i)} exp(s c_i.c_j) )
+candidates X_P(i) = P(i) + {j in X(i) : p_j != p_i} (``lp_negatives="other_patients"``, 3.4.1: the negatives
+are "s != s', if p != p'": a same-patient record outside the window is neither positive nor negative) or X(i)
+(``"source"``), anchors I_P = {i in D : P(i) non-empty}:
+  L_P = 1/Z_P sum_{i in I_P} -1/|P(i)| sum_{q in P(i)} log( exp(s c_i.c_q) / sum_{j in X_P(i)} exp(s c_i.c_j) )
   (SupCon L_out: several positives averaged).  D = every record (``direction="both"``), the EHR records
   (``"ehr_to_cxr"``) or the imaging records (``"cxr_to_ehr"``).
-L_D (Eqs. 6-7), K(i) = X(i), minus the j with p_j = p_i when ``ld_same_patient=False``;
+L_D (Eqs. 6-7), K(i) = X(i) minus the j with p_j = p_i (``ld_same_patient=False``, 3.4.2: pairs that "neither
+share the same patient nor belong to the same source"), or all of X(i) (``True``);
   alpha_ij = h_i.h_j / (|h_i| |h_j|)   (0 when either history is all-zero),
   y_ij = alpha_ij / sum_{k in K(i)} alpha_ik                      (``ld_target="l1"``, OTTER-style)
-       = exp(alpha_ij/tau) / sum_{k in K(i)} exp(alpha_ik/tau)    (``"softmax"``; tau = the fixed tau),
+       = exp(alpha_ij/tau) / sum_{k in K(i)} exp(alpha_ik/tau)    (``"softmax"``; tau = the fixed tau)
+       = alpha_ij                                                 (``"raw"``: Eq. 7 as printed, no normalisation)
   anchors I_D = {i in D : sum_{k in K(i)} alpha_ik > 0}:
-  L_D = 1/|I_D| sum_{i in I_D} -sum_{j in K(i)} y_ij log( exp(s c_i.c_j) / sum_{k in K(i)} exp(s c_i.c_k) )
+  L_D = 1/Z_D sum_{i in I_D} -sum_{j in K(i)} y_ij log( exp(s c_i.c_j) / sum_{k in K(i)} exp(s c_i.c_k) )
 L = L_A + lambda_P L_P + lambda_D L_D   (lambda_P 0.5, lambda_D 0.2, theta 30 days).
+Reduction (``reduction``; Eqs. 4, 5 and 7 are SUMS over their anchors): Z = the term's own anchor count (``"mean"``:
+|A|, |I_P|, |I_D|; each term a mean, so L_P weighs as much per unit as L_A though it has far fewer anchors), the
+number N of records of the (global) batch (``"batch"``: the paper's sums on a per-record scale, so the terms keep
+the paper's relative weights, as MEDBind's ``loss_reduction: batch``) or 1 (``"sum"``: the literal sums).
 An empty anchor set (a one-source batch, no positive, all-zero histories) gives a term of exactly 0 that
 stays in the autograd graph (zero gradients, never NaN).
 
 Choices the paper leaves open (constructor keys, defaults first): ``la_negatives`` source|batch;
 ``lp_direction`` / ``ld_direction`` both|ehr_to_cxr|cxr_to_ehr (the official code scores one direction;
 "both" makes the term symmetric, averaged over the anchors of both sources, not per direction);
-``ld_target`` l1|softmax; ``ld_same_patient`` True|False.  Under ``"softmax"`` an anchor whose alphas
-are all 0 is skipped as under ``"l1"`` (its softmax target would be uniform: no diagnosis information).
+``ld_target`` l1|softmax|raw; ``reduction`` mean|batch|sum.  Under ``"softmax"`` an anchor whose alphas are all 0
+is skipped as under ``"l1"`` (its softmax target would be uniform: no diagnosis information).  The paper's own
+rules are the defaults of ``lp_negatives`` (other_patients) and ``ld_same_patient`` (False); the other values
+reproduce this suite's earlier reading (every other-source record a negative / candidate).
 
 DDP (the open_clip pattern of :mod:`.medbind`): record embeddings c are gathered WITH gradient, sources,
 patients, times, histories and presence masks without; every rank scores its LOCAL anchors against the
-gathered candidates and returns ``world * (sum of its anchors' losses) / (global anchor count)``, so the
+gathered candidates and returns ``world * (sum of its anchors' losses) / Z`` (Z global: the anchor count, the
+batch's record count or 1, by ``reduction``), so the
 mean over ranks (and DDP's averaged gradient) equals the single-process loss on the union batch, also for
 uneven or empty ranks.  The anchor counts are computed from the gathered metadata, so every rank holds
 the same denominators without a further collective.  Per-rank term values are shares: log
@@ -52,13 +63,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import registry
-from .common import Group, Scale, compute_dtype, resolve_logit_scale
+from .common import REDUCTIONS, Group, Scale, check_reduction, compute_dtype, resolve_logit_scale
 
 __all__ = [
     "MEDCSP_VARIANTS",
     "LA_NEGATIVES",
     "LP_DIRECTIONS",
+    "LP_NEGATIVES",
     "LD_TARGETS",
+    "REDUCTIONS",
     "SOURCE_EHR",
     "SOURCE_CXR",
     "record_embeddings",
@@ -72,7 +85,8 @@ SOURCE_EHR, SOURCE_CXR = 0, 1
 MEDCSP_VARIANTS = registry.variant_names("medcsp")
 LA_NEGATIVES = ("source", "batch")
 LP_DIRECTIONS = ("both", "ehr_to_cxr", "cxr_to_ehr")
-LD_TARGETS = ("l1", "softmax")
+LP_NEGATIVES = ("other_patients", "source")
+LD_TARGETS = ("l1", "softmax", "raw")
 # finite fill for non-candidates: a row without any candidate stays finite (-inf would make its log-softmax
 # NaN, and NaN survives a zero upstream gradient in the backward)
 _FILL = -1e9
@@ -169,7 +183,10 @@ class _Records:
     c with gradient, then the metadata that was passed, without.
     """
 
-    def __init__(self, c, sources, distributed, *, present=None, patients=None, times=None, histories=None):
+    def __init__(self, c, sources, distributed, *, present=None, patients=None, times=None, histories=None,
+                 reduction: str = "mean"):
+        check_reduction(reduction)
+        self.reduction = reduction
         self.g = Group(c.shape[0], c.device, distributed)
         self.c = c
         self.C = self.g.grad(c)
@@ -200,8 +217,13 @@ class _Records:
         return self.SRC == (SOURCE_EHR if direction == "ehr_to_cxr" else SOURCE_CXR)
 
     def share(self, local_sum: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        """world * local sum / global count: the mean over ranks is the global mean; count 0 -> the (zero) sum."""
-        return local_sum * (self.g.world / count.clamp_min(1).to(local_sum.dtype))
+        """world * local sum / Z (``reduction``: Z = the global anchor ``count``, the global record count or 1): the
+        mean over ranks is the one-process value; an empty anchor set gives the (zero) sum."""
+        if self.reduction == "mean":
+            z = count.clamp_min(1).to(local_sum.dtype)
+        else:
+            z = float(max(self.g.total, 1)) if self.reduction == "batch" else 1.0
+        return local_sum * (self.g.world / z)
 
 
 def _masked_log_softmax(logits: torch.Tensor, cand: Optional[torch.Tensor]) -> torch.Tensor:
@@ -226,14 +248,16 @@ def _la(R: _Records, e: torch.Tensor, present: torch.Tensor, scale: Scale, negat
     return {"loss": R.share(per.sum(), count), "la_anchors": count.detach().float()}
 
 
-def _lp(R: _Records, scale: Scale, theta: float, direction: str) -> dict:
+def _lp(R: _Records, scale: Scale, theta: float, direction: str, negatives: str = "other_patients") -> dict:
     cross = R.cross()
-    pos = cross & (R.P[:, None] == R.P[None, :]) & ((R.T[:, None] - R.T[None, :]).abs() <= theta)
+    same = R.P[:, None] == R.P[None, :]
+    pos = cross & same & ((R.T[:, None] - R.T[None, :]).abs() <= theta)
+    cand = cross & (~same | pos) if negatives == "other_patients" else cross
     npos = pos.sum(1)
     valid = R.anchors(direction) & (npos > 0)
     count = valid.sum()
     loc = R.rows
-    logp = _masked_log_softmax(R.cos * scale, cross[loc])
+    logp = _masked_log_softmax(R.cos * scale, cand[loc])
     per = _soft_ce(logp, pos[loc].to(logp.dtype) / npos[loc].clamp_min(1)[:, None].to(logp.dtype), pos[loc])
     loss = R.share(torch.where(valid[loc], per, torch.zeros_like(per)).sum(), count)
     pos_mean = torch.where(valid, npos, torch.zeros_like(npos)).sum().float() / count.clamp_min(1).float()
@@ -252,6 +276,8 @@ def _ld(R: _Records, scale: Scale, tau: float, target: str, same_patient: bool, 
     loc = R.rows
     if target == "l1":
         y = alpha[loc] / mass[loc].clamp_min(1e-12)[:, None]
+    elif target == "raw":
+        y = alpha[loc]
     else:
         y = torch.softmax((alpha[loc] / tau).masked_fill(~cand[loc], _FILL), dim=1)
     logp = _masked_log_softmax(R.cos * scale, cand[loc])
@@ -271,16 +297,17 @@ def medcsp_la(
     *,
     negatives: str = "source",
     modalities: Optional[Sequence[str]] = None,
+    reduction: str = "mean",
     logit_scale: Optional[Scale] = None,
     distributed: Optional[bool] = None,
     return_terms: bool = False,
 ):
     """L_A (Eqs. 3-4): every present e_i^m against its own record's c_i among the candidate records
-    (``negatives``: "source" = same source only, "batch" = all), mean over present (record, modality)
-    anchors.  ``return_terms`` -> dict(loss, la_anchors)."""
+    (``negatives``: "source" = same source only, "batch" = all), reduced over the present (record, modality)
+    anchors (``reduction``, module docstring).  ``return_terms`` -> dict(loss, la_anchors)."""
     _choice("negatives", negatives, LA_NEGATIVES)
     e, present, c = record_embeddings(embeddings, mask, modalities)
-    R = _Records(c, _sources(sources, c.shape[0], c.device), distributed, present=present)
+    R = _Records(c, _sources(sources, c.shape[0], c.device), distributed, present=present, reduction=reduction)
     out = _la(R, e, present, resolve_logit_scale(tau, logit_scale), negatives)
     return out if return_terms else out["loss"]
 
@@ -294,19 +321,23 @@ def medcsp_lp(
     *,
     theta: float = 30.0,
     direction: str = "both",
+    negatives: str = "other_patients",
+    reduction: str = "mean",
     logit_scale: Optional[Scale] = None,
     distributed: Optional[bool] = None,
     return_terms: bool = False,
 ):
     """L_P (Eq. 5) of record embeddings c [N, d] (L2-normalised, e.g. from :func:`record_embeddings`):
-    positives = same patient, other source, |dt| <= ``theta`` days; candidates = the other source.
+    positives = same patient, other source, |dt| <= ``theta`` days; negatives = the other source's records of
+    other patients (``negatives="other_patients"``, the paper) or of anyone (``"source"``).
     ``return_terms`` -> dict(loss, lp_anchors, lp_positives_mean)."""
     _choice("direction", direction, LP_DIRECTIONS)
+    _choice("negatives", negatives, LP_NEGATIVES)
     n, dev = c.shape[0], c.device
     c = c.to(compute_dtype(c))
     R = _Records(c, _sources(sources, n, dev), distributed, patients=_vector(patients, n, "patients", dev, torch.long),
-                 times=_vector(times, n, "times", dev, torch.float64))
-    out = _lp(R, resolve_logit_scale(tau, logit_scale), float(theta), direction)
+                 times=_vector(times, n, "times", dev, torch.float64), reduction=reduction)
+    out = _lp(R, resolve_logit_scale(tau, logit_scale), float(theta), direction, negatives)
     return out if return_terms else out["loss"]
 
 
@@ -318,23 +349,25 @@ def medcsp_ld(
     *,
     patients: Optional[torch.Tensor] = None,
     target: str = "l1",
-    same_patient: bool = True,
+    same_patient: bool = False,
     direction: str = "both",
     target_tau: Optional[float] = None,
+    reduction: str = "mean",
     logit_scale: Optional[Scale] = None,
     distributed: Optional[bool] = None,
     return_terms: bool = False,
 ):
-    """L_D (Eqs. 6-7) of record embeddings c [N, d]: soft cross-entropy over the other source's records
-    against the row-normalised history cosines.  ``same_patient=False`` needs ``patients``; ``target_tau``
-    (default ``tau``) is the softmax-target temperature.  ``return_terms`` -> dict(loss, ld_anchors)."""
+    """L_D (Eqs. 6-7) of record embeddings c [N, d]: soft cross-entropy over the other source's records of
+    other patients (``same_patient=True``: of anyone) against the history cosines (``target``).
+    ``same_patient=False`` needs ``patients``; ``target_tau`` (default ``tau``) is the softmax-target
+    temperature.  ``return_terms`` -> dict(loss, ld_anchors)."""
     _choice("target", target, LD_TARGETS)
     _choice("direction", direction, LP_DIRECTIONS)
     n, dev = c.shape[0], c.device
     c = c.to(compute_dtype(c))
     pat = None if same_patient else _vector(patients, n, "patients", dev, torch.long)
     R = _Records(c, _sources(sources, n, dev), distributed, patients=pat,
-                 histories=_histories(histories, n, dev, c.dtype))
+                 histories=_histories(histories, n, dev, c.dtype), reduction=reduction)
     scale = resolve_logit_scale(tau, logit_scale)
     if target_tau is None:  # the softmax target is a fixed distribution: no gradient through its temperature
         target_tau = float(tau.detach()) if torch.is_tensor(tau) else (float(tau) if tau is not None
@@ -357,8 +390,10 @@ class MEDCSPLoss(nn.Module):
       ``medcsp_single``  L_A on the imaging records only (EHR rows of the batch are dropped first)
 
     Keys (defaults = the paper / MEDCSP.md): ``tau`` 0.1, ``lambda_p`` 0.5, ``lambda_d`` 0.2, ``theta`` 30
-    (days), ``la_negatives`` "source", ``lp_direction`` "both", ``ld_target`` "l1", ``ld_same_patient``
-    True, ``ld_direction`` "both", ``modalities`` (mask column order; default the embeddings dict's order).
+    (days), ``la_negatives`` "source", ``lp_direction`` "both", ``lp_negatives`` "other_patients", ``ld_target``
+    "l1", ``ld_same_patient`` False, ``ld_direction`` "both", ``reduction`` "batch" (the paper's sums over the
+    batch's records; "mean": each term over its own anchors), ``modalities`` (mask column order; default the
+    embeddings dict's order).
 
     Batch contract (N records, local to the rank):
       ``embeddings``  dict modality -> [N, d] (any value in absent rows)
@@ -389,8 +424,10 @@ class MEDCSPLoss(nn.Module):
         la_negatives: str = "source",
         lp_direction: str = "both",
         ld_target: str = "l1",
-        ld_same_patient: bool = True,
+        ld_same_patient: bool = False,
         ld_direction: str = "both",
+        lp_negatives: str = "other_patients",
+        reduction: str = "batch",
         modalities: Optional[Sequence[str]] = None,
         distributed: Optional[bool] = None,
     ):
@@ -400,6 +437,8 @@ class MEDCSPLoss(nn.Module):
         _choice("lp_direction", lp_direction, LP_DIRECTIONS)
         _choice("ld_direction", ld_direction, LP_DIRECTIONS)
         _choice("ld_target", ld_target, LD_TARGETS)
+        _choice("lp_negatives", lp_negatives, LP_NEGATIVES)
+        check_reduction(reduction)
         if tau <= 0 or theta < 0:
             raise ValueError(f"need tau > 0 and theta >= 0, got tau={tau}, theta={theta}")
         self.variant = variant
@@ -415,6 +454,8 @@ class MEDCSPLoss(nn.Module):
         self.ld_target = ld_target
         self.ld_same_patient = bool(ld_same_patient)
         self.ld_direction = ld_direction
+        self.lp_negatives = lp_negatives
+        self.reduction = reduction
         self.modalities = None if modalities is None else tuple(modalities)
         self.distributed = distributed
 
@@ -422,7 +463,7 @@ class MEDCSPLoss(nn.Module):
         return (f"variant={self.variant}, tau={self.tau}, lambda_p={self.lambda_p}, lambda_d={self.lambda_d}, "
                 f"theta={self.theta}, la_negatives={self.la_negatives}, lp_direction={self.lp_direction}, "
                 f"ld_target={self.ld_target}, ld_same_patient={self.ld_same_patient}, "
-                f"ld_direction={self.ld_direction}")
+                f"ld_direction={self.ld_direction}, lp_negatives={self.lp_negatives}, reduction={self.reduction}")
 
     def forward(self, batch: Mapping, logit_scale: Optional[Scale] = None) -> dict:
         s = resolve_logit_scale(self.tau, logit_scale)
@@ -448,13 +489,14 @@ class MEDCSPLoss(nn.Module):
         e, present, c = record_embeddings(emb, mask, names)
         if "ld" in self.terms:
             hist = _histories(hist, n, dev, c.dtype)
-        R = _Records(c, src, self.distributed, present=present, patients=pat, times=tim, histories=hist)
+        R = _Records(c, src, self.distributed, present=present, patients=pat, times=tim, histories=hist,
+                     reduction=self.reduction)
 
         la = _la(R, e, present, s, self.la_negatives)
         out = {"la": la["loss"]}
         total = la["loss"]
         if "lp" in self.terms:
-            lp = _lp(R, s, self.theta, self.lp_direction)
+            lp = _lp(R, s, self.theta, self.lp_direction, self.lp_negatives)
             out["lp"] = lp.pop("loss")
             total = total + self.lambda_p * out["lp"]
             out.update(lp)

@@ -47,7 +47,8 @@ __all__ = ["MEDCSPMethod", "train_medcsp", "default_out_dir", "loss_from_profile
            "LOSS_KEYS", "main"]
 
 LOSS_KEYS = ("medcsp_tau", "medcsp_lambda_p", "medcsp_lambda_d", "medcsp_theta_days", "medcsp_la_negatives",
-             "medcsp_lp_direction", "medcsp_ld_target", "medcsp_ld_same_patient", "medcsp_ld_direction")
+             "medcsp_lp_direction", "medcsp_ld_target", "medcsp_ld_same_patient", "medcsp_ld_direction",
+             "medcsp_lp_negatives", "medcsp_loss_reduction")
 SAMPLER_KEYS = ("medcsp_pair_rate", "medcsp_batch_size")
 RETRIEVAL_KS = (1, 5, 10)
 
@@ -69,6 +70,7 @@ def loss_from_profile(cfg, variant: str) -> MEDCSPLoss:
                       theta=cfg.medcsp_theta_days, la_negatives=cfg.medcsp_la_negatives,
                       lp_direction=cfg.medcsp_lp_direction, ld_target=cfg.medcsp_ld_target,
                       ld_same_patient=cfg.medcsp_ld_same_patient, ld_direction=cfg.medcsp_ld_direction,
+                      lp_negatives=cfg.medcsp_lp_negatives, reduction=cfg.medcsp_loss_reduction,
                       modalities=model_modalities(variant))
 
 
