@@ -21,7 +21,7 @@ import pandas as pd
 
 from medbind_lib.config import load_profile
 from medbind_lib.medcsp import features, records
-from medbind_lib.ehr.items import FIDDLE_PREVALENCE
+from medbind_lib.ehr.items import REFERENCE_PREVALENCE, REFERENCE_SOURCE
 from medbind_lib.plots import save_figure
 from medbind_lib.prereq import require
 from medbind_lib.runtime import seed_everything
@@ -66,7 +66,8 @@ for task, f in d["cohorts"].items():
     by = f.groupby("split")["label"]
     task_rows.append({"task": task, "records": len(f), "positives": int(f["label"].sum()),
                       "prevalence %": 100 * f["label"].mean() if len(f) else np.nan,
-                      "FIDDLE %": 100 * FIDDLE_PREVALENCE[task] if task in FIDDLE_PREVALENCE else np.nan,
+                      "reference %": 100 * REFERENCE_PREVALENCE[task] if task in REFERENCE_PREVALENCE else np.nan,
+                      "reference": REFERENCE_SOURCE.get(task, ""),
                       "train / valid / test": " / ".join(str(int(by.size().get(s, 0))) for s in
                                                          ("train", "valid", "test")),
                       "inputs": ", ".join(features.TASK_MODALITIES[task])})

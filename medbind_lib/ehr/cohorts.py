@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..datasets import mimic_icu, mimic_iv
-from .items import FIDDLE_PREVALENCE
+from .items import REFERENCE_PREVALENCE
 from ..quality import QualityLog, quality_or_new
 from .onsets import ONSET_TASKS, task_onsets
 
@@ -54,8 +54,8 @@ class Cohorts:
         for task, df in self.frames.items():
             n, pos = len(df), int(df["label"].sum())
             rows.append(dict(task=task, stays=n, positives=pos, prevalence=pos / n if n else float("nan"),
-                             fiddle_prevalence=FIDDLE_PREVALENCE.get(task, float("nan"))))
-        return pd.DataFrame(rows, columns=["task", "stays", "positives", "prevalence", "fiddle_prevalence"])
+                             reference_prevalence=REFERENCE_PREVALENCE.get(task, float("nan"))))
+        return pd.DataFrame(rows, columns=["task", "stays", "positives", "prevalence", "reference_prevalence"])
 
 
 class _Steps:

@@ -40,12 +40,13 @@ import torch
 from scipy import sparse
 
 from .. import registry
+from ..ehr.items import REFERENCE_PREVALENCE as _REFERENCE
 from ..errors import ConfigError, DataError
 from .batches import stays_of_admissions, texts_or_none
 from .features import TASK_MODALITIES
 
 __all__ = ["ICU_TASKS", "TASKS", "ROWS", "ROW_LABELS", "MEDBIND_ROW", "MEDBIND_TASKS", "SPLITS", "POOLS", "EARLY_STOP",
-           "FIDDLE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_MODALITIES", "TaskSettings",
+           "REFERENCE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_MODALITIES", "TaskSettings",
            "task_settings", "TaskInputs", "task_inputs", "cohort_summary", "note_features", "fiddle_inputs",
            "window_records", "medbind_features"]
 
@@ -58,8 +59,8 @@ MEDBIND_TASKS = ("readmission", "mortality")      # the tasks Table 4 links CXR/
 SPLITS = ("train", "valid", "test")
 POOLS = ("concat", "mean")
 EARLY_STOP = ("valid_loss", "valid_auroc")
-#: FIDDLE's MIMIC-III reference prevalences (%), MEDCSP.md
-FIDDLE_PREVALENCE = {"arf": 18.3, "shock": 14.9, "mortality": 12.0}
+#: reference prevalences (%) at 48 h: MEDCSP's Table 4 (ARF, shock, readmission), FIDDLE's (mortality); ehr.items
+REFERENCE_PREVALENCE = {t: round(100 * p, 1) for t, p in _REFERENCE.items()}
 #: MEDCSP's published EHR-task numbers: MEDCSP.md "Published numbers" gives none (never invented here)
 PAPER_EHR_NUMBERS: dict = {}
 COHORT_NOTE = "ours: MIMIC-IV (synthetic) test patients held out of pre-training; paper: MIMIC-III"
@@ -254,7 +255,7 @@ def cohort_summary(inputs: Mapping[str, TaskInputs]) -> pd.DataFrame:
             r = {"task": task, "split": s, "n": len(idx), "positives": int(y.sum()),
                  "prevalence_%": round(100 * y.mean(), 1) if len(y) else float("nan"),
                  "patients": int(ti.frame["subject_id"].iloc[idx].nunique()),
-                 "FIDDLE_prevalence_%": FIDDLE_PREVALENCE.get(task, float("nan"))}
+                 "reference_prevalence_%": REFERENCE_PREVALENCE.get(task, float("nan"))}
             r.update({f"with_{m}": int(ti.present[m][idx].sum()) for m in ti.modalities if m != "demo"})
             out.append(r)
     df = pd.DataFrame(out)
