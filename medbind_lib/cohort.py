@@ -176,6 +176,32 @@ def build_caches(cfg, manifests: dict, quality: QualityLog) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------- retrieval galleries
+def all_study_images(cfg, name: str, quality: QualityLog) -> pd.DataFrame:
+    """Every image of ``name`` (``mimic_cxr`` | ``openi``) whatever its view, with ``study`` (the report it belongs
+    to: MIMIC study, Open-I report) and ``view``. Why: the manifests above keep the frontal views (``cxr_views``,
+    Open-I's Kaggle ``Frontal``), while MEDCSP's retrieval gallery holds every image of a report's study."""
+    if name == "mimic_cxr":
+        df = load_manifest(name, cfg, quality, label_source=None)
+        return df.assign(study=df["study_id"].astype(str))
+    if name == "openi":
+        df = load_manifest(name, cfg, quality, frontal_only=False)      # the XML form keeps every image anyway
+        return df.assign(study=df["report_id"].astype(str), view=df["projection"].fillna("").astype(str))
+    raise ValueError(f"no study images for {name!r}: mimic_cxr or openi")
+
+
+def extra_study_images(images: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``images`` (``all_study_images``) of the studies of ``rows`` (columns ``study``, ``image_id``, ``split``,
+    ``subject_id``) that are not ``rows``' own images: lateral views and further frontal ones, carrying the study's
+    split and patient from ``rows`` (the reader's split is MIMIC-CXR's official one, not the cohort's)."""
+    by_study = rows.drop_duplicates("study").set_index("study")
+    own = set(rows["image_id"].astype(str))
+    out = images[images["study"].isin(by_study.index) & ~images["record_id"].astype(str).isin(own)]
+    out = out.drop(columns=["split", "subject_id"]).reset_index(drop=True)
+    return out.assign(split=out["study"].map(by_study["split"]).astype(str).values,
+                      subject_id=out["study"].map(by_study["subject_id"]).astype(str).values)
+
+
 def ecg_norm_stats(cfg, ecg_cached) -> dict:
     """Normalisation statistic named by ``ecg_norm``, fit on the TRAINING split only (methods that fit
     nothing read no data)."""

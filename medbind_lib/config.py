@@ -37,14 +37,15 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "synthetic": (True, "write and use the synthetic cohort (False = real PhysioNet data at the roots below)"),
     "n_patients": (200, "synthetic cohort size: MIMIC patients; external datasets scale with it"),
     "synth_image_size": (256, "side of the synthetic CXR images written to disk, pixels"),
-    "synth_ehr_only_fraction": (2.75, "synthetic EHR-only patients (MIMIC-IV admissions, ICU stays, notes; no CXR, no "
-                                      "ECG), as a fraction of n_patients, appended to them. 2.75 is paper-like: with "
-                                      "~84 % of the n_patients having a CXR, ~22 % of MIMIC-IV patients are in both "
-                                      "sources (paper 22.36 %)"),
-    "synth_cxr_only_fraction": (1.0, "synthetic CXR-only patients (MIMIC-CXR studies and reports; no MIMIC-IV "
-                                     "admission, no ECG: MEDCSP's retrieval hold-out pool), as a fraction of "
-                                     "n_patients, appended. 1.0 is paper-like: ~46 % of MIMIC-CXR patients are in "
-                                     "both sources (paper 45.19 %)"),
+    "synth_ehr_only_fraction": (0.88, "synthetic EHR-only patients (MIMIC-IV admissions, ICU stays, notes; no CXR, no "
+                                      "ECG), as a fraction of n_patients, appended to them. With 0.88 / 0.6 the shares "
+                                      "are the paper's: 45.5 % of the ICU EHR source's patients have a CXR (paper "
+                                      "45.19 %) and 22.4 % of MIMIC-CXR's patients are in the ICU source (22.36 %), "
+                                      "measured at 5,000 patients (2 seeds)"),
+    "synth_cxr_only_fraction": (0.6, "synthetic CXR-only patients (MIMIC-CXR studies and reports; no MIMIC-IV "
+                                     "admission, no ECG), as a fraction of n_patients, appended (see "
+                                     "synth_ehr_only_fraction). With the base patients who never reach the ICU, they "
+                                     "are MEDCSP's retrieval hold-out pool"),
     "data_root": ("data/{profile}", "where the synthetic cohort is written / the parent of real datasets"),
     "mimic_cxr_root": ("{data_root}/mimic-cxr-jpg", "MIMIC-CXR-JPG root (files/, *.csv.gz)"),
     "mimic_cxr_reports_root": ("{mimic_cxr_root}", "root holding files/pXX/pSID/sSTUDY.txt reports"),
@@ -173,6 +174,10 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_drug_key": ("drug", "drug token: drug (name) | gsn | ndc (prescriptions columns)"),
     "medcsp_demo_max_categories": (10, "demographics one-hot: the training split's most frequent categories"),
     "medcsp_ehr_record_time": ("admittime", "EHR record time for L_P's theta window: admittime | dischtime"),
+    "medcsp_ehr_population": ("icu", "EHR source records: icu (admissions with an ICU stay: the paper's FIDDLE-"
+                                     "processed ICU population, App. B) | all (every admission)"),
+    "medcsp_readmission_population": ("icu", "30-day readmission task rows: icu (ICU admissions, as the paper's "
+                                             "MIMIC-III: 11,695 admissions, 13.5 % positive) | all"),
     "medcsp_holdout_fraction": (0.01, "share of patients absent from the EHR source whose CXR studies form the "
                                       "text->image retrieval hold-out (paper: a 1% sample)"),
     "medcsp_min_age": (18.0, "ICU cohorts: minimum anchor_age (FIDDLE: adults)"),
@@ -261,7 +266,20 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_task_weight_decay": (0.01, "AdamW weight decay of the task fits (the paper does not say)"),
     "medcsp_task_runs": (5, "runs (seeds seed, seed+1, ...) at the chosen setting; metrics are their mean (paper 5)"),
     "medcsp_task_n_boot": (1000, "patient-bootstrap replicates of the CIs of the mean over runs"),
-    "medcsp_task_fiddle_hidden": (64, "F-LSTM hidden size / F-CNN channels (and their static layer's width)"),
+    "medcsp_task_fiddle_hidden": (64, "F-LSTM hidden size / F-CNN channels (and the late-fusion static layer's width)"),
+    "medcsp_fiddle_input": ("concat", "F-LSTM / F-CNN input: concat (paper, FIDDLE: the static vector repeated at "
+                                      "every time bin beside the temporal values and missingness) | late_fusion"),
+    "medcsp_retrieval_gallery": ("study_images", "text->image retrieval (reports.radiology): study_images (paper "
+        "4.3.2: one query per report; every image of its study, lateral too, is relevant and in the gallery) | "
+        "frontal (the frontal images the other tables embed; relevant = identical report text / the hold-out study)"),
+    "medcsp_fig7_drop_unit": ("points", "Figure 7's published COVID-F1 drops read as points (full F1 - ablation F1) "
+                                        "| percent (of full F1); notebook 12 shows both, marks and compares this one"),
+    # MEDCSP case studies (notebook 12, Figures 8-9; medcsp.cases picks the patients, notebook 09 exports them)
+    "medcsp_case_population": ("pretraining", "Figures 8-9's first row: pretraining (most CXR studies among the train "
+                                              "split's patients: our interpretation of the paper's 'highest number of "
+                                              "radiological records in the MIMIC-CXR dataset') | test (never pre-"
+                                              "trained on, the suite's earlier choice); the other is the second row"),
+    "medcsp_case_top": (10, "patients per population notebook 09 exports for Figures 8-9 (most CXR studies first)"),
     # Table 4 (LLM prompt tuning): medbind_lib.llm, notebook 07. The paper names the model (BioBERT), LoRA, the
     # linear projection inserted after the text and the tasks; everything else is a choice named here.
     "llm_model_path": (None, "local Hugging Face BERT folder of the Table 4 language model (paper: BioBERT v1.1); "
@@ -454,11 +472,14 @@ CHOICES: dict[str, tuple] = {
     "readmission_no_next": ("negative", "censor"),
     "select_on": ("tmcl", "loss"),
     "medcsp_icd_level": ("full", "category"), "medcsp_drug_key": ("drug", "gsn", "ndc"),
-    "medcsp_ehr_record_time": ("admittime", "dischtime"), "medcsp_onset_before_prediction": ("exclude", "positive"),
+    "medcsp_ehr_record_time": ("admittime", "dischtime"),
+    "medcsp_ehr_population": ("icu", "all"), "medcsp_readmission_population": ("icu", "all"), "medcsp_onset_before_prediction": ("exclude", "positive"),
     "medcsp_onset_outside_window": ("keep_before_intime", "ignore"),
-    "medcsp_lab_join": ("admission", "subject_time"),
+    "medcsp_lab_join": ("admission", "subject_time"), "medcsp_retrieval_gallery": ("study_images", "frontal"),
+    "medcsp_case_population": ("pretraining", "test"),
     "medcsp_task_variant": registry.variant_names("medcsp", sources=("ehr", "cxr")),
     "medcsp_task_pool": ("concat", "mean"), "medcsp_task_early_stop": ("valid_loss", "valid_auroc"),
+    "medcsp_fiddle_input": ("concat", "late_fusion"), "medcsp_fig7_drop_unit": ("points", "percent"),
     "medcsp_la_negatives": ("source", "batch"), "medcsp_lp_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"),
     "medcsp_ld_direction": ("both", "ehr_to_cxr", "cxr_to_ehr"), "medcsp_ld_target": ("l1", "softmax", "raw"),
     "medcsp_lp_negatives": ("other_patients", "source"), "medcsp_loss_reduction": ("mean", "sum", "batch"),
@@ -479,7 +500,7 @@ RANGES: dict[str, tuple] = {
     "seed": (0, None, True), "seed_replicates": (1, None, True), "medcsp_prediction_hours": (0, None, False),
     "medcsp_bin_hours": (0, None, False), "medcsp_item_min_stay_frac": (0, 1, True), "medcsp_max_stays": (1, None, True),
     "medcsp_code_min_count": (1, None, True), "medcsp_holdout_fraction": (0, 1, True), "n_workers": (0, None, True), "notebook_timeout": (0, None, False),
-    "notebook_lanes": (1, None, True),
+    "notebook_lanes": (1, None, True), "medcsp_case_top": (2, None, True),
     "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
     "synth_ehr_only_fraction": (0, None, True), "synth_cxr_only_fraction": (0, None, True),
     "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),

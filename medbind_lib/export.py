@@ -12,6 +12,10 @@ has; ECG-CLIP has no CXR encoder, the CXR baselines no ECG encoder):
 * ``ptbxl``, ``icbeb`` (ECG; every split, for few-shot), ``chexpert_5x200``, ``covid``, ``rsna``, ``openi``
   (CXR): ``emb``, ``labels`` + ``label_names`` (multi-hot) or ``target`` + ``label`` (single label),
   ``text`` / ``text_emb`` where the dataset has texts (PTB-XL reports, Open-I reports).
+* ``mimic_cxr`` and ``openi`` also hold MEDCSP's text->image retrieval gallery (``study_gallery``): ``study_id``
+  per row (MIMIC study, Open-I report) and ``extra_emb``, ``extra_record_id``, ``extra_study_id``,
+  ``extra_subject_id``, ``extra_split``, ``extra_view``: the other images of the rows' studies (lateral views,
+  further frontal ones), which the rows' view filter leaves out.
 
 Every file holds ``record_id``, ``split`` (str arrays), ``variant``, ``checkpoint``, ``step``.  ECGs are
 normalised with the MIMIC training-split statistic (the model's input convention) for every dataset.
@@ -36,14 +40,15 @@ from .models.text import save_text_cache
 from .quality import QualityLog
 from .runtime import progress
 
-__all__ = ["DATASETS", "CXR_SETS", "ECG_SETS", "embed_arrays", "embed_texts", "as_str", "save_embeddings",
-           "load_embeddings", "write_embeddings"]
+__all__ = ["DATASETS", "CXR_SETS", "ECG_SETS", "STUDY_COLUMNS", "embed_arrays", "embed_texts", "as_str",
+           "save_embeddings", "load_embeddings", "study_gallery", "write_embeddings"]
 
 ECG_SETS = ("mimic_ecg", "ptbxl", "icbeb")
 CXR_SETS = ("mimic_cxr", "chexpert_5x200", "covid", "rsna", "openi")
 DATASETS = ("mimic_cxr", "mimic_ecg", "mimic_pair", "ptbxl", "icbeb", "chexpert_5x200", "covid", "rsna", "openi")
 MULTI_LABELS = {"mimic_cxr": CHEXPERT_LABELS, "mimic_ecg": ECG_SUPERCLASSES, "ptbxl": ECG_SUPERCLASSES,
                 "icbeb": ICBEB_CLASSES}
+STUDY_COLUMNS = {"mimic_cxr": "study_id", "openi": "report_id"}   # retrieval sets: the report each image belongs to
 
 
 def _amp(device):
@@ -87,6 +92,24 @@ def _labels(df: pd.DataFrame, names) -> np.ndarray:
     if "labels" in df.columns and df["labels"].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).all():
         return np.array([[float(c in set(v)) for c in names] for v in df["labels"]], np.float32).reshape(-1, len(names))
     return label_matrix(df, names)
+
+
+def study_gallery(model, cfg, dataset: str, rows: pd.DataFrame, cache_name: str, device="cpu",
+                  batch_size: int = 64, quality: QualityLog | None = None) -> dict:
+    """``extra_*`` arrays: the images of ``rows``' studies that are not rows (``cohort.extra_study_images``),
+    embedded as the rows are. Why: MEDCSP's retrieval relevance is "the corresponding X-ray images" (every image
+    of the report's study, frontal and lateral); only the missing images are cached and embedded, so the frontal
+    cache is not copied."""
+    q = quality if quality is not None else QualityLog()
+    man = cohort.extra_study_images(cohort.all_study_images(cfg, dataset, q), rows)
+    emb = np.zeros((0, model.embed_dim), np.float32)
+    if len(man):
+        cached = cohort.cxr_cache(cfg, cache_name, man, q)
+        man = cached.manifest
+        emb = embed_arrays(model, cached, man, "cxr", cfg, None, device, batch_size)
+    return {"extra_emb": emb, "extra_record_id": as_str(man["record_id"]), "extra_study_id": as_str(man["study"]),
+            "extra_subject_id": as_str(man["subject_id"]), "extra_split": as_str(man["split"]),
+            "extra_view": as_str(man["view"])}
 
 
 def as_str(a) -> np.ndarray:
@@ -188,6 +211,11 @@ def write_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None, 
         if text_col is not None:
             arrays["text"] = as_str(man[text_col])
             arrays["text_emb"] = embed_texts(model, arrays["text"].tolist(), mod, device, batch_size)
+        if name in STUDY_COLUMNS:
+            arrays["study_id"] = as_str(man[STUDY_COLUMNS[name]])
+            rows = pd.DataFrame({"study": arrays["study_id"], "image_id": arrays["record_id"],
+                                 "split": arrays["split"], "subject_id": arrays["subject_id"]})
+            arrays.update(study_gallery(model, cfg, name, rows, f"{name}_extra", device, batch_size, q))
         written[name] = save_embeddings(out / f"{name}.npz", {**arrays, **meta})
     save_text_cache()
     return written

@@ -90,13 +90,14 @@ def train_epochs(module: nn.Module, optimizer, loss_fn: Callable[[torch.Tensor],
                  batch_size: int, epochs: int, seed: int, evaluate: Callable[[Epoch], Any],
                  key: Callable[[Any], Any], snapshot: Callable[[], Any], restore: Callable[[Any], Any],
                  minimize: bool = False, patience: Optional[int] = None, grad_clip: Optional[float] = None,
-                 clip_params: Optional[Sequence] = None) -> LoopResult:
+                 clip_params: Optional[Sequence] = None, on_step: Optional[Callable[[], Any]] = None) -> LoopResult:
     """Train ``module`` for at most ``epochs`` epochs and end with its best epoch's weights (module docstring).
 
     ``loss_fn(batch)`` gets a LongTensor of positions ``0..n_train-1`` (one slice of the epoch's permutation)
     and returns the batch loss; ``evaluate(epoch)`` returns the epoch's record or None; ``key(record)`` its rank
     (``minimize``: lower is better; else larger); ``patience=None`` never stops early; ``grad_clip`` (truthy)
-    clips the norm of ``clip_params`` before each step."""
+    clips the norm of ``clip_params`` before each step; ``on_step()`` is called after every optimizer step (a
+    progress bar that moves during a long fit, not only at its end)."""
     gen = torch.Generator().manual_seed(int(seed))
     best_key, best_state, best_epoch, stale, epoch, history = None, None, 0, 0, 0, []
     for epoch in range(1, int(epochs) + 1):
@@ -110,6 +111,8 @@ def train_epochs(module: nn.Module, optimizer, loss_fn: Callable[[torch.Tensor],
                 torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
             optimizer.step()
             ep.losses.append(loss.detach())
+            if on_step is not None:
+                on_step()
         record = evaluate(ep)
         if record is None:
             continue
@@ -195,11 +198,12 @@ def valid_criterion(p: np.ndarray, y: np.ndarray, early_stop: str) -> tuple:
 
 def fit_classifier(module: nn.Module, x, y: np.ndarray, train_idx, valid_idx, *, lr: float, batch_size: int,
                    epochs: int, patience: int, weight_decay: float = 0.01, seed: int = 0,
-                   early_stop: str = "valid_loss", params: Optional[list] = None) -> FitResult:
+                   early_stop: str = "valid_loss", params: Optional[list] = None,
+                   on_step: Optional[Callable[[], Any]] = None) -> FitResult:
     """AdamW + BCE on the training rows, shuffled by ``seed``; after every epoch the validation rows are scored
     and the best epoch's weights are kept (``early_stop``: ``valid_criterion``); training stops after
     ``patience`` epochs without improvement. Without validation rows the last epoch is kept. ``module`` ends
-    with the kept weights (``train_epochs`` with the full state dict)."""
+    with the kept weights (``train_epochs`` with the full state dict). ``on_step``: ``train_epochs``'."""
     t0 = time.perf_counter()
     y = np.asarray(y, np.float32)
     xt, yt = take(x, train_idx), torch.from_numpy(y[np.asarray(train_idx, np.int64)])
@@ -216,7 +220,7 @@ def fit_classifier(module: nn.Module, x, y: np.ndarray, train_idx, valid_idx, *,
 
     loop = train_epochs(module, opt, loss_fn, n_train=len(yt), batch_size=batch_size, epochs=epochs, seed=seed,
                         evaluate=evaluate, key=lambda score: score, minimize=True, patience=patience,
-                        snapshot=lambda: state_snapshot(module), restore=module.load_state_dict)
+                        snapshot=lambda: state_snapshot(module), restore=module.load_state_dict, on_step=on_step)
     pv = predict(module, xv) if len(yv) else np.zeros(0)
     auc = binary_metrics(yv, pv)[0] if len(yv) else float("nan")
     return FitResult(float(lr), int(batch_size), int(seed), loop.best_epoch, loop.epochs_run, float(auc),

@@ -1,8 +1,9 @@
 # %% [markdown]
 # # 08 · MEDCSP data: two sources, their records, and the downstream cohorts
 #
-# MEDCSP pre-trains over an EHR source (MIMIC-IV: one record per admission, with ICD codes, drugs,
-# demographics, the first hours of ICU readings and the discharge note) and an imaging source (MIMIC-CXR: one
+# MEDCSP pre-trains over an EHR source (MIMIC-IV's ICU population, as the paper's FIDDLE-processed source: one
+# record per admission with an ICU stay, with ICD codes, drugs, demographics, the first hours of ICU readings
+# and the discharge note; `medcsp_ehr_population`) and an imaging source (MIMIC-CXR: one
 # record per study, a frontal image and its report) that share only some patients. This notebook builds both
 # sources on notebook 01's patient-level split (shared with MEDBind), the features of every modality, and the
 # downstream cohorts (ARF, shock and mortality at the prediction time by FIDDLE's rules; 30-day readmission),
@@ -36,13 +37,16 @@ print({k: v for k, v in d["params"].items() if k not in ("inputs", "linked")})
 # %% [markdown]
 # ## The sources (the paper's Table 4 for this profile)
 # Paper (pre-training): MIMIC-IV 32,355 patients / 41,230 records; MIMIC-CXR 14,620 / 156,837; 14,620 patients
-# in both (22.36 % of MIMIC-IV's, 45.19 % of MIMIC-CXR's).
+# in both: 45.19 % of the processed MIMIC-IV patients and 22.36 % of MIMIC-CXR's (the paper's introduction swaps
+# the two). Admissions without an ICU stay are not EHR records (counted in the data-quality table); CXR studies of
+# patients outside the ICU source are never pre-training records, and `medcsp_holdout_fraction` of those patients
+# (paper: a 1 % sample, 1,202 studies) are the retrieval hold-out.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 ehr, cxr, hold = d["ehr_records"], d["cxr_records"], d["holdout_records"]
 rows = []
-for name, r in (("EHR (MIMIC-IV admissions)", ehr), ("CXR (MIMIC-CXR studies, EHR patients)", cxr),
+for name, r in ((f"EHR (MIMIC-IV admissions, population {cfg.medcsp_ehr_population})", ehr), ("CXR (MIMIC-CXR studies, EHR patients)", cxr),
                 ("CXR retrieval hold-out (patients absent from the EHR)", hold)):
     by = r.groupby("split")
     rows.append({"source": name, "patients": r["subject_id"].nunique(), "records": len(r),
@@ -56,7 +60,8 @@ print(f"patients in both sources: {ov['both']} = {ov['pct_of_ehr']:.1f} % of the
 # ## Downstream cohorts
 # ARF / shock / mortality: first ICU stay, adults, readings of the first `medcsp_prediction_hours` hours;
 # stays whose onset or end comes before the prediction time are excluded (FIDDLE). Readmission: every
-# admission the patient survived (notebook 01's label). Inputs each task may use: no text written after the
+# admission the patient survived (notebook 01's label), of the ICU admissions by default
+# (`medcsp_readmission_population`; the paper's MIMIC-III is an ICU database: 11,695 admissions, 13.5 % positive). Inputs each task may use: no text written after the
 # prediction time.
 
 # %%

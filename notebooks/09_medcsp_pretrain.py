@@ -147,8 +147,8 @@ print(ranks_vs_chance(ranks).round(1).to_string())
 
 # %% [markdown]
 # ## Is the trained model better than the untrained one beyond the noise?
-# Text->image R@10 by the paper's protocol (each distinct report queries the images; relevant = every image of its
-# study: identical report text in MIMIC-CXR, the study id in the hold-out; R@10 = relevant images in the top 10 /
+# Text->image R@10 by the paper's protocol (each report queries the images; relevant = every image of its study,
+# lateral views included, under `medcsp_retrieval_gallery: study_images`; R@10 = relevant images in the top 10 /
 # relevant images) of the trained variant minus the untrained `medcsp` architecture on the SAME queries: the
 # MIMIC-CXR validation split and the hold-out studies, with a paired patient-bootstrap 95% CI (`metrics.paired`,
 # the test MEDBind's BD - NM comparisons use). A CI above 0 = trained beats untrained beyond resampling noise.
@@ -159,10 +159,11 @@ from medbind_lib.metrics.protocol import EvalSettings
 from medbind_lib.reports.radiology import per_query_recall
 
 ev = EvalSettings(profile=profile, seed=cfg.seed)
-rows = []
+rows, gallery = [], cfg.medcsp_retrieval_gallery
 for name, split in (("mimic_cxr", "valid"), ("mimic_cxr_holdout", None)):
-    a, groups = per_query_recall(load_embeddings(emb_root / variant / f"{name}.npz"), name, split)
-    b, _ = per_query_recall(load_embeddings(emb_root / "medcsp_untrained" / f"{name}.npz"), name, split)
+    a, groups = per_query_recall(load_embeddings(emb_root / variant / f"{name}.npz"), name, split, gallery=gallery)
+    b, _ = per_query_recall(load_embeddings(emb_root / "medcsp_untrained" / f"{name}.npz"), name, split,
+                            gallery=gallery)
     d = paired_mean_difference(a, b, groups, n_boot=ev.n_boot, seed=ev.seed, alpha=ev.alpha)
     rows.append({"set": f"{name} ({split or 'all'})", "queries": d["n"], "trained R@10": a.mean(),
                  "untrained R@10": b.mean(), "difference": d["diff"], "CI low": d["lo"], "CI high": d["hi"]})

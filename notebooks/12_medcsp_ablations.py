@@ -5,30 +5,37 @@
 #   the single-source model (imaging records only), trained on the same batches (notebook 09). Zero-shot COVID F1
 #   (the paper's measure) and AUROC, and text->image R@10 on the MIMIC-CXR test split, Open-I and MEDCSP's
 #   hold-out (notebook 11's protocols), each with the paired patient-bootstrap difference to the full model.
-#   Paper: every ablation below full; single-source 15.36 and A+P 11.56 COVID-F1 points below full.
-# - **Figure 8**: the two patients with the most CXR studies in the test split, their image and report embeddings
-#   under L_A only and the full model. Paper: L_A groups the points by modality, the full model by patient. We
-#   MEASURE it: cosine silhouette and k-NN purity by patient and by modality, on those two patients and on the
-#   ten with most studies (patient-bootstrap CIs; paired full - L_A differences on the same points).
-# - **Figure 9**: three patients, two with overlapping diagnoses: their EHR records and CXR images/reports. One
-#   triplet is an anecdote, so the notebook also reports, over every pair of patients, the rank correlation between
-#   diagnosis-history similarity and embedding similarity (L_D's premise).
+#   Paper: every ablation below full; single-source 15.36 and A+P 11.56 below full in COVID F1. The figure does not
+#   say whether those are F1 points or percent of the full model's F1: the drops table shows both readings beside
+#   ours in both units, and `medcsp_fig7_drop_unit` (default points) names the one the figure's marks and the
+#   `used` / `ours_minus_paper` columns take.
+# - **Figure 8**: the two patients with the most CXR studies, their image and report embeddings under L_A only and
+#   the full model. The paper's "highest number of radiological records in the MIMIC-CXR dataset" is read as
+#   pre-training patients (`medcsp_case_population: pretraining`, our interpretation); held-out test patients are
+#   the second row. Each image is a point, each study's report one point. Paper: L_A groups the points by modality,
+#   the full model by patient. We MEASURE it: cosine silhouette and k-NN purity by patient and by modality, on those
+#   two patients and on the `medcsp_case_top` with most studies (patient-bootstrap CIs; paired full - L_A
+#   differences on the same points), per population.
+# - **Figure 9**: three patients, two with overlapping diagnoses: their EHR records and CXR images/reports, a triplet
+#   per population among its `medcsp_case_top` patients. One triplet is an anecdote, so the notebook also reports,
+#   over every pair of held-out patients, the rank correlation between diagnosis-history similarity and embedding
+#   similarity (L_D's premise).
 #
-# Writes `runs/<profile>/tables/medcsp_fig7_ablations.*`, `medcsp_fig8_grouping.*`, `medcsp_fig9_histories.*` and
+# Writes `runs/<profile>/tables/medcsp_fig7_ablations.*`, `medcsp_fig7_drops.*`, `medcsp_fig8_grouping.*`,
+# `medcsp_fig9_histories.*` and
 # `figures/<profile>/12_fig{7,8,9}*.{png,pdf}`.
 
 # %% tags=["parameters"]
 profile = "smoke"
 overrides = {}  # profile keys to override (the runner passes its --set values here)
 fig8_k = 5             # neighbours of the k-NN purity
-fig8_top = 10          # patients of the larger grouping check (the figure shows the top 2)
 projection = "pca"     # pca | tsne (openTSNE) for the 2-D maps of Figures 8 and 9
 
 # %%
-import numpy as np
 import pandas as pd
 
 from medbind_lib.config import load_profile
+from medbind_lib.reports import ablations as AB
 from medbind_lib.reports import case_studies as cs
 from medbind_lib.reports import paper
 from medbind_lib.reports import radiology as R
@@ -55,8 +62,8 @@ ret = R.radiology_retrieval(cfg, settings, art, systems=systems, per_query=rq)
 zs = R.radiology_zero_shot(cfg, settings, art, systems=systems, tasks=("covid",), per_query=zq)
 others = [v for v in systems if v != "medcsp"]
 diff = R.paired_radiology(rq, zq, [(v, "medcsp") for v in others], settings)
-diff["paper"] = [-paper.MEDCSP_ABLATION_F1_DROP.get(a, np.nan) if (s, m) == ("covid", "f1") else np.nan
-                 for a, s, m in zip(diff["a"], diff["set"], diff["metric"])]
+unit = cfg["medcsp_fig7_drop_unit"]
+diff["paper"] = AB.paper_marks(diff, paper.MEDCSP_ABLATION_F1_DROP, unit)
 values = pd.concat([ret[ret["metric"] == "R@10"].rename(columns={"dataset": "set"}),
                     zs[zs["metric"].isin(["f1", "auroc"])].rename(columns={"task": "set"})])
 show = diff.assign(variant=diff["a"].map(R.label_of)).pivot_table(index="variant", columns=["set", "metric"],
@@ -64,7 +71,23 @@ show = diff.assign(variant=diff["a"].map(R.label_of)).pivot_table(index="variant
 print("variant minus full model (point estimates; CIs in the saved table):\n" + show.to_string())
 paths = save_table(diff, cfg, "medcsp_fig7_ablations", title="MEDCSP Figure 7: ablations minus the full model (paired)",
                    display=diff.assign(a=diff["a"].map(R.label_of)).drop(columns="b").round(1),
-                   notes=["paper = the published COVID-F1 drop from full (Figure 7); other cells have none"])
+                   notes=[f"paper = the published COVID-F1 drop from full (Figure 7) read as {unit} "
+                          "(medcsp_fig7_drop_unit), in F1 points (a percent reading: that share of our full F1); "
+                          "other cells have none"])
+
+# %% [markdown]
+# Figure 7's published drops under both readings (points: full F1 - ablation F1; percent: of the full F1, the paper's
+# full COVID F1 62.36), beside ours in both units (percent of our full model's F1).
+
+# %%
+drops = AB.drop_readings(diff, paper.MEDCSP_ABLATION_F1_DROP, paper.medcsp_zero_shot("covid", "medcsp", "f1"), unit)
+print(AB.drops_display(drops).to_string(index=False))
+paths = save_table(drops, cfg, "medcsp_fig7_drops", title="MEDCSP Figure 7: the published COVID-F1 drops read as "
+                   "points and as percent of the full model's F1, beside ours", display=AB.drops_display(drops),
+                   params={**settings.as_dict(), "medcsp_fig7_drop_unit": unit},
+                   notes=[f"used = the reading this run takes (medcsp_fig7_drop_unit: {unit}); 'ours - paper' "
+                          "compares in the reading's own unit", "ours drop (points) [CI] = paired patient bootstrap; "
+                          "ours drop (% of full) = 100 x drop / our full F1 (point estimate)"])
 
 # %%
 from medbind_lib.reports.ablations import plot_fig7
@@ -74,60 +97,88 @@ paths = save_figure(fig, cfg, "12_fig7_ablations")
 
 # %% [markdown]
 # ## Figure 8: grouped by modality or by patient?
+# A row per population: the patients with most CXR studies among the pre-training patients (the paper's "two
+# patients with the highest number of radiological records in the MIMIC-CXR dataset" as we read it) and among the
+# held-out test patients, `medcsp_case_population` first. Notebook 09 exported their images (`mimic_cxr_cases`).
 
 # %%
+from medbind_lib.medcsp import cases
+
 variants = {"L_A only": "medcsp_a", "full": "medcsp"}
 E = {k: cs.load_case_embeddings(cfg, v) for k, v in variants.items()}
-top2 = cs.pick_top_patients(E["full"]["mimic_cxr"], n=2, split="test")
-topn = cs.pick_top_patients(E["full"]["mimic_cxr"], n=fig8_top, split="test")
-pts2 = {k: cs.cxr_points(E[k]["mimic_cxr"], top2, split="test") for k in variants}
-ptsn = {k: cs.cxr_points(E[k]["mimic_cxr"], topn, split="test") for k in variants}
-scores = {k: cs.grouping_scores(p["emb"], p["patient"], p["modality"], k=fig8_k) for k, p in pts2.items()}
-print(f"top-2 patients {top2}: {len(pts2['full']['emb'])} points")
-print(pd.DataFrame(scores).T.round(3).to_string())
+C = {k: E[k][cases.CASES_FILE] for k in variants}
+pops = []
+for pop in cases.populations(cfg.medcsp_case_population):
+    try:
+        cs.case_patients(C["full"], pop, n=2)
+        pops.append(pop)
+    except ValueError as err:  # a tiny profile can have fewer than 2 such patients
+        print(f"Figure 8, {cs.POPULATION_LABELS[pop]}: not drawn:", err)
+label = cs.POPULATION_LABELS
+top2 = {p: cs.case_patients(C["full"], p, n=2) for p in pops}
+topn = {p: cs.case_patients(C["full"], p, n=None) for p in pops}
+pts2 = {label[p]: {k: cs.cxr_points(C[k], top2[p]) for k in variants} for p in pops}
+ptsn = {p: {k: cs.cxr_points(C[k], topn[p]) for k in variants} for p in pops}
+scores = {r: {k: cs.grouping_scores(q["emb"], q["patient"], q["modality"], k=fig8_k) for k, q in v.items()}
+          for r, v in pts2.items()}
+for p in pops:
+    q = pts2[label[p]]["full"]
+    print(f"{label[p]}: top-2 patients {top2[p]}, {(q['modality'] == cs.IMAGE).sum()} images, "
+          f"{(q['modality'] == cs.REPORT).sum()} reports\n" + pd.DataFrame(scores[label[p]]).T.round(3).to_string())
 fig = cs.plot_fig8(pts2, scores, method=projection, seed=cfg.seed)
 paths = save_figure(fig, cfg, "12_fig8_patients")
 
 # %%
-grp = cs.grouping_table(ptsn, k=fig8_k, n_boot=settings.n_boot, seed=settings.seed, alpha=settings.alpha)
-gd = cs.grouping_difference(ptsn["L_A only"], ptsn["full"], k=fig8_k, n_boot=settings.n_boot, seed=settings.seed,
-                            alpha=settings.alpha)
-print(f"top {len(topn)} patients, {len(ptsn['full']['emb'])} points:\n" + grp.round(3).to_string(index=False))
+boot = dict(k=fig8_k, n_boot=settings.n_boot, seed=settings.seed, alpha=settings.alpha)
+grp = pd.concat([cs.grouping_table(ptsn[p], **boot).assign(population=p) for p in pops], ignore_index=True)
+gd = pd.concat([cs.grouping_difference(ptsn[p]["L_A only"], ptsn[p]["full"], **boot).assign(population=p)
+                for p in pops], ignore_index=True)
+print(f"top {', '.join(f'{len(topn[p])} {p}' for p in pops)} patients:\n" + grp.round(3).to_string(index=False))
 print("\nfull minus L_A only (paired, same points):\n" + gd.round(3).to_string(index=False))
 paths = save_table(grp.assign(comparison="value"), cfg, "medcsp_fig8_grouping",
                    title="MEDCSP Figure 8: grouping by patient vs by modality (scores, not percent)",
                    display={"scores": grp.round(3), "full minus L_A only": gd.round(3)},
-                   params={**settings.as_dict(), "k": fig8_k, "top": fig8_top, "patients": topn})
+                   params={**settings.as_dict(), "k": fig8_k, "medcsp_case_population": cfg.medcsp_case_population,
+                           "medcsp_case_top": cfg.medcsp_case_top, "patients": topn},
+                   notes=["population: pretraining = the train split's patients (what pre-training used; our reading "
+                          "of the paper's patients), test = held-out test patients; one point per image and per "
+                          "study's report"])
 
 # %% [markdown]
 # ## Figure 9: patients with overlapping diagnoses
-# Eq. 6's histories hold training admissions only, and the exported CXR embeddings are of validation and test
-# patients, so the case study reads each candidate's codes over ALL of its admissions (a display history: it never
-# feeds training).
+# A triplet per population, among the patients Figure 8's export holds. Eq. 6's histories hold training admissions
+# only (held-out patients have none), so the case study reads every candidate's codes over ALL of its admissions (a
+# display history: it never feeds training).
 
 # %%
 data = features.load(cfg)
 hist, subj = cs.patient_histories(data["icd"], data["ehr_records"])
-cand = {}
-try:
-    cand = cs.case_candidates(E["full"]["ehr_records"], E["full"]["mimic_cxr"])
-    tri = cs.pick_overlap_triplet(hist, subj, candidates=cand)
-except ValueError as err:  # a tiny profile can lack three patients with both sources and codes
-    tri = None
-    print("Figure 9 not drawn:", err)
-if tri is not None:
-    three = [*tri["pair"], tri["third"]]
-    P = {k: cs.concat_points(cs.ehr_points(E[k]["ehr_records"], three), cs.cxr_points(E[k]["mimic_cxr"], three))
-         for k in variants}
-    sims = {k: cs.triplet_similarity(p["emb"], p["patient"], p["modality"], tri["pair"], tri["third"])
-            for k, p in P.items()}
-    print({k: v for k, v in tri.items()})
-    print(pd.DataFrame({k: {m: s[m] for m in ("pair", "a_third", "b_third", "margin")} for k, s in sims.items()})
+tri, P9, sims = {}, {}, {}
+for pop in cases.populations(cfg.medcsp_case_population):
+    row = cs.POPULATION_LABELS[pop]
+    try:
+        cand = cs.case_candidates(E["full"]["ehr_records"], C["full"], cxr_split=cases.POPULATIONS[pop])
+        tri[row] = cs.pick_overlap_triplet(hist, subj, candidates=cand)
+    except ValueError as err:  # a tiny profile can lack three patients with both sources and codes
+        print(f"Figure 9, {row}: not drawn:", err)
+        continue
+    three = [*tri[row]["pair"], tri[row]["third"]]
+    P9[row] = {k: cs.concat_points(cs.ehr_points(E[k]["ehr_records"], three), cs.cxr_points(C[k], three))
+               for k in variants}
+    sims[row] = {k: cs.triplet_similarity(q["emb"], q["patient"], q["modality"], tri[row]["pair"], tri[row]["third"])
+                 for k, q in P9[row].items()}
+    print(row, {k: v for k, v in tri[row].items()})
+    print(pd.DataFrame({k: {m: s[m] for m in ("pair", "a_third", "b_third", "margin")} for k, s in sims[row].items()})
           .T.round(3).to_string())
-    fig = cs.plot_fig9(P, tri, sims, method=projection, seed=cfg.seed)
+if tri:
+    fig = cs.plot_fig9(P9, tri, sims, method=projection, seed=cfg.seed)
     paths = save_figure(fig, cfg, "12_fig9_triplet")
 
+# %% [markdown]
+# Beyond one triplet: every held-out (validation and test) patient with an EHR record and a CXR image.
+
 # %%
+cand = cs.case_candidates(E["full"]["ehr_records"], E["full"]["mimic_cxr"])
 rows = []
 for k in variants:
     pts = cs.concat_points(cs.ehr_points(E[k]["ehr_records"], list(cand)), cs.cxr_points(E[k]["mimic_cxr"], list(cand)))
@@ -155,10 +206,16 @@ for (s, m), d in diff.groupby(["set", "metric"], sort=False):
     order = d.sort_values("a_minus_b", ascending=False)["a"].map(R.label_of).tolist()
     lines.append(f"{s} {m}: below full beyond the CI: {', '.join(below) or 'none'}; above: {', '.join(above) or 'none'}; "
                  f"order of the differences: {' > '.join(order)}")
-for by in ("patient", "modality"):
-    r = gd[(gd["metric"] == "silhouette") & (gd["by"] == by)].iloc[0]
-    lines.append(f"Figure 8, silhouette by {by}, full - L_A on the top {len(topn)} patients: {r['diff']:+.3f} "
-                 f"[{r['lo']:+.3f}, {r['hi']:+.3f}] (the paper: full groups by patient, i.e. > 0 by patient)")
+for _, r in drops[drops["used"]].iterrows():
+    lines.append(f"{r['label']}: COVID-F1 drop from full {r['ours_drop_points']:.1f} points "
+                 f"({r['ours_drop_percent']:.1f} % of full); paper {r['published']:.2f} read as {unit}: "
+                 f"{r['paper_drop_points']:.2f} points, {r['paper_drop_percent']:.2f} % (other reading in the table)")
+for p in pops:
+    for by in ("patient", "modality"):
+        r = gd[(gd["population"] == p) & (gd["metric"] == "silhouette") & (gd["by"] == by)].iloc[0]
+        lines.append(f"Figure 8, silhouette by {by}, full - L_A on the top {len(topn[p])} {label[p]}: "
+                     f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] (the paper: full groups by patient, i.e. > 0 "
+                     "by patient)")
 for _, r in hc.iterrows():
     lines.append(f"History vs {r['points']} similarity, {r['variant']}: rho {r['rho']:+.2f} over {r['n_pairs']} pairs")
 print("\n".join(lines))

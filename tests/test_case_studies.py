@@ -214,11 +214,13 @@ def test_plots_return_one_axis_per_panel():
 
     a, b = _clustered("modality"), _clustered("patient")
     scores = {k: cs.grouping_scores(p["emb"], p["patient"], p["modality"], k=3) for k, p in (("A", a), ("full", b))}
-    fig = cs.plot_fig8({"A": a, "full": b}, scores)
-    assert len(fig.axes) == 2 and "silhouette" in fig.axes[0].get_title()
+    fig = cs.plot_fig8({"row": {"A": a, "full": b}}, {"row": scores})
+    assert len(fig.axes) == 2 and "silhouette" in fig.axes[0].get_title() and fig.axes[0].get_ylabel() == "row"
     plt.close(fig)
     tri = {"pair": ("10", "11"), "third": "12", "pair_cosine": 1.0, "third_cosine": (0.0, 0.1)}
     sims = {"full": cs.triplet_similarity(b["emb"], b["patient"], b["modality"], ("10", "11"), "12")}
-    fig = cs.plot_fig9({"A": a, "full": b, "x": b}, tri, sims)
-    assert len(fig.axes) == 3 and "margin" in fig.axes[1].get_title()
+    fig = cs.plot_fig9({"r1": {"A": a, "full": b, "x": b}, "r2": {"full": b}}, {"r1": tri, "r2": tri},
+                       {"r1": sims})
+    assert len(fig.axes) == 6 and "margin" in fig.axes[1].get_title() and "margin" not in fig.axes[3].get_title()
+    assert "history cosine A-B 1.00" in fig.axes[3].get_ylabel() and not fig.axes[4].axison   # r2 has one panel
     plt.close(fig)

@@ -73,7 +73,7 @@ def test_ranges_are_checked_at_load(key, value):
 @pytest.mark.parametrize("key,value", [
     ("variants", ["medbind_bd", "medbind_xx"]), ("variants", []), ("variants", ["ecg_clip", "ecg_clip"]),
     ("amp", "fp16"), ("emcl_scale", "n_over_m"), ("loss_reduction", "avg"), ("cxr_pool", "cls"),
-    ("datasets", ["mimic"])])
+    ("datasets", ["mimic"]), ("medcsp_fiddle_input", "early"), ("medcsp_fig7_drop_unit", "ratio")])
 def test_choices_are_checked_at_load(key, value):
     with pytest.raises(ConfigError, match=key):
         load_profile("smoke", overrides={key: value})
@@ -97,6 +97,13 @@ def test_config_choices_match_the_library():
 
     assert CHOICES["medcsp_la_negatives"] == medcsp.LA_NEGATIVES and CHOICES["medcsp_ld_target"] == medcsp.LD_TARGETS
     assert CHOICES["medcsp_lp_direction"] == CHOICES["medcsp_ld_direction"] == medcsp.LP_DIRECTIONS
+    from medbind_lib.metrics.protocol import RETRIEVAL_GALLERIES
+
+    assert CHOICES["medcsp_retrieval_gallery"] == RETRIEVAL_GALLERIES
+    from medbind_lib.models.fiddle import FIDDLE_INPUTS
+    from medbind_lib.reports.ablations import DROP_UNITS
+
+    assert CHOICES["medcsp_fiddle_input"] == FIDDLE_INPUTS and CHOICES["medcsp_fig7_drop_unit"] == DROP_UNITS
 
 
 def test_parse_overrides():

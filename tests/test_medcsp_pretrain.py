@@ -62,7 +62,9 @@ def test_single_source_variant_builds_and_sees_no_ehr(setup, tmp_path):
     assert set(model.encoders) == {"image", "text"} and set(model.projections) == {"image", "report"}
     assert (cxr_only["records"]["train"].source == 1).all()
     out = train_medcsp(cfg, "medcsp_single", out_dir=tmp_path / "single", loaded=cxr_only)
-    assert out["steps"] == 3 and out["data"]["train"]["ehr"] == 0
+    # the imaging source's training records alone (the ICU source's patients: a batch or two in smoke)
+    assert out["steps"] == min(3, out["batches_per_epoch"]) >= 1 and out["data"]["train"]["ehr"] == 0
+    assert out["data"]["train"]["cxr"] > 0
     with pytest.raises(ValueError, match="MEDCSP variant"):
         MEDCSPMethod(cfg, "medbind_bd", cxr_only)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medbind_lib.medcsp.records import cross_source_gaps, cxr_records, ehr_records, source_overlap, split_sources
+from medbind_lib.medcsp.records import (cross_source_gaps, cxr_records, ehr_records, icu_admissions, source_overlap,
+                                       split_sources)
 from medbind_lib.quality import QualityLog
 
 T = pd.Timestamp("2150-01-01")
@@ -51,3 +52,25 @@ def test_cross_source_gaps():
     g = cross_source_gaps(ehr_records(ADM), cxr_records(CXR)).set_index(["ehr_record_id", "cxr_record_id"])
     assert g.loc[("ehr-10", "cxr-100"), "gap_days"] == 10 and g.loc[("ehr-11", "cxr-101"), "gap_days"] == 50
     assert g.loc[("ehr-20", "cxr-200"), "gap_days"] == 0 and len(g) == 5          # 2 x 2 for patient 1, 1 for 2
+
+
+def test_icu_population_is_the_ehr_source():
+    """Only admissions with an ICU stay are EHR records (the paper's FIDDLE-processed source): patient 2's one
+    admission has no stay, so 2 leaves the EHR source and 2's study joins the hold-out pool with 3's and 4's."""
+    stays = pd.DataFrame({"hadm_id": [11, 11, 99], "stay_id": [1, 2, 3]})   # two stays of 11; 99: no record
+    e = ehr_records(ADM)
+    q = QualityLog()
+    icu = icu_admissions(e, stays, "icu", q)
+    assert icu["record_id"].tolist() == ["ehr-11"]                             # one record per admission
+    assert q.count(stage="ehr_source") == 2                                   # ehr-10 and ehr-20 counted
+    assert icu_admissions(e, stays, "all")["record_id"].tolist() == e["record_id"].tolist()
+    s = split_sources(icu, cxr_records(CXR), holdout_fraction=1.0)
+    assert set(s["cxr"]["subject_id"]) == {1} and set(s["holdout"]["subject_id"]) == {2, 3, 4}
+    assert source_overlap(icu, cxr_records(CXR))["pct_of_cxr"] == 25.0
+    with pytest.raises(ValueError, match="population"):
+        icu_admissions(e, stays, "ward")
+    # the readmission task rows (one per admission, no record_id) follow the same rule
+    lab = ADM.assign(readmission=[1, 0, 1])
+    q2 = QualityLog()
+    assert icu_admissions(lab, stays, "icu", q2, what="readmission")["hadm_id"].tolist() == [11]
+    assert q2.count(stage="readmission") == 2

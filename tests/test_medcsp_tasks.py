@@ -15,11 +15,13 @@ from scipy import sparse
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 from medbind_lib import finetune as FT
+from medbind_lib.config import load_profile
+from medbind_lib.errors import ConfigError
 from medbind_lib.medcsp import task_inputs as TI
 from medbind_lib.medcsp import task_models as TM
 from medbind_lib.metrics import binary as MB
 from medbind_lib.metrics.bootstrap import resample_indices
-from medbind_lib.models.fiddle import FIDDLENet, HeadOnly
+from medbind_lib.models.fiddle import FIDDLENet, HeadOnly, fuse_static
 
 T_BINS, N_ITEMS = 6, 3
 
@@ -200,11 +202,12 @@ def separable(n: int = 96, seed: int = 0):
     return (x, stays, static), y.numpy()
 
 
+@pytest.mark.parametrize("fusion", ["concat", "late_fusion"])
 @pytest.mark.parametrize("kind", ["lstm", "cnn"])
-def test_fiddle_shapes_and_learning(kind):
+def test_fiddle_shapes_and_learning(kind, fusion):
     x, y = separable()
     torch.manual_seed(0)
-    net = FIDDLENet(kind, 4, 5, hidden=8, head_hidden=8, dropout=0.0)
+    net = FIDDLENet(kind, 4, 5, hidden=8, head_hidden=8, dropout=0.0, fusion=fusion)
     assert net(x).shape == (96,)
     no_stay = (x[0][:2], torch.zeros(2, 2, dtype=torch.bool), x[2][:2])     # rows without an ICU stay
     assert torch.isfinite(net(no_stay)).all()
@@ -212,6 +215,91 @@ def test_fiddle_shapes_and_learning(kind):
     r = FT.fit_classifier(net, x, y, tr, va, lr=0.02, batch_size=16, epochs=25, patience=25, seed=0)
     assert r.valid_auroc > 0.95 and r.best_epoch >= 1
     assert MB.binary_metrics(y[va], FT.predict(net, FT.take(x, va)))[0] == pytest.approx(r.valid_auroc)
+
+
+
+def two_rows():
+    """Row 0: one stay of 3 bins x 2 channels (value, observed) and a second slot NOT present (filled with 99s, never
+    read); row 1: no stay (its slot filled with 7s, read as all missing = zeros). Static: [1, 2] and [3, 4]."""
+    t = torch.full((2, 2, 3, 2), 99.0)
+    t[0, 0] = torch.tensor([[0.5, 1.0], [0.0, 0.0], [-1.5, 1.0]])
+    t[1] = 7.0
+    stays = torch.tensor([[True, False], [False, False]])
+    return t, stays, torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+
+
+def seen_by_net(net, x) -> list:
+    """The tensors the LSTM / first conv receives in one forward pass."""
+    got = []
+    mod = net.seq if net.kind == "lstm" else net.seq[0]
+    h = mod.register_forward_hook(lambda m, inp, out: got.append(inp[0].detach().clone()))
+    net(x)
+    h.remove()
+    return got
+
+
+def test_fuse_static_hand_built():
+    t = torch.arange(12.0).reshape(1, 2, 3, 2)                    # one row, two stays, 3 bins, 2 channels
+    fused = fuse_static(t, torch.tensor([[8.0, 9.0]]))
+    assert fused.shape == (1, 2, 3, 4)
+    want = torch.tensor([[[0, 1, 8, 9], [2, 3, 8, 9], [4, 5, 8, 9]],
+                         [[6, 7, 8, 9], [8, 9, 8, 9], [10, 11, 8, 9]]], dtype=torch.float32)
+    torch.testing.assert_close(fused[0], want)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "cnn"])
+def test_fiddle_concat_input_is_the_hand_built_concatenation(kind):
+    """The paper's input: demographics repeated at every bin after values + missingness; a stay-less row reads one
+    all-missing stay with its demographics; an absent stay slot is never read."""
+    x = two_rows()
+    net = FIDDLENet(kind, 2, 2, hidden=4, head_hidden=4, fusion="concat").eval()
+    seq, rows = net.sequences(*x)
+    want = torch.tensor([[[0.5, 1.0, 1.0, 2.0], [0.0, 0.0, 1.0, 2.0], [-1.5, 1.0, 1.0, 2.0]],
+                         [[0.0, 0.0, 3.0, 4.0], [0.0, 0.0, 3.0, 4.0], [0.0, 0.0, 3.0, 4.0]]])
+    torch.testing.assert_close(seq, want)
+    assert rows.tolist() == [0, 1]
+    got = seen_by_net(net, x)
+    assert len(got) == 1
+    torch.testing.assert_close(got[0], want if kind == "lstm" else want.transpose(1, 2))
+    # late fusion (today's): the temporal part alone, the stay-less row not read at all
+    late = FIDDLENet(kind, 2, 2, hidden=4, head_hidden=4, fusion="late_fusion").eval()
+    torch.testing.assert_close(seen_by_net(late, x)[0], want[:1, :, :2] if kind == "lstm"
+                               else want[:1, :, :2].transpose(1, 2))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "cnn"])
+def test_fiddle_concat_masking_and_stay_mean(kind):
+    t, stays, static = two_rows()
+    torch.manual_seed(0)
+    net = FIDDLENet(kind, 2, 2, hidden=4, head_hidden=4, fusion="concat").eval()
+    out = net((t, stays, static))
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    junk = t.clone()
+    junk[0, 1], junk[1] = -5.0, 123.0                             # what absent slots hold does not matter
+    torch.testing.assert_close(net((junk, stays, static)), out)
+    other = static.clone()
+    other[1] = torch.tensor([0.0, -4.0])                          # a stay-less row still reads its demographics
+    assert net((t, stays, other))[1] != out[1] and net((t, stays, other))[0] == out[0]
+    # two stays: the mean of the per-stay summaries, each stay fused with the row's demographics
+    two = stays.clone()
+    two[0, 1] = True
+    t2 = t.clone()
+    t2[0, 1] = torch.tensor([[1.0, 1.0], [2.0, 1.0], [0.0, 0.0]])
+    summ = net._stay(fuse_static(t2[:1], static[:1])[0])
+    torch.testing.assert_close(net((t2, two, static))[0], net.head(summ.mean(0, keepdim=True))[0])
+
+
+def test_fiddle_input_setting_reaches_the_model():
+    x = two_rows()
+    assert TI.TaskSettings().fiddle_input == "concat"
+    net, params = TM.fiddle("lstm", x, TI.TaskSettings(fiddle_hidden=4, head_hidden=4), 0)
+    assert params is None and net.fusion == "concat" and net.seq.input_size == 2 + 2
+    late, _ = TM.fiddle("lstm", x, TI.TaskSettings(fiddle_hidden=4, head_hidden=4, fiddle_input="late_fusion"), 0)
+    assert late.fusion == "late_fusion" and late.seq.input_size == 2
+    with pytest.raises(ConfigError, match="fiddle_input"):
+        TI.TaskSettings(fiddle_input="early")
+    assert TI.task_settings(load_profile("smoke")).fiddle_input == "concat"
+    assert "80/10/10" in TI.COHORT_NOTE and "held out of pre-training" in TI.COHORT_NOTE
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -65,6 +65,12 @@ def test_per_query_values_average_to_the_table():
         assert np.mean(pq[m]) == pytest.approx(r[m])
 
 
+def _no_extra(d: int) -> dict:
+    """An export's empty ``extra_*`` gallery (every image of the studies is already a row)."""
+    return {"extra_emb": np.zeros((0, d), np.float32),
+            **{f"extra_{k}": np.array([], str) for k in ("record_id", "study_id", "subject_id", "split", "view")}}
+
+
 def _write(root, tag, name, **arrays):
     d = root / tag
     d.mkdir(parents=True, exist_ok=True)
@@ -80,7 +86,8 @@ def folder(tmp_path):
     text = np.array(["rep one", "rep one", "rep two", "rep two"])
     common = dict(record_id=np.array(["i1", "i2", "i3", "i4"]), subject_id=np.array(["p1", "p1", "p2", "p2"]),
                   split=np.array(["test"] * 4), text=text, labelled=np.ones(4, bool),
-                  labels=np.zeros((4, 1), np.float32), label_names=np.array(["Enlarged Cardiomediastinum"]))
+                  labels=np.zeros((4, 1), np.float32), label_names=np.array(["Enlarged Cardiomediastinum"]),
+                  study_id=np.array(["s1", "s1", "s2", "s2"]), **_no_extra(4))
     _write(tmp_path, "medcsp", "mimic_cxr", emb=img, text_emb=np.stack([e[0], e[0], e[1], e[1]]), **common)
     _write(tmp_path, "medbind_bd", "mimic_cxr", emb=img, text_emb=np.stack([e[1], e[1], e[0], e[0]]), **common)
     lab = np.array(["COVID", "COVID", "Normal", "Normal", "COVID", "Normal"])
@@ -110,7 +117,8 @@ def test_retrieval_and_zero_shot_tables_on_a_hand_made_folder(folder):
     v = ret.set_index(["system", "metric"])["value"]
     assert v[("medcsp", "P@1")] == 100 and v[("medcsp", "R@2")] == 100 and v[("medcsp", "R@1")] == 50
     assert v[("medbind_bd", "P@2")] == 0 and v[("medbind_bd", "R@2")] == 0
-    assert ret["paper"].notna().sum() == 2                       # MEDCSP's published P@1 and R@1 only
+    assert ret["paper"].isna().all()                             # Table 1 scored the hold-out, not the test split
+    assert (ret["relevant_per_query"] == 2).all() and (ret["n_queries"] == 2).all()
     zq = {}
     zs = R.radiology_zero_shot(cfg, s, art, systems=("medcsp", "medbind_bd"), tasks=("covid",), per_query=zq)
     z = zs.set_index(["system", "metric"])["value"]
@@ -141,3 +149,128 @@ def test_rows_must_be_the_same_records(folder):
 
 def test_percentile_ci_of_paired_identical_rows_is_zero():
     assert percentile_ci(np.zeros(10)) == (0.0, 0.0)
+
+
+# ------------------------------------------------------------------ MEDCSP 4.3.2: every image of the study is relevant
+# Images are one-hot, so a query's score for image j is simply its j-th entry. Rows (frontal, split test): a1, b1, c1
+# and d1 (split valid); extra images (lateral / second frontal): a2, aL, bL (test) and dL (valid).
+#                 a1   b1   c1   d1   a2   aL   bL   dL
+_SCORES = [[.90, .50, .10, .95, .30, .80, .60, .95],   # report of study A: relevant a1, a2, aL
+           [.70, .20, .40, .00, .90, .10, .80, .00],   # report of study B: relevant b1, bL
+           [.10, .20, .30, .00, .40, .50, .60, .00],   # report of study C: relevant c1
+           [.00, .00, .00, .90, .00, .00, .00, .80]]   # report of study D (valid split: not a test query)
+
+
+def _study_set(split="test"):
+    e = np.eye(8, dtype=np.float32)
+    valid = "valid" if split == "test" else split
+    return dict(emb=e[:4], text_emb=np.array(_SCORES, np.float32), record_id=np.array(["a1", "b1", "c1", "d1"]),
+                subject_id=np.array(["pa", "pb", "pc", "pd"]), split=np.array([split] * 3 + [valid]),
+                text=np.array(["report a", "report b", "report c", "report d"]),
+                study_id=np.array(["A", "B", "C", "D"]), extra_emb=e[4:],
+                extra_record_id=np.array(["a2", "aL", "bL", "dL"]), extra_study_id=np.array(["A", "A", "B", "D"]),
+                extra_subject_id=np.array(["pa", "pa", "pb", "pd"]),
+                extra_split=np.array([split] * 3 + [valid]),
+                extra_view=np.array(["PA", "LATERAL", "LATERAL", "LATERAL"]))
+
+
+# By hand, gallery a1 b1 c1 a2 aL bL (d1 and dL are valid). Ranked: A: a1 aL bL b1 a2 c1 -> hits 1, 2, 2, 3 at K = 1,
+# 2, 3, 5 of 3 relevant; B: a2 bL a1 c1 b1 aL -> 0, 1, 1, 2 of 2; C: bL aL a2 c1 b1 a1 -> 0, 0, 0, 1 of 1.
+STUDY_HAND = {"P@1": (100 + 0 + 0) / 3, "P@2": (100 + 50 + 0) / 3, "P@3": (200 / 3 + 100 / 3 + 0) / 3,
+              "P@5": (60 + 40 + 20) / 3, "R@1": (100 / 3 + 0 + 0) / 3, "R@2": (200 / 3 + 50 + 0) / 3,
+              "R@3": (200 / 3 + 50 + 0) / 3, "R@5": 100.0}
+# frontal (the earlier reading): gallery a1 b1 c1, one relevant each: A ranks a1 1st, B ranks b1 3rd, C ranks c1 1st
+FRONTAL_HAND = {"P@1": 200 / 3, "P@2": 100 / 3, "P@3": 100 / 3, "P@5": 20.0,
+                "R@1": 200 / 3, "R@2": 200 / 3, "R@3": 100.0, "R@5": 100.0}
+
+
+def test_every_image_of_the_study_is_relevant_hand_computed():
+    z = _study_set()
+    x = R.retrieval_inputs(z, "test", "text", "study_images")
+    assert len(x["images"]) == 6 and x["image_keys"] == ["A", "B", "C", "A", "A", "B"]   # valid images left out
+    r = text_to_image_precision_recall(x["text"], x["images"], x["query_keys"], x["image_keys"], ks=(1, 2, 3, 5),
+                                       n_boot=0)
+    assert {k: r[k] for k in STUDY_HAND} == pytest.approx(STUDY_HAND)
+    assert r["relevant_per_query"] == 2 and r["n_queries"] == 3 and r["n_gallery"] == 6
+    f = R.retrieval_inputs(z, "test", "text", "frontal")
+    rf = text_to_image_precision_recall(f["text"], f["images"], f["query_keys"], f["image_keys"], ks=(1, 2, 3, 5),
+                                        n_boot=0)
+    assert {k: rf[k] for k in FRONTAL_HAND} == pytest.approx(FRONTAL_HAND)
+    assert rf["relevant_per_query"] == 1 and rf["n_gallery"] == 3
+    r10, groups = R.per_query_recall(z, "mimic_cxr", "test", k=2)
+    assert r10 == pytest.approx([200 / 3, 50, 0]) and list(groups) == ["pa", "pb", "pc"]
+    with pytest.raises(ValueError, match="re-export"):
+        R.retrieval_inputs({k: v for k, v in z.items() if not k.startswith("extra_")}, "test", "text")
+
+
+def test_paper_table1_stands_beside_the_holdout_not_the_test_split(tmp_path):
+    _write(tmp_path, "medcsp", "mimic_cxr", **_study_set())
+    _write(tmp_path, "medcsp", "mimic_cxr_holdout", **_study_set("holdout"))
+    cfg = {"runs_dir": str(tmp_path), "profile": "test"}
+    ks = (1, 2, 3, 5)
+    for gallery, hand, n_images, rel in (("study_images", STUDY_HAND, 6, 2), ("frontal", FRONTAL_HAND, 3, 1)):
+        s = EvalSettings(n_boot=0, torch_threads=None, medcsp_retrieval_gallery=gallery)
+        ret = R.radiology_retrieval(cfg, s, Artifacts(cfg, embeddings_dir=tmp_path), systems=("medcsp",), ks=ks,
+                                    datasets=("mimic_cxr", "mimic_cxr_holdout"))
+        test = ret[ret["dataset"] == "mimic_cxr"].set_index("metric")
+        assert test["value"].to_dict() == pytest.approx(hand)
+        assert (test["n_images"] == n_images).all() and (test["relevant_per_query"] == rel).all()
+        assert test["paper"].isna().all()
+        hold = ret[ret["dataset"] == "mimic_cxr_holdout"].set_index("metric")
+        assert hold.loc["P@1", "paper"] == 12.06 and hold.loc["R@5", "paper"] == 21.91
+        assert np.isnan(hold.loc["P@2", "paper"])                              # K = 2: no published number
+        assert ret.attrs["params"]["medcsp_retrieval_gallery"] == gallery
+    with pytest.raises(ValueError, match="medcsp_retrieval_gallery"):
+        EvalSettings(medcsp_retrieval_gallery="lateral")
+
+
+def test_extra_study_images_are_the_studies_other_images():
+    import pandas as pd
+
+    from medbind_lib.cohort import extra_study_images
+
+    images = pd.DataFrame({"record_id": ["a1", "a2", "aL", "bL", "x1"], "study": ["A", "A", "A", "B", "X"],
+                           "view": ["PA", "AP", "LATERAL", "LATERAL", "PA"], "split": ["train"] * 5,
+                           "subject_id": ["?"] * 5, "path": ["p"] * 5})
+    rows = pd.DataFrame({"study": ["A", "B"], "image_id": ["a1", "b1"], "split": ["test", "valid"],
+                         "subject_id": ["pa", "pb"]})
+    ex = extra_study_images(images, rows)
+    assert ex["record_id"].tolist() == ["a2", "aL", "bL"]                  # own images and other studies left out
+    assert ex["split"].tolist() == ["test", "test", "valid"] and ex["subject_id"].tolist() == ["pa", "pa", "pb"]
+
+
+def test_study_gallery_embeds_openi_lateral_views(tmp_path):
+    """Kaggle Open-I keeps Frontal rows; the gallery adds each report's lateral image, embedded by the model."""
+    import pandas as pd
+    import torch
+
+    from medbind_lib.config import load_profile
+    from medbind_lib.datasets import load_manifest
+    from medbind_lib.export import study_gallery
+    from medbind_lib.synth.external import write_openi
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    class Mean:                                                           # image -> its mean pixel, 1-d
+        embed_dim = 1
+
+        def encode_cxr(self, x):
+            return x.mean(dim=(1, 2, 3))[:, None]
+
+    write_openi(tmp_path / "openi", 6, 32, np.random.default_rng(0), Bar())
+    cfg = load_profile("smoke", overrides={"openi_root": str(tmp_path / "openi"), "cache_dir": str(tmp_path / "c"),
+                                           "cxr_cache_size": 32, "cxr_size": 32})
+    rows = load_manifest("openi", cfg)
+    assert set(rows["projection"]) == {"Frontal"}
+    frame = pd.DataFrame({"study": rows["report_id"], "image_id": rows["record_id"], "split": "test",
+                          "subject_id": rows["subject_id"]})
+    with torch.no_grad():
+        g = study_gallery(Mean(), cfg, "openi", frame, "openi_extra")
+    every = load_manifest("openi", cfg, frontal_only=False)
+    lateral = every[every["projection"] == "Lateral"]
+    assert sorted(g["extra_record_id"]) == sorted(lateral["record_id"]) and len(lateral)
+    assert set(g["extra_view"]) == {"Lateral"} and list(g["extra_study_id"]) == list(g["extra_subject_id"])
+    assert g["extra_emb"].shape == (len(g["extra_record_id"]), 1) and set(g["extra_split"]) == {"test"}
+    assert not set(g["extra_record_id"]) & set(rows["record_id"])

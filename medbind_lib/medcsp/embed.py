@@ -8,8 +8,13 @@ the training run was at step 0):
   (:func:`medbind_lib.export.write_embeddings`, through :class:`CXRView`: image embedding = ``emb``,
   report embedding = ``text_emb``), so every table and figure reads MEDCSP and MEDBind rows alike;
 * ``mimic_cxr_holdout``: the retrieval hold-out (CXR studies of patients absent from the EHR source, never
-  in pre-training): ``emb`` (image), ``text_emb`` (report), ``text``, ``record_id``, ``study_id``,
-  ``subject_id``;
+  in pre-training): ``emb`` (the study's record image), ``text_emb`` (report), ``text``, ``record_id``,
+  ``study_id``, ``subject_id``, and the ``extra_*`` gallery of :func:`medbind_lib.export.study_gallery` (the
+  studies' other images, lateral views included: MEDCSP's retrieval ranks every image of a report's study);
+* ``mimic_cxr_cases``: the case studies' patients (:mod:`medbind_lib.medcsp.cases`: the ``medcsp_case_top``
+  patients with most CXR studies among the pre-training and among the test patients), one row per cached
+  frontal image of their studies: ``emb`` (image), ``text_emb`` (the study's report), ``text``, ``record_id``,
+  ``study_id``, ``subject_id``, ``split``, ``population``, ``rank`` (the patient's place in its population);
 * ``ehr_records`` (variants with the EHR encoders): every EHR record of every split, one ``<modality>_emb``
   [N, d] per EHR modality (zeros where absent) with ``mask`` [N, 5], the record embedding ``emb`` (masked
   mean, Eq. 2), ``hadm_id``, ``subject_id``, ``split`` - the EHR task cohorts select their rows by
@@ -22,18 +27,20 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from .. import registry
 from ..layout import RunLayout
 from ..loading import TokenizeFn
-from ..export import as_str, save_embeddings, write_embeddings
+from ..export import as_str, embed_arrays, embed_texts, save_embeddings, study_gallery, write_embeddings
 from ..models.text import save_text_cache
 from ..losses.medcsp import record_embeddings
 from ..replicates import parse_run, with_run_seed
 from ..runtime import seed_everything
 from . import batches as B
+from . import cases
 from .encode import embed_rows
 from .pretrain import default_out_dir, model_modalities
 
@@ -93,9 +100,27 @@ def _holdout(model, loaded, cfg, collate, device, batch_size) -> dict:
     ds = B.MEDCSPDataset(recs, loaded["data"], arr, cfg, train=False)
     z = embed_rows(model, ds, collate, np.arange(len(recs)), device, batch_size)
     f = recs.records
-    return {"emb": z["image"], "text_emb": z["report"], "text": as_str(f["report_text"]),
-            "record_id": as_str(f["record_id"]), "subject_id": as_str(f["subject_id"]),
-            "study_id": as_str(f["record_id"].str.removeprefix("cxr-")), "split": as_str(["holdout"] * len(f))}
+    out = {"emb": z["image"], "text_emb": z["report"], "text": as_str(f["report_text"]),
+           "record_id": as_str(f["record_id"]), "subject_id": as_str(f["subject_id"]),
+           "study_id": as_str(f["record_id"].str.removeprefix("cxr-")), "split": as_str(["holdout"] * len(f))}
+    image = loaded["data"]["holdout_records"].set_index("record_id")["image_record_id"]
+    rows = pd.DataFrame({"study": out["study_id"], "image_id": as_str(image.loc[f["record_id"]]),
+                         "split": out["split"], "subject_id": out["subject_id"]})
+    return {**out, **study_gallery(CXRView(model), cfg, "mimic_cxr", rows, "mimic_cxr_holdout_extra", device,
+                                   batch_size)}
+
+
+@torch.no_grad()
+def _cases(view: CXRView, loaded, cfg, device, batch_size) -> dict:
+    """Figures 8-9's patients. Images and reports go through ``mimic_cxr.npz``'s path (``embed_arrays``,
+    ``embed_texts``), so a test image embeds here as it does there; pre-training patients are in no other file."""
+    cached = loaded["cxr_cached"]
+    rows = cases.case_images(loaded["data"]["cxr_records"], cached.manifest, cfg.medcsp_case_top)
+    text = as_str(rows["text"])
+    return {"emb": embed_arrays(view, cached, rows, "cxr", cfg, None, device, batch_size),
+            "text_emb": embed_texts(view, text.tolist(), "cxr", device, batch_size), "text": text,
+            **{k: as_str(rows[k]) for k in ("record_id", "study_id", "subject_id", "split", "population")},
+            "rank": rows["rank"].to_numpy(np.int64)}
 
 
 def _ehr(model, loaded, cfg, collate, device, batch_size) -> dict:
@@ -133,14 +158,17 @@ def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=
     model, step, name = load_medcsp_model(cfg, run, checkpoint, device, input_dims=dims)
     tag = run + ("_untrained" if checkpoint == "untrained" else "")
     out = RunLayout(cfg).embeddings(tag)
+    view = CXRView(model)
     written = write_embeddings(cfg, run, out_dir=out, datasets=datasets, device=device, batch_size=batch_size,
-                                loaded=(CXRView(model), step, name))
+                                loaded=(view, step, name))
     meta = {"variant": np.array(run), "checkpoint": np.array(name), "step": np.array(step)}
     collate = B.MEDCSPCollator(TokenizeFn.from_model(model), text_dedup=True,
                                dims=B.MEDCSPDataset(loaded["records"]["train"], loaded["data"],
                                                     loaded["cxr_cached"].array, cfg, train=False).dims)
     written["mimic_cxr_holdout"] = save_embeddings(out / "mimic_cxr_holdout.npz",
                                          {**_holdout(model, loaded, cfg, collate, device, batch_size), **meta})
+    written[cases.CASES_FILE] = save_embeddings(out / f"{cases.CASES_FILE}.npz",
+                                                {**_cases(view, loaded, cfg, device, batch_size), **meta})
     if "ehr" in registry.variant(variant).sources:
         written["ehr_records"] = save_embeddings(out / "ehr_records.npz", {**_ehr(model, loaded, cfg, collate, device,
                                                                          batch_size), **meta})

@@ -40,10 +40,11 @@ PARAM_KEYS = ("seed", "medcsp_prediction_hours", "medcsp_bin_hours", "medcsp_ite
               "medcsp_max_items", "medcsp_temporal_sources", "medcsp_max_stays", "medcsp_icd_level",
               "medcsp_code_min_count", "medcsp_drug_key", "medcsp_demo_max_categories", "medcsp_ehr_record_time",
               "medcsp_holdout_fraction", "medcsp_min_age", "medcsp_onset_before_prediction",
-              "medcsp_onset_outside_window", "medcsp_lab_join", "cxr_views")
+              "medcsp_onset_outside_window", "medcsp_lab_join", "cxr_views", "medcsp_ehr_population",
+              "medcsp_readmission_population")
 # bumped when the code changes what is built, so older folders are rebuilt, never reused
 # (2: diagnosis histories keyed by integer subject ids; 1 built them empty from the linked text ids)
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3     # 3: the ICU EHR source and readmission population (medcsp_ehr_population, ...)
 TASK_MODALITIES = {"arf": ("temporal", "demo"), "shock": ("temporal", "demo"), "mortality": ("temporal", "demo"),
                    "readmission": ("temporal", "note", "demo", "icd", "drug")}
 _INPUTS = ("hosp/admissions", "hosp/patients", "hosp/diagnoses_icd", "hosp/prescriptions", "icu/icustays",
@@ -97,11 +98,12 @@ def build(cfg, quality: QualityLog | None = None, force: bool = False) -> dict:
     linked = load_linked(cfg)
     tables = _read_tables(cfg, q)
     adm = _admissions(linked, tables)
-    feats = _code_features(cfg, adm, tables, q)
     temporal = _temporal(cfg, adm, q)
+    source = _source_admissions(cfg, adm, temporal["all_stays"], q)
+    feats = _code_features(cfg, source, tables, q)             # record features: rows = the source's admissions
     notes = tables["discharge"]
     note_hadm = notes.loc[notes["text"].fillna("").str.len() > 0, "hadm_id"] if len(notes) else []
-    ehr = R.ehr_records(adm, icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"],
+    ehr = R.ehr_records(source, icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"],
                         temporal_hadm=temporal["stays"]["hadm_id"], note_hadm=note_hadm,
                         record_time=cfg.medcsp_ehr_record_time)
     cxr = R.cxr_records(linked["cxr"], views=tuple(cfg.cxr_views))
@@ -109,6 +111,18 @@ def build(cfg, quality: QualityLog | None = None, force: bool = False) -> dict:
     cohorts = _cohorts(cfg, adm, temporal["all_stays"], tables, q)
     _write(out, src, feats, temporal, cohorts, notes, params, q)
     return load(cfg)
+
+
+def _source_admissions(cfg, adm: pd.DataFrame, stays: pd.DataFrame, q) -> pd.DataFrame:
+    """The EHR source's admissions (``medcsp_ehr_population``), the others counted. Task rows read their
+    features from EHR records, so the readmission rows cannot reach beyond the source."""
+    if cfg.medcsp_readmission_population == "all" and cfg.medcsp_ehr_population != "all":
+        from ..errors import ConfigError
+
+        raise ConfigError("medcsp_readmission_population: all needs medcsp_ehr_population: all (readmission rows "
+                          "read their ICD, drug and demographic features from the EHR source's records)")
+    q.seen("medcsp", "ehr_source", len(adm))
+    return R.icu_admissions(adm, stays, cfg.medcsp_ehr_population, q)
 
 
 def _read_tables(cfg, q) -> dict:
@@ -173,6 +187,8 @@ def _cohorts(cfg, adm: pd.DataFrame, stays: pd.DataFrame, tables: dict, q) -> di
     split = adm.set_index("hadm_id")["split"]
     frames = {t: f.assign(split=f["hadm_id"].map(split).fillna("unassigned")) for t, f in c.frames.items()}
     lab = adm[adm["readmission"].notna()]
+    q.seen("medcsp", "readmission", len(lab))
+    lab = R.icu_admissions(lab, stays, cfg.medcsp_readmission_population, q, what="readmission")
     frames["readmission"] = pd.DataFrame({"subject_id": lab["subject_id"], "hadm_id": lab["hadm_id"],
                                           "prediction_time": lab["dischtime"],
                                           "label": lab["readmission"].astype("int64"), "split": lab["split"]})

@@ -19,15 +19,20 @@ Rows (``ROWS``), every one trained and evaluated on the same cohort rows and spl
 - ``medcsp``: the pre-trained encoders of ``medcsp_task_variant`` (notebook 09's ``best.pt``);
 - ``medcsp_untrained``: the same architecture with the same seed, no pre-training (what pre-training adds);
 - ``f_lstm`` / ``f_cnn``: FIDDLE's F-LSTM / F-CNN trained from scratch: an LSTM / a two-layer 1-D CNN (max over
-  time) over each stay's tensor (mean over the admission's stays), concatenated with a ReLU layer over the static
-  inputs. Static = demographics (ICU tasks); demographics + ICD + drug multi-hot + the OFF-THE-SHELF text
-  encoder's pooled note embedding (the untrained model's text tower, so no MEDCSP pre-training reaches a
-  baseline) + presence flags (readmission). An admission without an ICU stay has an all-zero temporal part
-  (``fiddle_inputs``).
+  time) over each stay's tensor (mean over the admission's stays). ``medcsp_fiddle_input: concat`` (the paper's
+  "concatenated demographic and clinical temporal features", FIDDLE's fused input) repeats the static vector at
+  every time bin after the temporal channels; ``late_fusion`` joins a ReLU layer over it to the net's summary
+  (``models.fiddle``). Static = demographics (ICU tasks); demographics + ICD + drug multi-hot + the OFF-THE-SHELF
+  text encoder's pooled note embedding (the untrained model's text tower, so no MEDCSP pre-training reaches a
+  baseline) + presence flags (readmission). An admission without an ICU stay has an all-zero (all-missing)
+  temporal part (``fiddle_inputs``).
 - ``medbind_bd`` (readmission and mortality only; DIFFERENT inputs): MEDBind_BD's frozen CXR and ECG embeddings
   of the admission (mean over the records of Table 4's window, zeros + a presence flag when none) +
   demographics (``medbind_features``). It asks whether MEDBind's imaging embeddings carry the outcome; it is not
   a same-input baseline.
+
+The paper evaluates the tasks on MIMIC-III split 80/10/10; here every task cohort keeps the patient-level split of
+notebook 08, so the test rows are patients held out of pre-training (``COHORT_NOTE``, beside every number).
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ from scipy import sparse
 from .. import registry
 from ..ehr.items import REFERENCE_PREVALENCE as _REFERENCE
 from ..errors import ConfigError, DataError
+from ..models.fiddle import FIDDLE_INPUTS
 from .batches import stays_of_admissions, texts_or_none
 from .features import TASK_MODALITIES
 
@@ -63,7 +69,8 @@ EARLY_STOP = ("valid_loss", "valid_auroc")
 REFERENCE_PREVALENCE = {t: round(100 * p, 1) for t, p in _REFERENCE.items()}
 #: MEDCSP's published EHR-task numbers: MEDCSP.md "Published numbers" gives none (never invented here)
 PAPER_EHR_NUMBERS: dict = {}
-COHORT_NOTE = "ours: MIMIC-IV (synthetic) test patients held out of pre-training; paper: MIMIC-III"
+COHORT_NOTE = ("ours: MIMIC-IV (synthetic) test patients held out of pre-training; paper: MIMIC-III split "
+               "80/10/10")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -89,6 +96,7 @@ class TaskSettings:
     runs: int = 5
     n_boot: int = 1000
     fiddle_hidden: int = 64
+    fiddle_input: str = "concat"
     max_stays: int = 3
     seed: int = 0
     alpha: float = 0.05
@@ -97,6 +105,7 @@ class TaskSettings:
         bad = [(k, v) for k, v, ok in (("rows", self.rows, set(self.rows) <= set(ROWS)),
                                        ("tasks", self.tasks, set(self.tasks) <= set(TASKS)),
                                        ("pool", self.pool, self.pool in POOLS),
+                                       ("fiddle_input", self.fiddle_input, self.fiddle_input in FIDDLE_INPUTS),
                                        ("early_stop", self.early_stop, self.early_stop in EARLY_STOP),
                                        ("lrs", self.lrs, bool(self.lrs) and all(float(x) > 0 for x in self.lrs)),
                                        ("batch_sizes", self.batch_sizes, bool(self.batch_sizes) and all(
@@ -129,7 +138,8 @@ def task_settings(cfg, **overrides) -> TaskSettings:
               patience=int(cfg["medcsp_task_patience"]), early_stop=cfg["medcsp_task_early_stop"],
               weight_decay=float(cfg["medcsp_task_weight_decay"]), runs=int(cfg["medcsp_task_runs"]),
               n_boot=int(cfg["medcsp_task_n_boot"]), fiddle_hidden=int(cfg["medcsp_task_fiddle_hidden"]),
-              max_stays=int(cfg["medcsp_max_stays"]), seed=int(ev.seed), alpha=float(ev.alpha))
+              fiddle_input=cfg["medcsp_fiddle_input"], max_stays=int(cfg["medcsp_max_stays"]), seed=int(ev.seed),
+              alpha=float(ev.alpha))
     kw.update(overrides)
     return TaskSettings(**kw)
 

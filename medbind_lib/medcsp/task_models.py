@@ -131,9 +131,11 @@ def finetuned(model, ti: TaskInputs, s: TaskSettings, seed: int):
 
 
 def fiddle(kind: str, x: tuple, s: TaskSettings, seed: int):
-    """F-LSTM (``kind="lstm"``) or F-CNN (``"cnn"``) for the ``fiddle_inputs`` tuple ``x``."""
+    """F-LSTM (``kind="lstm"``) or F-CNN (``"cnn"``) for the ``fiddle_inputs`` tuple ``x``, reading the static
+    inputs as ``s.fiddle_input`` says (``medcsp_fiddle_input``)."""
     torch.manual_seed(seed)
-    return FIDDLENet(kind, x[0].shape[-1], x[2].shape[1], s.fiddle_hidden, s.head_hidden, s.head_dropout), None
+    return FIDDLENet(kind, x[0].shape[-1], x[2].shape[1], s.fiddle_hidden, s.head_hidden, s.head_dropout,
+                     fusion=s.fiddle_input), None
 
 
 def load_models(cfg, data, s: TaskSettings, log, device="cpu") -> dict:

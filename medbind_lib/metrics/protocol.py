@@ -13,6 +13,9 @@ from .fewshot import KS
 
 
 C5X200_PROTOCOLS = ("instance", "class_prompts")
+# MEDCSP text->image retrieval: study_images = the paper's "corresponding X-ray images" (every image of the report's
+# study relevant and in the gallery); frontal = the frontal images the other tables embed (radiology.py)
+RETRIEVAL_GALLERIES = ("study_images", "frontal")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class EvalSettings:
     crossmodal_ks: tuple = (1, 5, 10)       # Fig. 2 right
     c5x200_protocol: str = "instance"       # instance: one text per image (its report, else one generated
                                             # prompt), hit = its own text; class_prompts: 5-way, not the paper's
+    medcsp_retrieval_gallery: str = "study_images"  # MEDCSP retrieval relevance/gallery (RETRIEVAL_GALLERIES)
     chexpert_prompts_per_class: int = 10    # class_prompts only: gallery = this many prompts per class
     covid_prompt_rule: str = "table_a1"     # table_a1 | positive_only | pos_vs_no | fixed (prompts.BINARY_RULES)
     rsna_prompt_rule: str = "table_a1"      # table_a1 = "Findings suggesting pneumonia." vs "No evidence of ..."
@@ -48,6 +52,9 @@ class EvalSettings:
 
         if self.c5x200_protocol not in C5X200_PROTOCOLS:
             raise ValueError(f"c5x200_protocol must be one of {C5X200_PROTOCOLS}, got {self.c5x200_protocol!r}")
+        if self.medcsp_retrieval_gallery not in RETRIEVAL_GALLERIES:
+            raise ValueError(f"medcsp_retrieval_gallery must be one of {RETRIEVAL_GALLERIES}, "
+                             f"got {self.medcsp_retrieval_gallery!r}")
         for k in ("covid_prompt_rule", "rsna_prompt_rule"):
             if getattr(self, k) not in BINARY_RULES:
                 raise ValueError(f"{k} must be one of {BINARY_RULES}, got {getattr(self, k)!r}")
@@ -90,6 +97,7 @@ def eval_settings(cfg, **overrides) -> EvalSettings:
     (``fewshot_support_sets``, ``tsne_perplexity``)."""
     base = dict(profile=cfg["profile"], seed=int(cfg.get("seed", 0)),
                 text_identity=cfg.get("text_identity", "lower_ws"),
+                medcsp_retrieval_gallery=cfg.get("medcsp_retrieval_gallery", "study_images"),
                 n_support_sets=int(cfg.get("fewshot_support_sets", 300)),
                 tsne_perplexity=float(cfg.get("tsne_perplexity", 30.0)))
     notes = [f"{base['n_support_sets']} few-shot support sets (paper: 300)"] if base["n_support_sets"] != 300 else []

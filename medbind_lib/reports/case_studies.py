@@ -1,7 +1,9 @@
 """MEDCSP case studies (paper Figures 8 and 9) on notebook 09's exported embeddings, with measured scores.
 
 Figure 8 shows the image and report embeddings of the two patients with the most CXR studies: with L_A only
-they group by MODALITY, with the full model by PATIENT. A two-patient picture is an anecdote, so the
+they group by MODALITY, with the full model by PATIENT. Which patients (``medcsp_case_population``; pre-training
+patients by default, our reading of the paper) and their export are :mod:`medbind_lib.medcsp.cases`'s; both
+figures draw a row per population, the profile's first. A two-patient picture is an anecdote, so the
 grouping is also measured - cosine silhouette and k-NN purity by patient and by modality - on any number of
 patients, with a patient-level bootstrap CI (``grouping_table``) and a paired full-minus-A difference
 (``grouping_difference``).
@@ -13,7 +15,8 @@ studies does not weigh the mean towards one modality).
 
 "Points" everywhere are dicts of aligned arrays: ``emb`` [M, d], ``patient`` [M] (subject ids as str),
 ``modality`` [M] (str), ``record_id`` [M] (str). Subject ids are compared as text ("10013631"): the
-embedding files hold them as text, notebook 08's frames as integers.
+embedding files hold them as text, notebook 08's frames as integers. An image is one point, a study's report one
+point however many images the study has.
 """
 from __future__ import annotations
 
@@ -23,14 +26,18 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..layout import RunLayout
+from ..medcsp.cases import CASES_FILE
 from ..metrics.bootstrap import bootstrap_mean
 
-__all__ = ["CASE_FILES", "load_case_embeddings", "subject_ids", "pick_top_patients", "cxr_points", "ehr_points",
+__all__ = ["CASE_FILES", "POPULATION_LABELS", "load_case_embeddings", "subject_ids", "pick_top_patients",
+           "case_patients", "cxr_points", "ehr_points",
            "concat_points", "silhouette_samples_cosine", "knn_purity_samples", "knn_chance", "grouping_scores",
            "grouping_table", "grouping_difference", "project_2d", "plot_fig8", "patient_histories",
            "case_candidates", "pick_overlap_triplet", "triplet_similarity", "plot_fig9"]
 
-CASE_FILES = ("mimic_cxr", "mimic_cxr_holdout", "ehr_records")
+CASE_FILES = ("mimic_cxr", "mimic_cxr_holdout", CASES_FILE, "ehr_records")
+POPULATION_LABELS = {"pretraining": "pre-training patients (train split)",
+                     "test": "held-out patients (test split)"}
 IMAGE, REPORT, EHR = "CXR image", "CXR report", "EHR record"
 _MARKERS = {IMAGE: "o", REPORT: "^", EHR: "s"}
 _EXTRA_MARKERS = ("D", "v", "P", "X", "*", "<", ">")
@@ -85,8 +92,8 @@ def _distinct_per_subject(subj: np.ndarray, keys: np.ndarray) -> dict[str, int]:
 
 
 def _study_keys(z: Mapping) -> np.ndarray:
-    """One key per CXR study: ``study_id`` where the file has it (the hold-out), else ``record_id`` - the
-    MIMIC-CXR export is per IMAGE and holds no study id, so there each image counts as a study."""
+    """One key per CXR study: ``study_id`` where the file has it (the hold-out, the case-study export), else
+    ``record_id`` - an export without study ids is per IMAGE, so there each image counts as a study."""
     return np.asarray(z["study_id"] if "study_id" in z else z["record_id"]).astype(str)
 
 
@@ -103,16 +110,30 @@ def pick_top_patients(z: Mapping, n: int = 2, split: Optional[str | Sequence[str
     return order[:n]
 
 
+def case_patients(z: Mapping, population: str, n: Optional[int] = 2) -> list[str]:
+    """The first ``n`` (None: every) patients of ``population`` in a ``mimic_cxr_cases`` export, in its ``rank``
+    (most CXR studies first, ``medcsp.cases.top_patients``: counted on the records, not on the cached images).
+    Needs at least 2: one patient has no grouping to score."""
+    keep = np.asarray(z["population"]).astype(str) == population
+    order = dict(zip(np.asarray(z["rank"])[keep].tolist(), subject_ids(z["subject_id"])[keep].tolist()))
+    if len(order) < max(n or 0, 2):
+        raise ValueError(f"the export holds {len(order)} {population} patient(s), {n or 2} needed (medcsp_case_top, "
+                         "notebook 09)")
+    return [order[r] for r in sorted(order)][:n]
+
+
 def cxr_points(z: Mapping, subjects: Sequence, split: Optional[str | Sequence[str]] = None) -> dict:
     """Image (``emb``) and report (``text_emb``) points of the given subjects. One report point per study:
     images of one study share their report, and duplicated report points would inflate both the patient
-    and the modality grouping."""
+    and the modality grouping. A study with an empty report (``text`` "") has no report point."""
     want = set(subject_ids(subjects).tolist())
     subj = subject_ids(z["subject_id"])
     rows = np.flatnonzero(_rows(z, split) & np.isin(subj, list(want)))
     study = _study_keys(z)
     _, first = np.unique(study[rows], return_index=True)
     rep = rows[np.sort(first)]
+    if "text" in z:
+        rep = rep[np.char.str_len(np.char.strip(np.asarray(z["text"]).astype(str)[rep])) > 0]
     rid = np.asarray(z["record_id"]).astype(str)
     return {"emb": np.concatenate([z["emb"][rows], z["text_emb"][rep]]).astype(np.float64),
             "patient": np.concatenate([subj[rows], subj[rep]]),
@@ -280,32 +301,44 @@ def _scatter(ax, y, patient, modality, colours, labels=None):
     ax.set_yticks([])
 
 
-def plot_fig8(panels: Mapping[str, dict], scores: Optional[Mapping[str, dict]] = None, method: str = "pca",
-              seed: int = 0):
-    """Figure 8: one panel per variant (e.g. {"L_A only": pts, "full": pts}), each projected on its own (the
-    spaces differ), colour = patient, marker = modality; ``scores`` (``grouping_scores`` per panel) go in the
-    titles so the picture carries its measurement. Returns the matplotlib Figure."""
-    patients = sorted({s for p in panels.values() for s in p["patient"].tolist()}, key=_id_key)
-    titles = {}
-    for name, s in (scores or {}).items():
-        titles[name] = (f"silhouette patient {s['silhouette_patient']:.2f} | modality {s['silhouette_modality']:.2f}"
-                        f"\n{s['k']}-NN purity patient {s['knn_patient']:.2f} | modality {s['knn_modality']:.2f}")
-    return _panel_figure(panels, _colours(patients), titles, f"MEDCSP Figure 8: CXR image and report embeddings "
+def plot_fig8(rows: Mapping[str, Mapping[str, dict]], scores: Optional[Mapping[str, Mapping[str, dict]]] = None,
+              method: str = "pca", seed: int = 0):
+    """Figure 8: a row per population ({"pre-training patients": {"L_A only": pts, "full": pts}, ...}), a panel
+    per variant, each projected on its own (the spaces differ), colour = patient, marker = modality; ``scores``
+    ({row: {variant: grouping_scores}}) go in the titles so the picture carries its measurement. Returns the
+    matplotlib Figure."""
+    colours, titles = {}, {}
+    for row, panels in rows.items():
+        colours[row] = _colours(sorted({s for p in panels.values() for s in subject_ids(p["patient"]).tolist()},
+                                       key=_id_key))
+        titles[row] = {name: (f"silhouette patient {s['silhouette_patient']:.2f} | modality "
+                              f"{s['silhouette_modality']:.2f}\n{s['k']}-NN purity patient {s['knn_patient']:.2f} | "
+                              f"modality {s['knn_modality']:.2f}") for name, s in (scores or {}).get(row, {}).items()}
+    return _panel_figure(rows, colours, titles, f"MEDCSP Figure 8: CXR image and report embeddings "
                          f"({method.upper()})", method, seed, size=4.6)
 
 
-def _panel_figure(panels: Mapping[str, dict], colours: dict, titles: Mapping[str, str], suptitle: str, method: str,
-                  seed: int, labels: Optional[dict] = None, size: float = 4.6):
-    """One 2-D panel per variant (each projected on its own: the spaces differ), colour = patient, marker =
-    modality, the panel's measurement under its name; the legend beside the last panel."""
+def _panel_figure(rows: Mapping[str, Mapping[str, dict]], colours: Mapping[str, dict],
+                  titles: Mapping[str, Mapping[str, str]], suptitle: str, method: str, seed: int,
+                  labels: Optional[Mapping[str, dict]] = None, size: float = 4.6,
+                  notes: Optional[Mapping[str, str]] = None):
+    """A row of 2-D panels per population, one per variant (each projected on its own: the spaces differ),
+    colour = patient (``colours[row]``), marker = modality, the panel's measurement under its name; the row's name
+    (and ``notes[row]``) on its left, its legend beside its last panel: the rows show different patients."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
-    for ax, (name, p) in zip(axes[0], panels.items()):
-        _scatter(ax, project_2d(p["emb"], method, seed), subject_ids(p["patient"]),
-                 np.asarray(p["modality"]).astype(str), colours, labels)
-        ax.set_title(name + (f"\n{titles[name]}" if name in titles else ""), fontsize=9)
-    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ncol = max(len(p) for p in rows.values())
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(size * ncol, size * len(rows)), squeeze=False)
+    for axr, (row, panels) in zip(axes, rows.items()):
+        for ax, (name, p) in zip(axr, panels.items()):
+            _scatter(ax, project_2d(p["emb"], method, seed), subject_ids(p["patient"]),
+                     np.asarray(p["modality"]).astype(str), colours[row], (labels or {}).get(row))
+            t = titles.get(row, {}).get(name)
+            ax.set_title(name + (f"\n{t}" if t else ""), fontsize=9)
+        axr[0].set_ylabel(row + (f"\n{notes[row]}" if notes and row in notes else ""), fontsize=9)
+        axr[len(panels) - 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        for ax in axr[len(panels):]:
+            ax.set_axis_off()
     fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
@@ -314,9 +347,9 @@ def _panel_figure(panels: Mapping[str, dict], colours: dict, titles: Mapping[str
 # ---------------------------------------------------------------------------------------------- Figure 9
 def patient_histories(icd, ehr_records) -> tuple:
     """(csr [S, V] binary, subject ids [S] as str) from notebook 08's per-record ``icd`` rows (in
-    ``ehr_records`` frame order) over ALL of a patient's records. The case study picks valid/test patients
-    (the only ones with CXR embeddings), whose Eq. 6 histories - training admissions only - are empty; this
-    display-only history never feeds training."""
+    ``ehr_records`` frame order) over ALL of a patient's records. Eq. 6's histories hold training admissions
+    only, so held-out patients' are empty; this display-only history treats both populations alike and never
+    feeds training."""
     from scipy import sparse
 
     subj = subject_ids(ehr_records["subject_id"].to_numpy() if hasattr(ehr_records, "columns") else ehr_records)
@@ -372,7 +405,7 @@ def pick_overlap_triplet(histories, subjects, candidates: Optional[Sequence | Ma
         n_want = sum(s in want for s in subj.tolist())
         raise ValueError(f"only {len(rows)} of {n_want} candidate patients have a non-empty diagnosis history "
                          "(3 needed). If these are notebook 08's Eq. 6 histories (training admissions only), "
-                         "valid/test patients - the only ones with CXR embeddings - have none: build display "
+                         "held-out patients have none: build display "
                          "histories with patient_histories(icd, ehr_records)")
     x = h[rows].toarray()
     shared = x @ x.T
@@ -445,21 +478,22 @@ def triplet_similarity(emb, patient, modality, pair: Sequence, third) -> dict:
     return out
 
 
-def plot_fig9(panels: Mapping[str, dict], triplet: Mapping, sims: Optional[Mapping[str, dict]] = None,
-              method: str = "pca", seed: int = 0):
-    """Figure 9: per variant, the three patients' EHR records and CXR images/reports in 2-D (colour =
-    patient, marker = modality), the similarity numbers (``triplet_similarity``) in the title. Returns the
-    Figure."""
-
-    a, b = triplet["pair"]
-    c = triplet["third"]
-    labels = {a: f"A {a}", b: f"B {b}", c: f"C {c} (third)"}
-    colours = dict(zip((a, b, c), ("tab:blue", "tab:green", "tab:red")))
-    titles = {name: (f"cos A-B {s['pair']:.2f} | A-C {s['a_third']:.2f} | B-C {s['b_third']:.2f}"
-                     f"\nmargin {s['margin']:+.2f} (modality-balanced)") for name, s in (sims or {}).items()}
-    return _panel_figure(panels, colours, titles, f"MEDCSP Figure 9: A, B share diagnoses (history cosine "
-                         f"{triplet['pair_cosine']:.2f}); C overlaps {max(triplet['third_cosine']):.2f} "
-                         f"({method.upper()})", method, seed, labels, size=4.8)
+def plot_fig9(rows: Mapping[str, Mapping[str, dict]], triplets: Mapping[str, Mapping],
+              sims: Optional[Mapping[str, Mapping[str, dict]]] = None, method: str = "pca", seed: int = 0):
+    """Figure 9: a row per population with its own triplet (``triplets[row]``), a panel per variant: the three
+    patients' EHR records and CXR images/reports in 2-D (colour = patient, marker = modality), the similarity
+    numbers (``sims[row][variant]``, ``triplet_similarity``) in the title. Returns the Figure."""
+    colours, labels, titles, notes = {}, {}, {}, {}
+    for row, t in triplets.items():
+        (a, b), c = t["pair"], t["third"]
+        labels[row] = {a: f"A {a}", b: f"B {b}", c: f"C {c} (third)"}
+        colours[row] = dict(zip((a, b, c), ("tab:blue", "tab:green", "tab:red")))
+        notes[row] = (f"history cosine A-B {t['pair_cosine']:.2f}, C at most {max(t['third_cosine']):.2f}")
+        titles[row] = {name: (f"cos A-B {s['pair']:.2f} | A-C {s['a_third']:.2f} | B-C {s['b_third']:.2f}"
+                              f"\nmargin {s['margin']:+.2f} (modality-balanced)")
+                       for name, s in (sims or {}).get(row, {}).items()}
+    return _panel_figure(rows, colours, titles, f"MEDCSP Figure 9: A, B share diagnoses, C does not "
+                         f"({method.upper()})", method, seed, labels, size=4.8, notes=notes)
 
 
 def history_embedding_correlation(histories, subjects, points: Mapping, modality: str) -> dict:

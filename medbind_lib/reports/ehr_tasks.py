@@ -21,6 +21,7 @@ replicate with one class is NaN, skipped and counted. ``paired_difference`` uses
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -115,23 +116,39 @@ def _row_specs(task: str, ti: TaskInputs, models: Mapping, s: TaskSettings, medb
     return specs
 
 
-def _fit_row(task: str, row: str, spec: _Row, ti: TaskInputs, s: TaskSettings, tick: Callable) -> dict:
-    """Grid search on validation AUROC, then the runs at the chosen setting; test scores [R, n_test]."""
+def _step_budget(n_train: int, batch_size: int, s: TaskSettings) -> int:
+    """Optimizer steps of one fit at most (every epoch run; early stopping takes fewer)."""
+    return s.epochs * math.ceil(n_train / batch_size)
+
+
+def _fit_row(task: str, row: str, spec: _Row, ti: TaskInputs, s: TaskSettings, bar) -> dict:
+    """Grid search on validation AUROC, then the runs at the chosen setting; test scores [R, n_test]. ``bar``
+    counts optimizer steps: one tick per step, then the steps early stopping skipped (``_step_budget``)."""
     tr, va, te = ti.rows_of("train"), ti.rows_of("valid"), ti.rows_of("test")
     y = ti.y
+    min_bs = min(b for _, b in s.grid)
 
-    def fit(lr, bs, seed):
+    def fit(lr, bs, seed, label: str, budget_bs: int):
+        bar.set_postfix_str(label, refresh=False)
+        taken = [0]
+
+        def step():
+            taken[0] += 1
+            bar.update(1)
+
         module, params = spec.make(seed)
-        return fit_classifier(module, spec.x, y, tr, va, lr=lr, batch_size=bs, epochs=s.epochs,
-                              patience=s.patience, weight_decay=s.weight_decay, seed=seed,
-                              early_stop=s.early_stop, params=params)
+        r = fit_classifier(module, spec.x, y, tr, va, lr=lr, batch_size=bs, epochs=s.epochs,
+                           patience=s.patience, weight_decay=s.weight_decay, seed=seed,
+                           early_stop=s.early_stop, params=params, on_step=step)
+        bar.update(max(0, _step_budget(len(tr), budget_bs, s) - taken[0]))
+        return r
 
-    grid, fits = grid_search(fit, s.grid, s.seed, on_fit=lambda lr, bs: tick(f"{task} {row} grid lr={lr:g} bs={bs}"))
+    grid, fits = grid_search(lambda lr, bs, seed: fit(lr, bs, seed, f"{task} {row} grid lr={lr:g} bs={bs}", bs),
+                             s.grid, s.seed)
     lr, bs = select_setting(grid)
     runs = [fits[(lr, bs)]]
     for k in range(1, s.runs):
-        runs.append(fit(lr, bs, s.seed + k))
-        tick(f"{task} {row} run {k + 1}/{s.runs}")
+        runs.append(fit(lr, bs, s.seed + k, f"{task} {row} run {k + 1}/{s.runs}", min_bs))
     x_test = take(spec.x, te)
     scores = np.stack([predict(r.module, x_test) for r in runs])
     for r in runs:
@@ -160,6 +177,7 @@ def _table_row(task, row, spec, fitted, boot, ti, s: TaskSettings) -> dict:
               "finetune": s.finetune if row.startswith("medcsp") else False,
               "variant": s.variant if row == "medcsp" else ("" if row != "medcsp_untrained" else f"{s.variant} (init)"),
               "pool": s.pool if row.startswith("medcsp") else "", "inputs": spec.inputs_desc,
+              "fiddle_input": s.fiddle_input if row in ("f_lstm", "f_cnn") else "",
               "head_hidden": s.head_hidden, "weight_decay": s.weight_decay,
               "fit_seconds": round(sum(x.seconds for x in fitted["runs"]) + fitted["grid"]["seconds"].sum()
                                    - fitted["runs"][0].seconds, 1),
@@ -202,12 +220,13 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
     if needs_mb and medbind is None:
         notes.append(f"MEDBind_BD row skipped: notebook 02's {MEDBIND_ROW} checkpoint is missing.")
     specs = {t: _row_specs(t, inputs[t], models, s, medbind, linked, cfg) for t in s.tasks}
-    total = sum(len(sp) for sp in specs.values()) * (len(s.grid) + s.runs - 1)
-    bar = progress(total=total, desc="fits", enabled=progress_enabled)
-
-    def tick(what: str) -> None:
-        bar.set_postfix_str(what, refresh=False)
-        bar.update(1)
+    # the bar counts optimizer steps (at most: every epoch of every fit), not fits: a fine-tuned encoder's fit takes
+    # minutes on a CPU where a head's takes a second, and a bar over fits sat on the heads' ETA meanwhile
+    min_bs = min(b for _, b in s.grid)
+    total = sum(len(specs[t]) * (sum(_step_budget(len(inputs[t].rows_of("train")), b, s) for _, b in s.grid)
+                                 + (s.runs - 1) * _step_budget(len(inputs[t].rows_of("train")), min_bs, s))
+                for t in s.tasks)
+    bar = progress(total=total, desc="fit steps (at most)", unit="step", enabled=progress_enabled)
 
     rows, grids, paired, scores, boots = [], [], [], {}, {}
     with torch_threads(1):
@@ -215,7 +234,7 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
             ti, te = inputs[t], inputs[t].rows_of("test")
             tb = {}
             for row, spec in specs[t].items():
-                fitted = _fit_row(t, row, spec, ti, s, tick)
+                fitted = _fit_row(t, row, spec, ti, s, bar)
                 tb[row] = runs_bootstrap(ti.y[te], fitted["scores"], ti.frame["subject_id"].to_numpy()[te],
                                          s.n_boot, s.seed, s.alpha)
                 rows.append(_table_row(t, row, spec, fitted, tb[row], ti, s))
@@ -325,6 +344,9 @@ def save_results(cfg, res: TaskResults) -> dict:
              "AUPR = sklearn auc(recall, precision) as the paper; AP = average precision.",
              "MEDCSP.md gives no published EHR-task numbers, so there is no paper column to compare with.",
              f"Every number: {COHORT_NOTE}.",
+             f"F-LSTM / F-CNN input: {res.settings.fiddle_input} (medcsp_fiddle_input; concat = demographics and the "
+             "other static inputs repeated at every time bin beside the temporal values and missingness, the paper's "
+             "and FIDDLE's).",
              "MEDBind_BD row: other inputs (MEDBind_BD's CXR and ECG embeddings + demographics), not a same-input "
              "baseline."] + list(res.notes)
     out = RunLayout(cfg).ehr_tasks
