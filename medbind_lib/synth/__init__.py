@@ -33,7 +33,7 @@ from ..runtime import pid_alive
 from . import external, latent, mimic
 from .common import rng_for
 
-GENERATOR_VERSION = "1.4.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
+GENERATOR_VERSION = "1.5.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
 #                                      1.2.0: MIMIC-IV ICU events and labs (icu.py, stream "mimic_icu"): icu/{chart,
 #                                      input,procedure,output}events, icu/d_items, hosp/{labevents,d_labitems};
 #                                      every table written by 1.1.0 is byte-identical
@@ -43,6 +43,8 @@ GENERATOR_VERSION = "1.4.0"          # 1.1.0: every generated root carries MARKE
 #                                      1.4.0: fewer sick-only ICU admissions (latent.ICU_LOGIT; FIDDLE mortality
 #                                      ~14 %, was ~25 %), icustays drawn from the mimic_icu stream, ARF/shock
 #                                      intercepts re-solved; notes re-drawn once; CXR, ECG, external data unchanged
+#                                      1.5.0: ARF/shock intercepts re-solved to MEDCSP's Table 4 prevalences (8.0 /
+#                                      9.6 %, were FIDDLE's 4 h 18.3 / 14.9 %): only ICU event tables change
 MARKER_NAME = ".medbind-synthetic"
 STAGING_MARK = ".medbind-synth-staging"
 TRUTH_DIR = "_synth_truth"
