@@ -7,7 +7,8 @@ SET     ?=
 SETARGS := $(if $(strip $(SET)),--set $(SET))
 NBVAL_FLAGS := -o addopts=-ra --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:python
 
-.PHONY: setup data check reproduce notebooks test test-unit test-notebooks golden publish-figures bench clean
+.PHONY: setup data check reproduce notebooks test test-unit test-notebooks golden publish-figures bench clean \
+        check-paper-config
 
 setup: $(VENV)/.installed
 
@@ -49,6 +50,30 @@ publish-figures:            ## copy runs/$(PROFILE)/figures/ over the committed 
 	test -d runs/$(PROFILE)/figures || { echo "runs/$(PROFILE)/figures missing: make reproduce PROFILE=$(PROFILE)"; exit 1; }
 	mkdir -p figures/$(PROFILE)
 	cp runs/$(PROFILE)/figures/*.png runs/$(PROFILE)/figures/*.pdf figures/$(PROFILE)/
+
+# check-paper-config: the `gpu` profile's architecture and settings (Swin-T / ViT-B/16 at 224 px, the full ECG
+# transformer, 256-piece text, channels_last, DataLoader workers, fine-tuned task encoders, Table 4 with the full
+# MiniLM, every variant, task and row) end to end on the CPU, before any GPU runs them. ONLY sizes change (below),
+# into its own folders (never runs/gpu or data/gpu); then every pre-training's training steps once more with bf16
+# autocast forced (amp: bf16; benchmarks/check_bf16.py). Measured time and what it cannot reach: README.md.
+# Sizes: 30 patients + 15 EHR-only + 30 CXR-only (a retrieval hold-out of some size; notebook 12 draws a case-study
+# row only for a population with >= 2 patients), 2 optimizer steps per pre-training, batches of 16 (MEDBind: EMCL needs >= 2 pairs in a batch, else it
+# is a constant 0; check_bf16.py asserts it) and 8 (MEDCSP), one epoch / grid point / Table 4 epoch, 2 task runs,
+# 50 bootstrap replicates, 5 few-shot support sets, 20 CheXpert images per class, 2 DataLoader workers (gpu: 8), a
+# checkpoint every step (gpu: 500, so the mid-epoch checkpoint path runs too).
+GPU_CHECK_RUNS := runs/gpu-check
+GPU_CHECK_SET := runs_dir=$(GPU_CHECK_RUNS) data_root=data/gpu-check \
+    n_patients=30 synth_ehr_only_fraction=0.5 synth_cxr_only_fraction=1.0 n_workers=2 \
+    epochs=1 max_steps=2 batch_size=16 checkpoint_every_steps=1 medcsp_epochs=1 medcsp_batch_size=8 \
+    fewshot_support_sets=5 chexpert_5x200_per_class=20 llm_epochs=1 llm_batch_size=16 llm_n_boot=50 \
+    'medcsp_task_lrs=[0.0002]' 'medcsp_task_batch_sizes=[32]' medcsp_task_epochs=1 medcsp_task_patience=1 \
+    medcsp_task_runs=2 medcsp_task_n_boot=50
+GPU_CHECK_NICE ?= nice -n 19
+
+check-paper-config: setup   ## the gpu profile's code paths on a tiny synthetic cohort on the CPU (README.md "gpu")
+	rm -rf $(GPU_CHECK_RUNS)      # every fit from step 0 (a finished checkpoint would skip its training); the cohort is reused
+	$(GPU_CHECK_NICE) $(PY) -m medbind_lib.run --profile gpu --set $(GPU_CHECK_SET) $(SET)
+	$(GPU_CHECK_NICE) $(PY) benchmarks/check_bf16.py --profile gpu --set $(GPU_CHECK_SET) $(SET)
 
 bench: setup
 	$(PY) benchmarks/bench_preprocess.py

@@ -61,3 +61,16 @@ def test_reuse_rebuild_and_missing(built, tmp_path):
     assert features.params_of(load_profile("smoke", overrides={"medcsp_bin_hours": 2.0})) != d["params"]
     with pytest.raises(DataError, match="08_medcsp_data"):
         features.load(load_profile("smoke", overrides={"runs_dir": str(tmp_path)}))
+
+
+def test_features_out_of_step_with_records_are_an_error(tmp_path):
+    """Record features are indexed by record position: a folder whose matrices have other row counts (e.g. built
+    before the EHR source was restricted to ICU admissions) must not be read."""
+    import pandas as pd
+    from scipy import sparse
+
+    d = {"ehr_records": pd.DataFrame({"hadm_id": [1, 2]}), "icd": sparse.csr_matrix((3, 4)),
+         "drug": sparse.csr_matrix((2, 4)), "demographics": np.zeros((2, 3))}
+    with pytest.raises(DataError, match="re-run notebook 08"):
+        features._check_rows(tmp_path, d)
+    features._check_rows(tmp_path, {**d, "icd": sparse.csr_matrix((2, 4))})

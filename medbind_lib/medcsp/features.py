@@ -250,4 +250,16 @@ def load(cfg) -> dict:
     d["vocab"] = json.loads((out / "vocab.json").read_text())
     d["params"] = json.loads((out / "params.json").read_text())
     d["quality"] = pd.read_csv(out / "quality.csv")
+    _check_rows(out, d)
     return d
+
+
+def _check_rows(out: Path, d: dict) -> None:
+    """Record features are indexed by EHR-record position: a row count that differs would pair a record with
+    another admission's codes silently, so it is an error."""
+    n = {"ehr_records": len(d["ehr_records"]), "icd": d["icd"].shape[0], "drug": d["drug"].shape[0],
+         "demographics": len(d["demographics"])}
+    if len(set(n.values())) != 1:
+        from ..errors import DataError
+
+        raise DataError(out, f"MEDCSP record features out of step with the records {n}: re-run notebook 08")
