@@ -49,8 +49,9 @@ print("tasks:", list(settings.tasks), "| rows:", list(settings.rows))
 
 # %% [markdown]
 # ## Cohorts per split
-# Rows, positives, prevalence and patients per task and split, with FIDDLE's MIMIC-III reference prevalence
-# (MEDCSP.md), and how many rows carry each optional input. Prediction is on the test split only.
+# Rows, positives, prevalence and patients per task and split, with the reference prevalence (MEDCSP's Table 4 on
+# MIMIC-III; mortality: FIDDLE's at 48 h; MEDCSP.md), and how many rows carry each optional input. Prediction is on
+# the test split only.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -4,7 +4,7 @@
 patients/admissions, ``onsets.task_onsets``); ``task_cohorts(root, ...)`` reads them from a MIMIC-IV root.
 Both return ``Cohorts``: ``frames[task]`` (subject_id, hadm_id, stay_id, intime, outtime, prediction_time,
 label, onset), ``counts`` (one row per criterion and task: excluded, remaining, for a cohort table) and
-``summary()`` (stays, positives, prevalence beside FIDDLE's reference).
+``summary()`` (stays, positives, prevalence beside the reference: MEDCSP Table 4, FIDDLE for mortality).
 
 Criteria, in this order, each exclusion counted (``counts`` and the QualityLog, stage ``cohort_<task>``):
 1. ``first_stay_only`` (default True): only each patient's first ICU stay (by intime, then stay_id), taken
