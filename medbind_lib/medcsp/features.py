@@ -41,7 +41,7 @@ PARAM_KEYS = ("seed", "medcsp_prediction_hours", "medcsp_bin_hours", "medcsp_ite
               "medcsp_code_min_count", "medcsp_drug_key", "medcsp_demo_max_categories", "medcsp_ehr_record_time",
               "medcsp_holdout_fraction", "medcsp_min_age", "medcsp_onset_before_prediction",
               "medcsp_onset_outside_window", "medcsp_lab_join", "cxr_views", "medcsp_ehr_population",
-              "medcsp_readmission_population")
+              "medcsp_readmission_population", "medcsp_icd_version")
 # bumped when the code changes what is built, so older folders are rebuilt, never reused
 # (2: diagnosis histories keyed by integer subject ids; 1 built them empty from the linked text ids)
 FEATURES_VERSION = 3     # 3: the ICU EHR source and readmission population (medcsp_ehr_population, ...)
@@ -139,7 +139,7 @@ def _code_features(cfg, adm: pd.DataFrame, tables: dict, q) -> dict:
     from ..ehr import codes as C
 
     train = adm.loc[adm["split"] == "train", "hadm_id"]
-    icd = C.icd_tokens(tables["diagnoses_icd"], cfg.medcsp_icd_level)
+    icd = C.icd_tokens(tables["diagnoses_icd"], cfg.medcsp_icd_level, cfg.medcsp_icd_version, q)
     drug = C.drug_tokens(tables["prescriptions"], cfg.medcsp_drug_key, q)
     v_icd = C.build_vocab(icd, train, cfg.medcsp_code_min_count)
     v_drug = C.build_vocab(drug, train, cfg.medcsp_code_min_count)
