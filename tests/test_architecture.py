@@ -17,7 +17,7 @@ MAX_LINES = 600
 # floors, bottom to top (docs/ARCHITECTURE.md); a module may import its own floor and the floors below
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("medbind_lib", "errors", "constants", "schema", "io", "quality", "runtime", "distributed", "replicates",
-     "registry", "config", "layout", "pipeline", "plots"),
+     "registry", "keys", "config", "layout", "pipeline", "plots"),
     ("datasets", "preprocess", "ehr", "synth", "cache", "cache_shards", "linking", "cohort", "check", "loading"),
     ("models", "losses"),
     ("metrics",),
