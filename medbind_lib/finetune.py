@@ -241,8 +241,8 @@ def select_setting(grid: pd.DataFrame) -> tuple[float, int]:
     return float(g.loc[i, "lr"]), int(g.loc[i, "batch_size"])
 
 
-def grid_search(fit_fn: Callable[[float, int, int], FitResult], grid: Sequence[tuple[float, int]], seed: int,
-                on_fit: Optional[Callable] = None) -> tuple[pd.DataFrame, dict]:
+def grid_search(fit_fn: Callable[[float, int, int], FitResult], grid: Sequence[tuple[float, int]],
+                seed: int) -> tuple[pd.DataFrame, dict]:
     """``fit_fn(lr, batch_size, seed)`` for every setting (seed fixed); returns the grid's validation scores and
     the fits by setting (the chosen one is reused as run 0)."""
     fits, rows = {}, []
@@ -252,6 +252,4 @@ def grid_search(fit_fn: Callable[[float, int, int], FitResult], grid: Sequence[t
         rows.append({"lr": float(lr), "batch_size": int(bs), "valid_auroc": r.valid_auroc,
                      "valid_loss": r.valid_loss, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
                      "seconds": r.seconds})
-        if on_fit is not None:
-            on_fit(lr, bs)
     return pd.DataFrame(rows), fits

@@ -4,8 +4,9 @@
   The paper's EHR source is the FIDDLE-processed ICU population (App. B; Table 4: 41,230 records of 32,355
   patients): by default (``ehr_population="icu"``) only admissions with an ICU stay are records. The unit is the
   admission, not the stay: 41,230 / 32,355 = 1.27 records per patient is MIMIC-IV 2.2's ratio of admissions with
-  a stay (66,239 / 50,920 = 1.30), not of stays (73,181 / 50,920 = 1.44). Its modalities - ICD codes, drugs, demographics, temporal readings, discharge note - are present or not per
-  record (``has_*`` columns); a missing one is masked later, never zero-filled into the record's mean.
+  a stay (66,239 / 50,920 = 1.30), not of stays (73,181 / 50,920 = 1.44). Its modalities - ICD codes, drugs,
+  demographics, temporal readings, discharge note - are present or not per record (``has_*`` columns); a missing
+  one is masked later, never zero-filled into the record's mean.
 - Imaging source (MIMIC-CXR): one record per study, at the study's date and time, with its first frontal image
   (AP/PA, lowest record id) and the report text of notebook 01 (FINDINGS + IMPRESSION).
 

@@ -22,12 +22,16 @@ __all__ = ["DROP_UNITS", "reading_of", "drop_readings", "drops_display", "paper_
 DROP_UNITS = ("points", "percent")
 
 
+def _check_unit(unit: str) -> None:
+    if unit not in DROP_UNITS:
+        raise ValueError(f"unit must be one of {DROP_UNITS}, got {unit!r}")
+
+
 def reading_of(published: float, full_f1: float, unit: str) -> dict:
     """One published drop ``d`` read as ``unit`` against a full-model F1: the drop in F1 points, in percent of the
     full F1, and the ablation's F1 it implies. points: d points = 100 d / full %; percent: d % = d full / 100
     points."""
-    if unit not in DROP_UNITS:
-        raise ValueError(f"unit must be one of {DROP_UNITS}, got {unit!r}")
+    _check_unit(unit)
     pts = published if unit == "points" else published * full_f1 / 100
     return {"drop_points": pts, "drop_percent": 100 * pts / full_f1, "ablation_f1": full_f1 - pts}
 
@@ -56,8 +60,7 @@ def drop_readings(diff: pd.DataFrame, published: Mapping[str, float], paper_full
     """One row per (ablation with a published drop, reading): the paper's drop in both units under that reading (on
     the paper's full F1) and ours in both units; ``used`` marks ``unit``'s row, ``ours_minus_paper`` compares in the
     reading's own unit. ``diff``: ``paired_radiology`` rows (COVID F1 with b = ``full``)."""
-    if unit not in DROP_UNITS:
-        raise ValueError(f"unit must be one of {DROP_UNITS}, got {unit!r}")
+    _check_unit(unit)
     ours, rows = _covid_f1(diff, full), []
     for a, d in published.items():
         o = _ours(ours.loc[a] if a in ours.index else None)
@@ -91,8 +94,7 @@ def paper_marks(diff: pd.DataFrame, published: Mapping[str, float], unit: str = 
     """The figure's paper mark for each ``diff`` row, in F1 points minus full (NaN off COVID F1): ``-d`` under
     ``points``; under ``percent`` the paper's relative drop on OUR full F1, ``-d / 100 * value_b``, so the mark
     compares relative drops on the figure's axis."""
-    if unit not in DROP_UNITS:
-        raise ValueError(f"unit must be one of {DROP_UNITS}, got {unit!r}")
+    _check_unit(unit)
     out = []
     for a, b, s, m, vb in zip(diff["a"], diff["b"], diff["set"], diff["metric"], diff["value_b"]):
         d = published.get(a, np.nan) if (s, m, b) == ("covid", "f1", full) else np.nan

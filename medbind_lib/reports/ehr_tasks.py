@@ -121,12 +121,23 @@ def _step_budget(n_train: int, batch_size: int, s: TaskSettings) -> int:
     return s.epochs * math.ceil(n_train / batch_size)
 
 
+def _run_batch(s: TaskSettings) -> int:
+    """The batch size a run's step budget assumes: the grid's smallest (the most steps), since the chosen setting
+    is not known when the bar's total is set."""
+    return min(b for _, b in s.grid)
+
+
+def _row_budget(n_train: int, s: TaskSettings) -> int:
+    """Optimizer steps of one row at most: every grid fit, then the runs after the first (``_fit_row``)."""
+    return (sum(_step_budget(n_train, b, s) for _, b in s.grid)
+            + (s.runs - 1) * _step_budget(n_train, _run_batch(s), s))
+
+
 def _fit_row(task: str, row: str, spec: _Row, ti: TaskInputs, s: TaskSettings, bar) -> dict:
     """Grid search on validation AUROC, then the runs at the chosen setting; test scores [R, n_test]. ``bar``
     counts optimizer steps: one tick per step, then the steps early stopping skipped (``_step_budget``)."""
     tr, va, te = ti.rows_of("train"), ti.rows_of("valid"), ti.rows_of("test")
     y = ti.y
-    min_bs = min(b for _, b in s.grid)
 
     def fit(lr, bs, seed, label: str, budget_bs: int):
         bar.set_postfix_str(label, refresh=False)
@@ -148,7 +159,7 @@ def _fit_row(task: str, row: str, spec: _Row, ti: TaskInputs, s: TaskSettings, b
     lr, bs = select_setting(grid)
     runs = [fits[(lr, bs)]]
     for k in range(1, s.runs):
-        runs.append(fit(lr, bs, s.seed + k, f"{task} {row} run {k + 1}/{s.runs}", min_bs))
+        runs.append(fit(lr, bs, s.seed + k, f"{task} {row} run {k + 1}/{s.runs}", _run_batch(s)))
     x_test = take(spec.x, te)
     scores = np.stack([predict(r.module, x_test) for r in runs])
     for r in runs:
@@ -222,10 +233,7 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
     specs = {t: _row_specs(t, inputs[t], models, s, medbind, linked, cfg) for t in s.tasks}
     # the bar counts optimizer steps (at most: every epoch of every fit), not fits: a fine-tuned encoder's fit takes
     # minutes on a CPU where a head's takes a second, and a bar over fits sat on the heads' ETA meanwhile
-    min_bs = min(b for _, b in s.grid)
-    total = sum(len(specs[t]) * (sum(_step_budget(len(inputs[t].rows_of("train")), b, s) for _, b in s.grid)
-                                 + (s.runs - 1) * _step_budget(len(inputs[t].rows_of("train")), min_bs, s))
-                for t in s.tasks)
+    total = sum(len(specs[t]) * _row_budget(len(inputs[t].rows_of("train")), s) for t in s.tasks)
     bar = progress(total=total, desc="fit steps (at most)", unit="step", enabled=progress_enabled)
 
     rows, grids, paired, scores, boots = [], [], [], {}, {}
