@@ -129,8 +129,11 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     # --- training (medbind_lib.medbind.pretrain / .data; METHOD.md 1 "Training", 3 open_clip protocols)
     "variants": (list(_MEDBIND), "systems notebook 02 trains (registry: MEDBind's variants), same data and splits"),
     "seed_replicates": (1, "pre-training runs per replicated variant, seeds seed, seed+1, ...: 1 = none; >= 3 gives "
-                           "the paired BD - NM / BD - zoo differences a pre-training-seed spread (replicates.py)"),
-    "seed_replicate_variants": (list(_MEDBIND)[::-1], "variants that get the extra seeds (those of `variants` only)"),
+                           "the paired differences (BD - NM, BD - zoo, MEDCSP - untrained, MEDCSP - L_A, MEDCSP - "
+                           "MEDBind) a pre-training-seed spread (replicates.py)"),
+    "seed_replicate_variants": ([*_MEDBIND[::-1], *_MEDCSP], "variants that get the extra seeds (those of `variants` "
+                                                              "and `medcsp_variants` only; each method's untrained "
+                                                              "reference follows its headline variant)"),
     "lr": (4e-4, "peak AdamW learning rate (paper 4e-4)"),
     "weight_decay": (0.1, "AdamW weight decay; none on norms, biases, positions, CLS tokens, temperature"),
     "epochs": (150, "training epochs (paper 150); an epoch = n_samples // batch_size batches"),
@@ -351,7 +354,7 @@ CHOICES: dict[str, tuple] = {
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),
 }
 SUBSET_CHOICES: dict[str, tuple] = {
-    "variants": _MEDBIND, "seed_replicate_variants": _MEDBIND,
+    "variants": _MEDBIND, "seed_replicate_variants": (*_MEDBIND, *_MEDCSP),
     "datasets": ("mimic_cxr", "mimic_ecg", "mimic_iv", "ptbxl", "icbeb", "chexpert", "covid", "rsna", "openi"),
     "medcsp_temporal_sources": ("chartevents", "labevents", "inputevents", "procedureevents", "outputevents"),
     "medcsp_variants": _MEDCSP,

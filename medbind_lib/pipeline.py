@@ -6,7 +6,7 @@ once per variant, and the files that mark it complete.
 * ``after``: notebooks that must finish first although it reads none of their completion outputs (10 reuses 07's
   MEDBind_BD feature cache rather than computing the same file at the same time).
 * ``variants``: the profile key listing the runs of a notebook that declares a ``variant`` parameter (02:
-  ``variants`` plus their seed replicates, ``replicates.py``; 09: ``medcsp_variants``); ``None`` = one run.
+  ``variants``, 09: ``medcsp_variants``, each plus its seed replicates, ``replicates.py``); ``None`` = one run.
 * ``outputs``: completion markers, the last files a producer writes (paths from ``layout.RunLayout``): 01's
   ``link_params.json`` (after its tables), 02's and 09's per-variant checkpoints and embedding folders (after the
   checkpoint), 08's ``params.json`` (after the MEDCSP data), and 00's synthetic cohort stamp. No notebook lists 00
@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .constants import STAMP_NAME
+from . import registry
 from .registry import UNTRAINED_REFERENCE
 from .layout import RunLayout, stage_number
-from .replicates import replicate_runs
+from .replicates import parse_run, replicate_runs, replicated, run_name
 
-__all__ = ["Stage", "PIPELINE", "stage", "needs", "waits_for", "variant_runs", "outputs", "producers", "order"]
+__all__ = ["Stage", "PIPELINE", "untrained_reference_run", "stage", "needs", "waits_for", "variant_runs", "outputs", "producers", "order"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Stage:
         """The variant runs of this notebook, or None when it runs once."""
         if self.variants is None:
             return None
-        return list(cfg[self.variants]) + (replicate_runs(cfg) if self.replicates else [])
+        return list(cfg[self.variants]) + (replicate_runs(cfg, self.variants) if self.replicates else [])
 
 
 # ------------------------------------------------------------------------------------ completion outputs
@@ -64,7 +65,7 @@ def _medbind_pretrained(cfg, L: RunLayout, runs) -> list[Path]:
     out = []
     for v in runs:
         out += [L.checkpoint("medbind", v, "best"), L.embeddings(v)]
-        if v == UNTRAINED_REFERENCE:                     # the tables' untrained row: BD's initialisation alone
+        if parse_run(v)[0] == UNTRAINED_REFERENCE:       # the tables' untrained row: BD's initialisation alone
             out.append(L.embeddings(f"{v}_untrained"))
     return out
 
@@ -74,10 +75,22 @@ def _medcsp_data(cfg, L: RunLayout, runs) -> list[Path]:
 
 
 def _medcsp_pretrained(cfg, L: RunLayout, runs) -> list[Path]:
-    out = [L.embeddings("medcsp_untrained")]             # each MEDCSP variant + the untrained reference
+    refs = dict.fromkeys(untrained_reference_run(cfg, v) for v in runs)
+    out = [L.embeddings(f"{r}_untrained") for r in refs if r]   # the untrained reference of each seed
     for v in runs:
         out += [L.checkpoint("medcsp", v, "best"), L.embeddings(v)]
     return out
+
+
+def untrained_reference_run(cfg, run: str) -> str | None:
+    """The run whose untrained initialisation notebook 09's ``run`` exports if absent: MEDCSP's reference
+    architecture at the run's seed (``medcsp``, ``medcsp@seed<k>``); None when that seed has no reference (the
+    reference variant itself is not replicated: its trained - untrained pair would have one side only)."""
+    k = parse_run(run)[1]
+    ref = registry.HEADLINE["medcsp"]
+    if k and ref not in replicated(cfg, "medcsp_variants"):
+        return None
+    return run_name(ref, k)
 
 
 _MEDBIND, _MEDCSP = ("01", "02"), ("08", "09")
@@ -91,7 +104,8 @@ PIPELINE: dict[str, Stage] = {s.number: s for s in (
     Stage("06", "06_table3_crossmodal_zeroshot", needs=_MEDBIND),
     Stage("07", "07_table4_llm", needs=_MEDBIND),
     Stage("08", "08_medcsp_data", needs=("01",), outputs=_medcsp_data),
-    Stage("09", "09_medcsp_pretrain", needs=("01", "08"), variants="medcsp_variants", outputs=_medcsp_pretrained),
+    Stage("09", "09_medcsp_pretrain", needs=("01", "08"), variants="medcsp_variants", replicates=True,
+          outputs=_medcsp_pretrained),
     Stage("10", "10_medcsp_ehr_tasks", needs=("01", "02", "08", "09"), after=("07",)),
     Stage("11", "11_medcsp_radiology", needs=("01", "02", "09")),
     Stage("12", "12_medcsp_ablations", needs=_MEDCSP),

@@ -200,12 +200,13 @@ def method_of(name: str) -> str:
 
 
 def system(key: str) -> System:
-    """A table row by key; ``"<key>@seed<k>"`` is the same row built from its variants' seed-k replicates."""
+    """A table row by key; ``"<key>@seed<k>"`` is the same row built from its variants' seed-k replicates (an
+    untrained row: the initialisation from seed + k)."""
     if key in SYSTEMS:
         return SYSTEMS[key]
     base, sep, k = key.partition("@seed")
     b = SYSTEMS.get(base)
-    if not sep or not k.isdigit() or int(k) < 1 or b is None or b.checkpoint != "best" or b.method is None:
+    if not sep or not k.isdigit() or int(k) < 1 or b is None or b.method is None:
         raise KeyError(key)
     return b.replicate(int(k), lambda v, i: f"{v}@seed{i}")
 

@@ -3,15 +3,17 @@ between systems (MEDBind_BD - MEDBind_NM, BD - the encoder zoo) can be read agai
 not only test resampling.
 
 A replicate is a *run* named ``<variant>@seed<k>`` (k >= 1), trained with ``seed = profile seed + k`` on the
-same data and splits; k = 0 is the plain variant. Runs are checkpointed in ``runs/<profile>/02/<run>/`` and
-exported to ``runs/<profile>/embeddings/<run>/`` like any variant. Profile keys: ``seed_replicates`` (runs per
-variant, 1 = none) and ``seed_replicate_variants`` (which of ``variants`` get them).
+same data and splits; k = 0 is the plain variant. Both methods have them: MEDBind's runs are checkpointed in
+``runs/<profile>/02/<run>/``, MEDCSP's in ``09/<run>/``, and exported to ``runs/<profile>/embeddings/<run>/`` like
+any variant, each method's untrained reference too (``<reference>@seed<k>_untrained``: the initialisation from
+seed + k), so "trained - untrained" also averages over seeds. Profile keys: ``seed_replicates`` (runs per
+variant, 1 = none) and ``seed_replicate_variants`` (which of ``variants`` and ``medcsp_variants`` get them).
 """
 from __future__ import annotations
 
 SEP = "@seed"
 
-__all__ = ["run_name", "parse_run", "replicate_runs", "seed_of", "with_run_seed"]
+__all__ = ["run_name", "parse_run", "replicate_runs", "replicated", "n_seeds", "seed_of", "with_run_seed"]
 
 
 def run_name(variant: str, k: int) -> str:
@@ -28,11 +30,23 @@ def parse_run(name: str) -> tuple[str, int]:
     return base, int(k)
 
 
-def replicate_runs(cfg) -> list[str]:
-    """The extra runs notebook 02 trains (k = 1 .. seed_replicates - 1, each replicated variant of ``variants``)."""
-    n = int(cfg.get("seed_replicates", 1))
-    chosen = [v for v in cfg.get("seed_replicate_variants", []) if v in cfg["variants"]]
-    return [run_name(v, k) for k in range(1, n) for v in chosen]
+def n_seeds(cfg) -> int:
+    """Pre-training seeds of a replicated variant (1 = the plain run only)."""
+    return int(cfg.get("seed_replicates", 1))
+
+
+def replicated(cfg, key: str = "variants") -> list[str]:
+    """The variants of the profile list ``key`` (``variants``: notebook 02, ``medcsp_variants``: 09) that get the
+    extra seeds, in ``seed_replicate_variants`` order; empty when ``seed_replicates`` is 1."""
+    trained = set(cfg.get(key, []))
+    return [v for v in cfg.get("seed_replicate_variants", []) if v in trained] if n_seeds(cfg) > 1 else []
+
+
+def replicate_runs(cfg, key: str = "variants") -> list[str]:
+    """The extra runs of the notebook that trains the profile list ``key`` (k = 1 .. seed_replicates - 1, each
+    replicated variant)."""
+    chosen = replicated(cfg, key)
+    return [run_name(v, k) for k in range(1, n_seeds(cfg)) for v in chosen]
 
 
 def seed_of(cfg, run: str) -> int:

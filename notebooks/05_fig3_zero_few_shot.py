@@ -125,10 +125,10 @@ seeds = tables.seed_paired_differences(pq, comparisons, cfg.seed_replicates, set
                                        settings.alpha)
 if cfg.seed_replicates > 1:
     print(seeds.round(1).to_string(index=False))
-    _ = tables.save_table(seeds, cfg, "fig3_zero_shot_seeds_paired",
-                          title="Fig. 3 zero-shot: paired differences over pre-training seeds")
 else:
     print("seed_replicates = 1: one pre-training run per variant; the CIs above cover test resampling only")
+_ = tables.save_table(seeds, cfg, "fig3_zero_shot_seeds_paired",
+                      title="Fig. 3 zero-shot: paired differences over pre-training seeds")
 
 # %% [markdown]
 # ## Reading
@@ -139,4 +139,6 @@ if cfg.profile == "smoke":
     reading.append(f"Smoke profile: {settings.n_support_sets} support sets, test sets of 9-17 records and models "
                    "trained for a few steps, so the CIs span tens of points; the paper's Fig. 3 comparison "
                    "(MEDBind against the single-modality CLIPs) needs the default or paper profile.")
+reading = [f"{r} [one pre-training run per system]" for r in reading]
+reading += tables.describe_paired(seeds)  # the paired verdicts, each with its seeds and test patients
 print("\n".join(f"- {r}" for r in reading))

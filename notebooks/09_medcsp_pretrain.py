@@ -111,17 +111,21 @@ print(check.round(1).to_string())
 # and MEDBind rows alike: MIMIC-CXR, CheXpert 5x200, COVID, RSNA and Open-I (image and report towers), the
 # retrieval hold-out (CXR studies of patients absent from the EHR source, never in pre-training) and, for the
 # variants with EHR encoders, every EHR record (per-modality and record embeddings; the task cohorts pick their
-# rows by `hadm_id`). Also, once, the untrained `medcsp` architecture: the untrained reference row.
+# rows by `hadm_id`). Also, once per pre-training seed, the untrained `medcsp` architecture initialised from that
+# seed: the untrained reference row (`medcsp_untrained`, and `medcsp@seed<k>_untrained` for a seed replicate).
 
 # %%
 from medbind_lib.medcsp.batches import load_records
 from medbind_lib.medcsp.embed import export_medcsp_embeddings
+from medbind_lib.pipeline import untrained_reference_run
+from medbind_lib.registry import HEADLINE
 
 loaded = load_records(cfg, splits=("train", "valid", "test"))
 paths = export_medcsp_embeddings(cfg, variant, "best", loaded=loaded)
 emb_root = RunLayout(cfg).embeddings()
-if not (emb_root / "medcsp_untrained" / "ehr_records.npz").exists():  # deterministic: whichever variant runs first
-    export_medcsp_embeddings(cfg, "medcsp", "untrained", loaded=loaded)
+reference = f"{untrained_reference_run(cfg, variant) or HEADLINE['medcsp']}_untrained"
+if not (emb_root / reference / "ehr_records.npz").exists():  # deterministic: whichever run of the seed comes first
+    export_medcsp_embeddings(cfg, reference.removesuffix("_untrained"), "untrained", loaded=loaded)
 print(sorted(paths))
 
 # %% [markdown]
@@ -137,7 +141,7 @@ from medbind_lib.metrics.retrieval import target_ranks
 from medbind_lib.reports.checks import ranks_vs_chance
 
 ranks = {}
-for tag in (variant, "medcsp_untrained"):
+for tag in (variant, reference):
     f = emb_root / tag / "mimic_cxr_holdout.npz"
     if not f.exists():
         continue
@@ -162,8 +166,7 @@ ev = EvalSettings(profile=profile, seed=cfg.seed)
 rows, gallery = [], cfg.medcsp_retrieval_gallery
 for name, split in (("mimic_cxr", "valid"), ("mimic_cxr_holdout", None)):
     a, groups = per_query_recall(load_embeddings(emb_root / variant / f"{name}.npz"), name, split, gallery=gallery)
-    b, _ = per_query_recall(load_embeddings(emb_root / "medcsp_untrained" / f"{name}.npz"), name, split,
-                            gallery=gallery)
+    b, _ = per_query_recall(load_embeddings(emb_root / reference / f"{name}.npz"), name, split, gallery=gallery)
     d = paired_mean_difference(a, b, groups, n_boot=ev.n_boot, seed=ev.seed, alpha=ev.alpha)
     rows.append({"set": f"{name} ({split or 'all'})", "queries": d["n"], "trained R@10": a.mean(),
                  "untrained R@10": b.mean(), "difference": d["diff"], "CI low": d["lo"], "CI high": d["hi"]})

@@ -132,10 +132,13 @@ def test_variant_notebooks_are_the_per_variant_stages():
     assert pipeline.variant_runs("02", cfg) == ["medbind_bd", "ecg_clip", "medbind_bd@seed1", "medbind_bd@seed2"]
     assert pipeline.variant_runs("09", cfg) == ["medcsp", "medcsp_a"]
     assert pipeline.variant_runs("03", cfg) is None
+    cfg["seed_replicate_variants"] = ["medcsp", "medbind_bd"]
+    assert pipeline.variant_runs("09", cfg) == ["medcsp", "medcsp_a", "medcsp@seed1", "medcsp@seed2"]
 
 
 def _old_outputs(cfg, producer):
-    """prereq._outputs as it was, with literal joins (the reference the pipeline must reproduce)."""
+    """prereq._outputs with literal joins (the reference the pipeline must reproduce), for seed_replicates 2 and
+    every variant replicated (the schema default)."""
     from medbind_lib.replicates import replicate_runs
 
     runs = Path(cfg.runs_dir)
@@ -145,13 +148,13 @@ def _old_outputs(cfg, producer):
         out = []
         for v in list(cfg.variants) + replicate_runs(cfg):
             out += [runs / "02" / v / "best.pt", runs / "embeddings" / v]
-            if v == "medbind_bd":
+            if v.split("@")[0] == "medbind_bd":                              # and its seed replicates
                 out.append(runs / "embeddings" / f"{v}_untrained")
         return out
     if producer == "08":
         return [runs / "08" / "params.json"]
-    out = [runs / "embeddings" / "medcsp_untrained"]
-    for v in cfg.medcsp_variants:
+    out = [runs / "embeddings" / "medcsp_untrained", runs / "embeddings" / "medcsp@seed1_untrained"]
+    for v in list(cfg.medcsp_variants) + ["medcsp_a@seed1", "medcsp@seed1", "medcsp_single@seed1"]:  # registry order
         out += [runs / "09" / v / "best.pt", runs / "embeddings" / v]
     return out
 

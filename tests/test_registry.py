@@ -47,7 +47,8 @@ def test_every_table_row_is_declared_and_its_variants_exist():
 def test_replicate_rows_resolve_to_the_replicate_runs():
     s = registry.system("medbind_nm@seed2")
     assert (s.cxr, s.ecg, s.label) == ("medbind_nm@seed2", "medbind_nm@seed2", "MEDBind_NM (seed +2)")
-    for bad in ("untrained@seed1", "clip@seed1", "medbind_nm@seed0", "nope@seed1"):
+    assert registry.system("untrained@seed1").tag("cxr") == "medbind_bd@seed1_untrained"
+    for bad in ("clip@seed1", "f_lstm@seed1", "medbind_nm@seed0", "nope@seed1"):
         with pytest.raises(KeyError):
             registry.system(bad)
 

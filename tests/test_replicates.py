@@ -27,6 +27,10 @@ def test_profile_replicates_and_seeds():
     assert with_run_seed(cfg, "medbind_bd@seed2").seed == 7 and cfg.seed == 5   # a copy, the profile unchanged
     assert with_run_seed(cfg, "medbind_bd") is cfg
     assert replicate_runs(load_profile("smoke")) == []                            # default: no replicates
+    both = load_profile("smoke", overrides={"seed_replicates": 3, "medcsp_variants": ["medcsp_a", "medcsp"],
+                                            "seed_replicate_variants": ["medcsp", "medbind_bd"]})
+    assert replicate_runs(both, "medcsp_variants") == ["medcsp@seed1", "medcsp@seed2"]
+    assert with_run_seed(both, "medcsp@seed2").seed == both.seed + 2
     with pytest.raises(ConfigError):
         load_profile("smoke", overrides={"seed_replicates": 0})
     with pytest.raises(ConfigError):
@@ -35,14 +39,23 @@ def test_profile_replicates_and_seeds():
 
 def test_replicate_systems_resolve_to_replicate_runs():
     cfg = load_profile("smoke", overrides={"seed_replicates": 2})
-    keys = tables.replicate_systems(cfg, ("untrained", "clip", "medbind_bd", "cxr_clip+ecg_clip"))
-    assert keys == ["medbind_bd@seed1", "cxr_clip+ecg_clip@seed1"]
+    keys = tables.replicate_systems(cfg, ("untrained", "clip", "medbind_bd", "cxr_clip+ecg_clip", "medcsp_untrained",
+                                          "medcsp", "f_lstm"))
+    # the untrained rows follow their variant (BD's, medcsp's initialisation from seed + 1); paper / per-task rows none
+    assert keys == ["untrained@seed1", "medbind_bd@seed1", "cxr_clip+ecg_clip@seed1", "medcsp_untrained@seed1",
+                    "medcsp@seed1"]
+    only_bd = load_profile("smoke", overrides={"seed_replicates": 2, "seed_replicate_variants": ["medbind_bd"]})
+    assert tables.replicate_systems(only_bd, ("untrained", "medbind_nm", "medcsp_untrained")) == ["untrained@seed1"]
+    assert tables.replicate_systems(load_profile("smoke"), ("untrained", "medbind_bd")) == []
     from medbind_lib.reports.artifacts import row_systems
 
     zoo = row_systems()["cxr_clip+ecg_clip@seed1"]
     assert (zoo.cxr, zoo.ecg, zoo.tag("cxr")) == ("cxr_clip@seed1", "ecg_clip@seed1", "cxr_clip@seed1")
-    with pytest.raises(KeyError):
-        row_systems()["untrained@seed1"]
+    u = row_systems()["untrained@seed1"]
+    assert (u.tag("cxr"), u.tag("ecg"), u.checkpoint) == ("medbind_bd@seed1_untrained",) * 2 + ("untrained",)
+    assert row_systems()["medcsp_untrained@seed2"].tag("cxr") == "medcsp@seed2_untrained"
+    # a profile whose untrained row is another variant's initialisation: its replicates follow that variant
+    assert row_systems("medbind_nm")["untrained@seed1"].tag("ecg") == "medbind_nm@seed1_untrained"
 
 
 def test_seed_paired_differences_hand_computed():
@@ -54,11 +67,44 @@ def test_seed_paired_differences_hand_computed():
     df = tables.seed_paired_differences(pq, [("a", "b")], n_seeds=2, n_boot=200, seed=0)
     r = df.iloc[0]
     # seed 0: 75 - 50 = +25; seed 1: 50 - 25 = +25 -> mean 25, SD 0
-    assert r["n_seeds"] == 2 and r["a_minus_b"] == pytest.approx(25) and r["seed_sd"] == pytest.approx(0)
+    assert r["n_pretrain_seeds"] == 2 and r["n_patients"] == 4 and r["a_minus_b"] == pytest.approx(25) and r["seed_sd"] == pytest.approx(0)
     assert r["per_seed"] == "+25.0 +25.0" and r["lo"] <= 25 <= r["hi"]
     # the joint CI is the mean of the per-seed replicates: seed-0 hits differ on p1, seed-1 on p4 -> per
     # replicate the mean difference is 25 * (count(p1) + count(p4)) / 4 averaged -> within [0, 50]
     assert 0 <= r["lo"] and r["hi"] <= 50
     one = tables.seed_paired_differences(pq, [("a", "b")], n_seeds=1, n_boot=200, seed=0).iloc[0]
-    assert one["n_seeds"] == 1 and np.isnan(one["seed_sd"])
+    assert one["n_pretrain_seeds"] == 1 and np.isnan(one["seed_sd"])
     assert tables.seed_paired_differences(pq, [("a", "zz")], n_seeds=2).empty
+
+
+def test_medcsp_untrained_reference_per_seed():
+    from medbind_lib.pipeline import untrained_reference_run
+
+    cfg = load_profile("smoke", overrides={"seed_replicates": 3, "medcsp_variants": ["medcsp_a", "medcsp"],
+                                           "seed_replicate_variants": ["medcsp_a", "medcsp"]})
+    assert [untrained_reference_run(cfg, r) for r in ("medcsp_a", "medcsp_a@seed2", "medcsp@seed1")] == \
+        ["medcsp", "medcsp@seed2", "medcsp@seed1"]
+    # medcsp not replicated: its seed-k untrained reference would pair with nothing
+    only_a = load_profile("smoke", overrides={"seed_replicates": 2, "medcsp_variants": ["medcsp_a", "medcsp"],
+                                              "seed_replicate_variants": ["medcsp_a"]})
+    assert untrained_reference_run(only_a, "medcsp_a@seed1") is None
+    assert untrained_reference_run(only_a, "medcsp") == "medcsp"
+
+
+def test_paired_radiology_averages_over_seeds_by_hand():
+    """Two seeds of (a, b) on 4 queries of 4 patients: seed 0 a - b = +50, seed 1 = 0 -> mean +25, SD 35.4; a
+    row whose b has no replicate rests on seed 0 alone."""
+    from medbind_lib.metrics.protocol import EvalSettings
+    from medbind_lib.reports.radiology import paired_radiology
+
+    g = np.array(["p1", "p2", "p3", "p4"])
+    hits = {"a": [100, 100, 0, 0], "b": [0, 0, 0, 0], "a@seed1": [100, 0, 0, 0], "b@seed1": [100, 0, 0, 0],
+            "c": [0, 0, 0, 0]}
+    pq = {("set", k): {"R@10": np.array(v, float), "groups": g} for k, v in hits.items()}
+    df = paired_radiology(pq, {}, [("a", "b"), ("a", "c")], EvalSettings(n_boot=300), n_seeds=2)
+    ab, ac = df.iloc[0], df.iloc[1]
+    assert ab["n_pretrain_seeds"] == 2 and ab["a_minus_b"] == pytest.approx(25)
+    assert ab["seed_sd"] == pytest.approx(np.std([50, 0], ddof=1)) and ab["per_seed"] == "+50.0 +0.0"
+    assert (ab["value_a"], ab["value_b"], ab["n"], ab["n_patients"]) == (pytest.approx(37.5), pytest.approx(12.5), 4, 4)
+    assert 0 <= ab["lo"] <= 25 <= ab["hi"] <= 50       # replicate-wise: 25 x (count p1 + count p2) / 4 averaged
+    assert ac["n_pretrain_seeds"] == 1 and ac["a_minus_b"] == pytest.approx(50) and np.isnan(ac["seed_sd"])

@@ -19,10 +19,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..replicates import run_name
 from .bootstrap import balanced_accuracy_replicates, mean_replicates, percentile_ci
 
 __all__ = ["record", "paired_mean_difference", "paired_balanced_accuracy_difference", "paired_differences",
-           "seed_paired_differences"]
+           "seed_paired_differences", "mean_difference_replicates", "seed_average", "rests_on"]
 
 
 def record(per_query: dict | None, item: str, system: str, outcome, *, kind: str, groups=None, y=None,
@@ -36,7 +37,8 @@ def record(per_query: dict | None, item: str, system: str, outcome, *, kind: str
     slot["by_system"][system] = np.asarray(outcome)
 
 
-def _mean_diff_reps(values_a, values_b, groups, n_boot: int, seed: int):
+def mean_difference_replicates(values_a, values_b, groups, n_boot: int, seed: int):
+    """(mean a - mean b, its [n_boot] paired replicates, mean a, mean b) of per-query values."""
     d = np.asarray(values_a, np.float64) - np.asarray(values_b, np.float64)
     reps = mean_replicates(d, None if groups is None else np.asarray(groups), n_boot, seed)
     return float(d.mean()), reps, float(np.mean(values_a)), float(np.mean(values_b))
@@ -63,7 +65,7 @@ def _slot_diff(slot: dict, a: str, b: str, n_boot: int, seed: int):
     number of replicates and the seed, so they line up across systems and across pre-training seeds."""
     by = slot["by_system"]
     if slot["kind"] == "mean":
-        return _mean_diff_reps(by[a], by[b], slot["groups"], n_boot, seed)
+        return mean_difference_replicates(by[a], by[b], slot["groups"], n_boot, seed)
     if slot["kind"] == "auroc":
         return _auroc_diff_reps(slot["y"], by[a], by[b], slot["groups"], n_boot, seed)
     return _ba_diff_reps(slot["y"], by[a], by[b], slot["groups"], slot["n_classes"], n_boot, seed)
@@ -72,7 +74,7 @@ def _slot_diff(slot: dict, a: str, b: str, n_boot: int, seed: int):
 def paired_mean_difference(values_a, values_b, groups=None, n_boot: int = 1000, seed: int = 0,
                            alpha: float = 0.05) -> dict:
     """mean(a) - mean(b) of per-query values (e.g. hits x 100) with a paired patient-bootstrap CI."""
-    diff, reps, _, _ = _mean_diff_reps(values_a, values_b, groups, n_boot, seed)
+    diff, reps, _, _ = mean_difference_replicates(values_a, values_b, groups, n_boot, seed)
     lo, hi = percentile_ci(reps, alpha)
     return {"diff": diff, "lo": lo, "hi": hi, "n": len(np.asarray(values_a))}
 
@@ -85,8 +87,29 @@ def paired_balanced_accuracy_difference(y, pred_a, pred_b, groups=None, n_classe
     return {"diff": diff, "lo": lo, "hi": hi, "n": len(np.asarray(y)), "a": va, "b": vb}
 
 
-_COLUMNS = ["item", "metric", "system_a", "system_b", "a", "b", "a_minus_b", "lo", "hi", "n_queries",
-            "ci_excludes_0"]
+def seed_average(per_seed: Sequence[tuple], alpha: float = 0.05) -> dict:
+    """One paired difference averaged over pre-training seeds, from each seed's ``(a - b, [n_boot] paired
+    replicates, a, b)`` on the same test rows and resamples: the mean difference, the percentile CI of the
+    replicate-wise mean (test resampling), the SD of the per-seed differences (pre-training variance), each
+    seed's own difference, and how many seeds' own CIs exclude 0."""
+    diffs = np.array([p[0] for p in per_seed], np.float64)
+    lo, hi = percentile_ci(np.mean([p[1] for p in per_seed], axis=0), alpha)
+    own = [percentile_ci(p[1], alpha) for p in per_seed]
+    return {"a": float(np.mean([p[2] for p in per_seed])), "b": float(np.mean([p[3] for p in per_seed])),
+            "a_minus_b": float(diffs.mean()), "lo": lo, "hi": hi, "n_pretrain_seeds": len(per_seed),
+            "seed_sd": float(diffs.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
+            "per_seed": " ".join(f"{d:+.1f}" for d in diffs),
+            "seeds_ci_above_0": sum(lo_k > 0 for lo_k, _ in own), "seeds_ci_below_0": sum(hi_k < 0 for _, hi_k in own)}
+
+
+def rests_on(n_pretrain_seeds: int, n_patients: int | None = None) -> str:
+    """What a verdict rests on, printed beside it: pre-training seeds (or 'one training run') and test patients."""
+    runs = ("ONE pre-training run" if n_pretrain_seeds == 1 else f"{n_pretrain_seeds} pre-training seeds")
+    return runs + ("" if n_patients is None else f", {n_patients} test patients")
+
+
+_COLUMNS = ["item", "metric", "system_a", "system_b", "a", "b", "a_minus_b", "lo", "hi", "n_queries", "n_patients",
+            "n_pretrain_seeds", "ci_excludes_0"]
 
 
 def _params(n_boot, seed, alpha, covers: str) -> dict:
@@ -106,10 +129,15 @@ def paired_differences(per_query: dict, a: str, b: str, n_boot: int = 1000,
         lo, hi = percentile_ci(reps, alpha)
         rows.append({"item": item, "metric": _metric(slot), "system_a": a, "system_b": b, "a": va, "b": vb,
                      "a_minus_b": diff, "lo": lo, "hi": hi, "n_queries": len(slot["by_system"][a]),
-                     "ci_excludes_0": bool(lo > 0 or hi < 0)})
+                     "n_patients": _n_patients(slot), "n_pretrain_seeds": 1, "ci_excludes_0": bool(lo > 0 or hi < 0)})
     df = pd.DataFrame(rows, columns=_COLUMNS)
     df.attrs["params"] = _params(n_boot, seed, alpha, "test resampling only; each variant pre-trained once")
     return df
+
+
+def _n_patients(slot: dict) -> int:
+    g = slot["groups"]
+    return len(np.unique(g)) if g is not None else len(next(iter(slot["by_system"].values())))
 
 
 def _metric(slot: dict) -> str:
@@ -122,8 +150,6 @@ def seed_paired_differences(per_query: dict, comparisons: Sequence[tuple[str, st
     plain keys for k = 0): one row per (item, comparison) with the mean difference, its paired CI (each
     replicate resamples the test patients once for every seed and both systems), the SD of the per-seed
     differences (pre-training variance) and how many seeds' own paired CIs exclude 0."""
-    from ..replicates import run_name
-
     rows = []
     for item, slot in per_query.items():
         for a, b in comparisons:
@@ -132,18 +158,11 @@ def seed_paired_differences(per_query: dict, comparisons: Sequence[tuple[str, st
             if not keys:
                 continue
             per = [_slot_diff(slot, x, y, n_boot, seed) for x, y in keys]
-            diffs = np.array([d[0] for d in per])
-            lo, hi = percentile_ci(np.mean([d[1] for d in per], axis=0), alpha)
-            own = [percentile_ci(d[1], alpha) for d in per]
-            rows.append({"item": item, "metric": _metric(slot), "system_a": a, "system_b": b, "n_seeds": len(per),
-                         "a": float(np.mean([d[2] for d in per])), "b": float(np.mean([d[3] for d in per])),
-                         "a_minus_b": float(diffs.mean()), "lo": lo, "hi": hi,
-                         "seed_sd": float(diffs.std(ddof=1)) if len(per) > 1 else float("nan"),
-                         "per_seed": " ".join(f"{d:+.1f}" for d in diffs),
-                         "seeds_ci_above_0": sum(lo_k > 0 for lo_k, _ in own),
-                         "seeds_ci_below_0": sum(hi_k < 0 for _, hi_k in own)})
-    df = pd.DataFrame(rows, columns=["item", "metric", "system_a", "system_b", "n_seeds", "a", "b", "a_minus_b",
-                                     "lo", "hi", "seed_sd", "per_seed", "seeds_ci_above_0", "seeds_ci_below_0"])
+            rows.append({"item": item, "metric": _metric(slot), "system_a": a, "system_b": b,
+                         "n_patients": _n_patients(slot), **seed_average(per, alpha)})
+    df = pd.DataFrame(rows, columns=["item", "metric", "system_a", "system_b", "n_pretrain_seeds", "n_patients", "a",
+                                     "b", "a_minus_b", "lo", "hi", "seed_sd", "per_seed", "seeds_ci_above_0",
+                                     "seeds_ci_below_0"])
     df.attrs["params"] = _params(n_boot, seed, alpha, "test resampling (CI) and pre-training seeds (seed_sd, "
                                  "per_seed): mean over seeds of the paired differences")
     return df

@@ -9,6 +9,7 @@ from typing import Callable
 from .. import registry
 from ..layout import RunLayout
 from ..registry import System
+from ..replicates import n_seeds, replicated, run_name
 
 
 class _Rows(dict):
@@ -16,6 +17,9 @@ class _Rows(dict):
     seed-k replicate runs (``replicates.py``)."""
 
     def __missing__(self, key: str) -> System:
+        base, sep, k = key.partition("@seed")
+        if sep and k.isdigit() and int(k) >= 1 and base in self and self[base] is not registry.SYSTEMS.get(base):
+            return self[base].replicate(int(k), run_name)       # a row this profile redefined (``untrained``)
         return registry.system(key)
 
 
@@ -34,15 +38,15 @@ SYSTEMS = row_systems()
 
 def replicate_systems(cfg, keys) -> list[str]:
     """Keys ``<key>@seed<k>`` (k = 1 .. seed_replicates - 1) of the systems in ``keys`` whose variants all have
-    seed replicates in this profile (``replicates.py``); empty when ``seed_replicates`` is 1."""
-    n = int(cfg.get("seed_replicates", 1))
-    rep = set(cfg.get("seed_replicate_variants", [])) & set(cfg.get("variants", []))
+    seed replicates in this profile, either method's (``replicates.py``), untrained references included (their
+    variant's replicate exports its initialisation); empty when ``seed_replicates`` is 1."""
+    rep = set(replicated(cfg, "variants")) | set(replicated(cfg, "medcsp_variants"))
     out = []
-    for k in range(1, n):
+    for k in range(1, n_seeds(cfg)):
         for key in keys:
             s = registry.SYSTEMS.get(key)
             mods = set(s.variant(m) for m in s.modalities) if s is not None else set()
-            if mods and s.checkpoint == "best" and mods <= rep:
+            if mods and mods <= rep:
                 out.append(f"{key}@seed{k}")
     return out
 

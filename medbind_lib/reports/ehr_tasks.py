@@ -38,6 +38,7 @@ from ..medcsp.task_inputs import (COHORT_NOTE, MEDBIND_ROW, MEDBIND_TASKS, PAPER
                                   task_settings, window_records)
 from ..medcsp.task_models import fiddle, finetuned, frozen_features, head, load_models
 from ..metrics.binary import METRICS, paired_difference, runs_bootstrap
+from ..metrics.paired import rests_on
 
 __all__ = ["TaskResults", "evaluate_tasks", "describe_results", "display_table", "plot_auroc", "save_results"]
 
@@ -196,7 +197,9 @@ def _table_row(task, row, spec, fitted, boot, ti, s: TaskSettings) -> dict:
     return r
 
 
-def _paired_rows(task: str, boot: Mapping, s: TaskSettings) -> list[dict]:
+def _paired_rows(task: str, boot: Mapping, s: TaskSettings, n_patients: int) -> list[dict]:
+    """MEDCSP minus each other row; the MEDCSP encoders come from ONE pre-training run (``n_pretrain_seeds``: the
+    task runs re-draw the head, not the pre-training)."""
     if "medcsp" not in boot:
         return []
     out = []
@@ -205,7 +208,7 @@ def _paired_rows(task: str, boot: Mapping, s: TaskSettings) -> list[dict]:
         out.append({"task": task, "a": "medcsp", "b": other, "metric": "AUROC", "a_value": 100 * d["a"],
                     "b_value": 100 * d["b"], "a_minus_b": 100 * d["diff"], "lo": 100 * d["lo"],
                     "hi": 100 * d["hi"], "boot_valid": d["n_valid"], "boot_skipped": d["n_skipped"],
-                    "ci_excludes_0": d["ci_excludes_0"],
+                    "ci_excludes_0": d["ci_excludes_0"], "n_patients": n_patients, "n_pretrain_seeds": 1,
                     "same_inputs": other != MEDBIND_ROW})
     return out
 
@@ -248,7 +251,7 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
                 rows.append(_table_row(t, row, spec, fitted, tb[row], ti, s))
                 grids.append(fitted["grid"])
                 scores[(t, row)], boots[(t, row)] = fitted["scores"], tb[row]
-            paired += _paired_rows(t, tb, s)
+            paired += _paired_rows(t, tb, s, int(ti.frame["subject_id"].iloc[te].nunique()))
     bar.close()
     table = pd.DataFrame(rows)
     table.attrs["params"] = {**s.as_dict(), "n_boot": s.n_boot, "alpha": s.alpha,
@@ -286,7 +289,8 @@ def describe_results(res: TaskResults) -> list[str]:
         for _, r in p.iterrows():
             verdict = ("beats" if r["lo"] > 0 else "is below") if r["ci_excludes_0"] else "is not distinguishable from"
             out.append(f"  MEDCSP {verdict} {r['b']}: AUROC difference {r['a_minus_b']:+.1f} "
-                       f"[{r['lo']:.1f}, {r['hi']:.1f}] (paired bootstrap)"
+                       f"[{r['lo']:.1f}, {r['hi']:.1f}] (paired bootstrap; "
+                       f"{rests_on(int(r['n_pretrain_seeds']), int(r['n_patients']))})"
                        + ("" if r["same_inputs"] else "; different inputs (MEDBind_BD CXR/ECG), not a same-input "
                                                      "comparison") + ".")
     return out

@@ -82,3 +82,32 @@ def shared_legend(fig, axes, extra: dict, bottom: float) -> None:
     seen["chance"] = Line2D([], [], ls="--", color="k", lw=0.8)
     fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 4), fontsize=8,
                bbox_to_anchor=(0.5, bottom))
+
+
+def verdict(lo: float, hi: float) -> str:
+    """The reading of a paired CI of a - b."""
+    return "above 0 beyond the CI" if lo > 0 else "below 0 beyond the CI" if hi < 0 else "within the noise"
+
+
+def _label(key: str) -> str:
+    from .. import registry
+    try:
+        return registry.label(key)
+    except KeyError:
+        return key
+
+
+def describe_paired(df: pd.DataFrame, label=_label) -> list[str]:
+    """One sentence per row of a paired-difference table (``metrics.paired``: ``system_a``, ``system_b``, ``item``,
+    ``a_minus_b``, ``lo``, ``hi``, ``n_pretrain_seeds``, ``n_patients``; ``seed_sd`` / ``per_seed`` when averaged
+    over seeds), each saying what it rests on."""
+    from ..metrics.paired import rests_on
+
+    out = []
+    for _, r in df.iterrows():
+        n = int(r["n_pretrain_seeds"])
+        spread = f", seed SD {r['seed_sd']:.1f} (per seed {r['per_seed']})" if n > 1 else ""
+        out.append(f"{label(r['system_a'])} - {label(r['system_b'])}, {r['item']} {r['metric']}: "
+                   f"{r['a_minus_b']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]{spread}: {verdict(r['lo'], r['hi'])} "
+                   f"({rests_on(n, int(r['n_patients']))})")
+    return out

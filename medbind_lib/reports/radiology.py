@@ -35,17 +35,18 @@ from . import paper
 from ..metrics.common import text_keys
 from ..metrics.binary import auroc_replicates, binary_counts_replicates
 from ..metrics.bootstrap import percentile_ci
-from ..metrics.paired import paired_mean_difference
+from ..metrics.paired import mean_difference_replicates, rests_on, seed_average
 from ..metrics.prompts import covid_prompts, ec_prompts
 from ..metrics.protocol import EvalSettings, eval_settings, torch_threads
 from .. import registry
-from .artifacts import Artifacts
+from .artifacts import Artifacts, replicate_systems
+from ..replicates import run_name
 from ..metrics.zeroshot import binary_auroc, binary_class_score, class_scores
 
 __all__ = ["RADIOLOGY_SYSTEMS", "ABLATION_SYSTEMS", "RETRIEVAL_SETS", "ZERO_SHOT_TASKS", "precision_recall_f1",
            "radiology_retrieval", "radiology_zero_shot", "paired_radiology", "plot_retrieval_curves",
            "plot_zero_shot", "describe_radiology", "retrieval_wide", "zero_shot_wide", "label_of", "ALWAYS_POSITIVE",
-           "retrieval_keys", "retrieval_inputs", "per_query_recall"]
+           "retrieval_keys", "retrieval_inputs", "per_query_recall", "replicate_systems"]
 
 # rows: MEDCSP's variants and untrained reference, then MEDBind's CXR-capable systems (notebook 02)
 RADIOLOGY_SYSTEMS = registry.table_rows("radiology")
@@ -272,33 +273,54 @@ def _zs_row(task, sys_key, metric, ci, ref) -> dict:
 
 
 def paired_radiology(retrieval_pq: dict, zero_shot_pq: dict, pairs: Sequence[tuple[str, str]],
-                     settings: EvalSettings, retrieval_metric: str = "R@10") -> pd.DataFrame:
+                     settings: EvalSettings, retrieval_metric: str = "R@10", n_seeds: int = 1) -> pd.DataFrame:
     """a - b with a paired patient-bootstrap CI for each (a, b): retrieval ``retrieval_metric`` per set, zero-shot
-    F1 and AUROC per task. Pairs whose rows are missing are skipped."""
+    F1 and AUROC per task. With ``n_seeds`` > 1 each difference is averaged over the pre-training seeds k whose
+    replicate rows ``a@seed<k>`` and ``b@seed<k>`` were both scored (``metrics.paired.seed_average``: one resample
+    of the test patients for every seed and both rows; ``seed_sd`` = SD of the per-seed differences);
+    ``n_pretrain_seeds`` says how many carry the row. Pairs whose rows are missing are skipped."""
     s, out = settings, []
     for a, b in pairs:
         for (ds, key), va in retrieval_pq.items():
-            vb = retrieval_pq.get((ds, b))
-            if key != a or vb is None:
+            if key != a or (ds, b) not in retrieval_pq:
                 continue
-            d = paired_mean_difference(va[retrieval_metric], vb[retrieval_metric], va["groups"], n_boot=s.n_boot,
-                                       seed=s.seed, alpha=s.alpha)
-            out.append({"set": ds, "metric": retrieval_metric, "a": a, "b": b,
-                        "value_a": float(np.mean(va[retrieval_metric])), "value_b": float(np.mean(vb[retrieval_metric])),
-                        "a_minus_b": d["diff"], "lo": d["lo"], "hi": d["hi"], "n": d["n"]})
+            per = [mean_difference_replicates(retrieval_pq[(ds, x)][retrieval_metric],
+                                              retrieval_pq[(ds, y)][retrieval_metric], va["groups"], s.n_boot, s.seed)
+                   for x, y in _seed_pairs(retrieval_pq, ds, a, b, n_seeds)]
+            out.append(_paired_row(ds, retrieval_metric, a, b, per, len(va[retrieval_metric]), va["groups"], s))
         for (task, key), za in zero_shot_pq.items():
-            zb = zero_shot_pq.get((task, b))
-            if key != a or zb is None:
+            if key != a or (task, b) not in zero_shot_pq:
                 continue
-            va, ra = _zero_shot_reps(za["y"], za["pred"], za["score"], za["groups"], s)
-            vb, rb = _zero_shot_reps(zb["y"], zb["pred"], zb["score"], za["groups"], s)
+            reps = [(_zero_shot_reps(zero_shot_pq[(task, x)]["y"], zero_shot_pq[(task, x)]["pred"],
+                                     zero_shot_pq[(task, x)]["score"], za["groups"], s),
+                     _zero_shot_reps(zero_shot_pq[(task, y)]["y"], zero_shot_pq[(task, y)]["pred"],
+                                     zero_shot_pq[(task, y)]["score"], za["groups"], s))
+                    for x, y in _seed_pairs(zero_shot_pq, task, a, b, n_seeds)]
             for j, metric in ((2, "f1"), (3, "auroc")):
-                lo, hi = percentile_ci(ra[:, j] - rb[:, j], s.alpha)
-                out.append({"set": task, "metric": metric, "a": a, "b": b, "value_a": va[j], "value_b": vb[j],
-                            "a_minus_b": va[j] - vb[j], "lo": lo, "hi": hi, "n": len(za["y"])})
+                per = [(va[j] - vb[j], ra[:, j] - rb[:, j], va[j], vb[j]) for (va, ra), (vb, rb) in reps]
+                out.append(_paired_row(task, metric, a, b, per, len(za["y"]), za["groups"], s))
     df = pd.DataFrame(out)
-    df.attrs["params"] = {**s.as_dict(), "pairs": [list(p) for p in pairs], "retrieval_metric": retrieval_metric}
+    df.attrs["params"] = {**s.as_dict(), "pairs": [list(p) for p in pairs], "retrieval_metric": retrieval_metric,
+                          "n_seeds": n_seeds}
     return df
+
+
+def _seed_pairs(pq: dict, item: str, a: str, b: str, n_seeds: int) -> list[tuple[str, str]]:
+    """The (a, b) row keys of each pre-training seed where both rows were scored on ``item``."""
+    keys = [(run_name(a, k), run_name(b, k)) for k in range(n_seeds)]
+    return [(x, y) for x, y in keys if (item, x) in pq and (item, y) in pq]
+
+
+def _paired_row(item, metric, a, b, per, n, groups, s: EvalSettings) -> dict:
+    avg = seed_average(per, s.alpha)
+    return {"set": item, "metric": metric, "a": a, "b": b, "value_a": avg["a"], "value_b": avg["b"],
+            "a_minus_b": avg["a_minus_b"], "lo": avg["lo"], "hi": avg["hi"], "n": n,
+            "n_patients": len(np.unique(groups)), "n_pretrain_seeds": avg["n_pretrain_seeds"],
+            "seed_sd": avg["seed_sd"], "per_seed": avg["per_seed"]}
+
+
+def _seed_sd(r) -> str:
+    return f", seed SD {r['seed_sd']:.1f}" if r["n_pretrain_seeds"] > 1 else ""
 
 
 def retrieval_wide(df: pd.DataFrame, dataset: str, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -378,7 +400,8 @@ def describe_radiology(retrieval: pd.DataFrame, zero_shot: pd.DataFrame, paired:
             continue
         verdict = ("beats" if r["lo"] > 0 else "is below" if r["hi"] < 0 else "is not distinguishable from")
         lines.append(f"{r['set']} {r['metric']}: {label_of(r['a'])} {verdict} {label_of(r['b'])} "
-                     f"({r['a_minus_b']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}], {r['n']} queries/images)")
+                     f"({r['a_minus_b']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]{_seed_sd(r)}; {r['n']} queries/images, "
+                     f"{rests_on(int(r['n_pretrain_seeds']), int(r['n_patients']))})")
     for ds, name in (("mimic_cxr", "MIMIC-CXR test"), ("mimic_cxr_holdout", "hold-out")):
         mc = retrieval[(retrieval["dataset"] == ds) & (retrieval["metric"] == "R@10")]
         if not len(mc):

@@ -26,13 +26,13 @@ from .fig3 import FIG3_DATASETS, FIG3_SYSTEMS, describe_fig3, fig3_zero_few_shot
 from ..metrics.paired import paired_differences, seed_paired_differences
 from .pairs import pair_embeddings, pair_labels
 from ..metrics.protocol import EvalSettings, eval_settings, torch_threads
-from .format import ci_str, markdown_table, save_table
+from .format import ci_str, describe_paired, markdown_table, save_table
 from .artifacts import SYSTEMS, Artifacts, System, replicate_systems
 from .table2 import TABLE2_DATASETS, TABLE2_SYSTEMS, describe_table2, plot_table2, table2_retrieval, table2_wide
 from .table3 import TABLE3_SYSTEMS, TABLE3_TASKS, describe_table3, plot_table3, table3_crossmodal, table3_wide
 
 __all__ = ["EvalSettings", "eval_settings", "torch_threads", "System", "SYSTEMS", "Artifacts", "save_table",
-           "markdown_table", "ci_str", "pair_labels", "pair_embeddings", "paired_differences",
+           "markdown_table", "ci_str", "describe_paired", "pair_labels", "pair_embeddings", "paired_differences",
            "seed_paired_differences", "replicate_systems",
            "table2_retrieval", "table2_wide", "plot_table2", "describe_table2",
            "crossmodal_recall_table", "tsne_pairs", "plot_fig2_tsne", "plot_fig2_recall", "describe_crossmodal",

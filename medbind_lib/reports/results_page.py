@@ -1,0 +1,190 @@
+"""The results page (``docs/RESULTS.md``): each claim of both papers beside our number, its CI, the pre-training
+seeds and test patients it rests on, and whether it reproduces, read from a complete run's paired tables
+(``runs/<profile>/tables/``; nothing is recomputed here).
+
+A claim reproduces when our paired CI lies on the paper's side of 0, is reversed when it lies on the other side,
+and is "not shown" when it holds 0. Rows with no CI (rank correlations) report their direction only.
+
+    python -m medbind_lib.reports.results_page --profile default --out docs/RESULTS.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .. import registry
+from ..layout import RunLayout
+from ..metrics.paired import rests_on
+
+__all__ = ["Claim", "CLAIMS", "claim_rows", "render", "write_page"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published claim: which paired table holds our test of it, which rows, and the sign the paper reports."""
+    paper: str
+    text: str
+    table: str
+    select: Callable[[pd.DataFrame], pd.Series]
+    sign: int = 1                      # +1: a - b > 0 in the paper; -1: below 0
+    where: str = ""                    # the paper's figure / table
+
+
+def _pair(a: str, b: str, col_a: str = "system_a", col_b: str = "system_b"):
+    return lambda d: (d[col_a] == a) & (d[col_b] == b)
+
+
+def _and(*fs):
+    return lambda d: pd.concat([f(d) for f in fs], axis=1).all(axis=1)
+
+
+def _col(col: str, *values):
+    return lambda d: d[col].astype(str).isin(values)
+
+
+def _contains(col: str, text: str):
+    return lambda d: d[col].astype(str).str.contains(text, regex=False)
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("MEDBind", "EMCL: MEDBind_BD retrieves a CXR's paired ECG better than MEDBind_NM", "fig2_seeds_paired",
+          _and(_pair("medbind_bd", "medbind_nm"), _contains("item", "R@10")), where="Fig. 2"),
+    Claim("MEDBind", "MEDBind_BD beats the encoder zoo (CLIP InfoNCE + ECG-CLIP) on CXR->ECG retrieval",
+          "fig2_seeds_paired", _and(_pair("medbind_bd", "cxr_clip+ecg_clip"), _contains("item", "R@10")),
+          where="Fig. 2"),
+    Claim("MEDBind", "MEDBind_BD beats MEDBind_NM in zero-shot COVID classification", "fig3_zero_shot_seeds_paired",
+          _and(_pair("medbind_bd", "medbind_nm"), _contains("item", "COVID")), where="Fig. 3"),
+    Claim("MEDBind", "MEDBind_BD beats MEDBind_NM in cross-modal zero-shot classification", "table3_seeds_paired",
+          _pair("medbind_bd", "medbind_nm"), where="Table 3"),
+    Claim("MEDCSP", "Cross-source pre-training helps text->image retrieval (MEDCSP > its untrained architecture)",
+          "medcsp_head_to_head", _and(_pair("medcsp", "medcsp_untrained", "a", "b"), _col("metric", "R@10")),
+          where="Tables 1, 5"),
+    Claim("MEDCSP", "... and zero-shot COVID classification", "medcsp_head_to_head",
+          _and(_pair("medcsp", "medcsp_untrained", "a", "b"), _col("set", "covid")), where="Table 2"),
+    Claim("MEDCSP", "Every loss ablation (and the single-source model) falls below the full model in COVID F1",
+          "medcsp_fig7_ablations", _and(_col("b", "medcsp"), _col("set", "covid"), _col("metric", "f1"),
+                                        lambda d: d["a"] != "medcsp_untrained"), sign=-1, where="Fig. 7"),
+    Claim("MEDCSP", "MEDCSP beats F-LSTM and F-CNN on the in-ICU tasks and readmission", "medcsp_ehr_tasks_paired",
+          _col("b", "f_lstm", "f_cnn"), where="Figs. 5-6"),
+    Claim("MEDCSP", "L_P aligns a patient's EHR and CXR records (the premise of Figure 8)", "medcsp_mechanisms",
+          _col("term", "L_P"), where="3.4.1, Fig. 8"),
+    Claim("MEDCSP", "L_A aligns the modalities within a record", "medcsp_mechanisms", _col("term", "L_A"),
+          where="3.3"),
+    Claim("MEDCSP", "L_D brings patients with similar diagnosis histories together (Figure 9)", "medcsp_mechanisms",
+          _col("term", "L_D"), where="3.4.2, Fig. 9"),
+)
+
+
+def _label(key) -> str:
+    try:
+        return registry.label(str(key))
+    except KeyError:
+        return str(key)
+
+
+def _verdict(lo: float, hi: float, diff: float, sign: int) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "direction only: " + ("as the paper" if diff * sign > 0 else "against the paper") + " (no CI)"
+    if (lo > 0 and sign > 0) or (hi < 0 and sign < 0):
+        return "reproduces"
+    if (hi < 0 and sign > 0) or (lo > 0 and sign < 0):
+        return "reversed"
+    return "not shown (CI holds 0)"
+
+
+def _normalise(d: pd.DataFrame) -> pd.DataFrame:
+    """The paired tables' columns under one set of names (a, b, what, diff, lo, hi, seeds, patients, seed_sd)."""
+    d = d.rename(columns={"system_a": "a", "system_b": "b"})
+    what = (d["item"] if "item" in d else d.get("task", d.get("set", d.get("term", ""))).astype(str)
+            + " " + d.get("metric", d.get("measure", "")).astype(str))
+    if "measure" in d and "term" in d:
+        what = d["measure"].astype(str)
+    nan = pd.Series(math.nan, index=d.index)
+    return pd.DataFrame({"a": d["a"], "b": d["b"], "what": what, "diff": d["a_minus_b"], "lo": d["lo"],
+                         "hi": d["hi"], "seeds": d.get("n_pretrain_seeds", pd.Series(1, index=d.index)),
+                         "patients": d.get("n_patients", nan), "seed_sd": d.get("seed_sd", nan)})
+
+
+def claim_rows(tables_dir: Path, claims=CLAIMS) -> pd.DataFrame:
+    """One row per (claim, table row): our number, CI, seeds, test patients and the verdict; a claim whose table is
+    missing gets one row saying so."""
+    out = []
+    for c in claims:
+        f = Path(tables_dir) / f"{c.table}.csv"
+        base = {"paper": c.paper, "claim": c.text, "where": c.where, "table": c.table}
+        if not f.is_file():
+            out.append({**base, "verdict": "not run (table missing)"})
+            continue
+        raw = pd.read_csv(f)
+        d = _normalise(raw[c.select(raw)]) if len(raw) else raw
+        if not len(d):
+            out.append({**base, "verdict": "no row in this run"})
+        for _, r in d.iterrows():
+            out.append({**base, "comparison": f"{_label(r['a'])} - {_label(r['b'])}", "measure": r["what"],
+                        "ours": r["diff"], "lo": r["lo"], "hi": r["hi"], "seed_sd": r["seed_sd"],
+                        "rests_on": rests_on(int(r["seeds"]), None if pd.isna(r["patients"]) else int(r["patients"])),
+                        "verdict": _verdict(float(r["lo"]), float(r["hi"]), float(r["diff"]), c.sign)})
+    return pd.DataFrame(out)
+
+
+def _num(r) -> str:
+    if pd.isna(r.get("ours", math.nan)):
+        return ""
+    ci = f" [{r['lo']:+.1f}, {r['hi']:+.1f}]" if pd.notna(r["lo"]) else ""
+    sd = f", seed SD {r['seed_sd']:.2g}" if pd.notna(r.get("seed_sd", math.nan)) else ""
+    return f"{r['ours']:+.3g}{ci}{sd}"
+
+
+def render(rows: pd.DataFrame, profile: str, env: dict) -> str:
+    """Markdown: a header saying which run and commit made it, a summary count, then one table per paper."""
+    counts = rows["verdict"].str.replace(r" \(.*", "", regex=True).value_counts()
+    head = [f"# Results: do the papers' claims reproduce? (`{profile}` profile)", "",
+            f"Generated by `python -m medbind_lib.reports.results_page --profile {profile}` from the run of commit "
+            f"`{env.get('git_commit', '?')[:10]}` created {env.get('created', '?')} "
+            f"({env.get('device', {}).get('cpu_count', '?')} CPU cores, CUDA {env.get('device', {}).get('cuda')}). "
+            "Nothing here is typed by hand: each row is a paired difference (a - b) from the run's tables, with its "
+            "patient-bootstrap 95% CI, averaged over the pre-training seeds named under 'rests on'. Reproduces = "
+            "our CI lies on the paper's side of 0; reversed = on the other side; not shown = it holds 0. The "
+            "synthetic cohort is not MIMIC: a verdict here says whether the suite's pipeline recovers the effect "
+            "the cohort was built to carry, not whether the paper is right.", "",
+            "Verdict counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]
+    body = []
+    for paper, d in rows.groupby("paper", sort=False):
+        body += [f"## {paper}", "", "| claim | where | comparison | measure | ours [95% CI] | rests on | verdict |",
+                 "|---|---|---|---|---|---|---|"]
+        for _, r in d.iterrows():
+            cells = [r["claim"], r["where"], r.get("comparison", ""), r.get("measure", ""), _num(r),
+                     r.get("rests_on", ""), r["verdict"]]
+            body.append("| " + " | ".join("" if pd.isna(c) else str(c).replace("|", "/") for c in cells) + " |")
+        body.append("")
+    return "\n".join(head + body)
+
+
+def write_page(cfg, out: Path) -> pd.DataFrame:
+    L = RunLayout(cfg)
+    env = json.loads(L.env.read_text()) if L.env.is_file() else {}
+    rows = claim_rows(L.tables)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(rows, cfg["profile"], env) + "\n")
+    return rows
+
+
+def main(argv=None) -> None:
+    from ..config import load_profile
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--out", default="docs/RESULTS.md")
+    a = ap.parse_args(argv)
+    rows = write_page(load_profile(a.profile), Path(a.out))
+    print(f"{a.out}: {len(rows)} rows; " + ", ".join(f"{k}: {v}" for k, v in rows["verdict"].value_counts().items()))
+
+
+if __name__ == "__main__":
+    main()
