@@ -7,7 +7,7 @@ SET     ?=
 SETARGS := $(if $(strip $(SET)),--set $(SET))
 NBVAL_FLAGS := -o addopts=-ra --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:python
 
-.PHONY: setup data check reproduce notebooks test test-unit test-notebooks golden publish-figures bench clean \
+.PHONY: setup data check reproduce notebooks test test-unit test-notebooks golden publish-figures results bench clean \
         check-paper-config
 
 setup: $(VENV)/.installed
@@ -50,6 +50,10 @@ publish-figures:            ## copy runs/$(PROFILE)/figures/ over the committed 
 	test -d runs/$(PROFILE)/figures || { echo "runs/$(PROFILE)/figures missing: make reproduce PROFILE=$(PROFILE)"; exit 1; }
 	mkdir -p figures/$(PROFILE)
 	cp runs/$(PROFILE)/figures/*.png runs/$(PROFILE)/figures/*.pdf figures/$(PROFILE)/
+	$(PY) -c "import json; e = json.load(open('runs/$(PROFILE)/env.json')); print(f'Figures of the $(PROFILE) run of commit {e[\"git_commit\"]}, created {e[\"created\"]} (runs/$(PROFILE)/env.json).')" > figures/$(PROFILE)/PROVENANCE.md
+
+results:                    ## docs/RESULTS.md from the last complete run of $(PROFILE): each paper claim beside our number
+	$(PY) -m medbind_lib.reports.results_page --profile $(PROFILE) --out docs/RESULTS.md
 
 # check-paper-config: the `gpu` profile's architecture and settings (Swin-T / ViT-B/16 at 224 px, the full ECG
 # transformer, 256-piece text, channels_last, DataLoader workers, fine-tuned task encoders, Table 4 with the full

@@ -21,7 +21,8 @@ import dataclasses
 from dataclasses import dataclass
 
 __all__ = ["Variant", "System", "VARIANTS", "SYSTEMS", "TABLES", "TABLE_LABELS", "METHODS", "HEADLINE",
-           "UNTRAINED_REFERENCE", "variant", "variant_names", "system", "table_rows", "label", "method_of", "is_variant"]
+           "UNTRAINED_REFERENCE", "variant", "variant_names", "system", "table_rows", "without_term", "label",
+           "method_of", "is_variant"]
 
 METHODS = ("medbind", "medcsp")
 
@@ -193,6 +194,17 @@ def variant_names(method: str, **where) -> tuple[str, ...]:
     ``variant_names("medcsp", sources=("ehr", "cxr"))``."""
     return tuple(v.name for v in _VARIANTS if v.method == method
                  and all(getattr(v, k) == val for k, val in where.items()))
+
+
+def without_term(name: str, term: str) -> str:
+    """The variant of ``name``'s method with the same encoders and sources that lacks loss term ``term`` (the
+    ablation a term is measured against: MEDBind_BD without ``emcl`` is MEDBind_NM)."""
+    v = VARIANTS[name]
+    found = [w.name for w in _VARIANTS if w.method == v.method and w.modalities == v.modalities
+             and w.sources == v.sources and w.terms == tuple(t for t in v.terms if t != term)]
+    if len(found) != 1 or term not in v.terms:
+        raise KeyError(f"{name} without {term!r}: {found or 'no such variant'}")
+    return found[0]
 
 
 def method_of(name: str) -> str:

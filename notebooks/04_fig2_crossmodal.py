@@ -102,10 +102,10 @@ _ = tables.save_table(bd_nm, cfg, "fig2_paired_bd_nm",
 
 # %%
 # NBVAL_CHECK_OUTPUT
-reps = tables.replicate_systems(cfg, tables.FIG2_SYSTEMS)
+comparisons = [("medbind_bd", "medbind_nm"), ("medbind_bd", "cxr_clip+ecg_clip")]
+reps = tables.replicate_systems(cfg, list(dict.fromkeys(x for p in comparisons for x in p)))  # compared rows only
 if reps:
     tables.crossmodal_recall_table(cfg, settings, art, systems=reps, per_query=pq)
-comparisons = [("medbind_bd", "medbind_nm"), ("medbind_bd", "cxr_clip+ecg_clip")]
 seeds = tables.seed_paired_differences(pq, comparisons, cfg.seed_replicates, settings.n_boot, settings.seed,
                                        settings.alpha)
 if cfg.seed_replicates > 1:

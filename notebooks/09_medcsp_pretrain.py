@@ -116,16 +116,16 @@ print(check.round(1).to_string())
 
 # %%
 from medbind_lib.medcsp.batches import load_records
-from medbind_lib.medcsp.embed import export_medcsp_embeddings
+from medbind_lib.medcsp.embed import export_medcsp_embeddings, export_untrained_reference
 from medbind_lib.pipeline import untrained_reference_run
 from medbind_lib.registry import HEADLINE
 
 loaded = load_records(cfg, splits=("train", "valid", "test"))
 paths = export_medcsp_embeddings(cfg, variant, "best", loaded=loaded)
 emb_root = RunLayout(cfg).embeddings()
-reference = f"{untrained_reference_run(cfg, variant) or HEADLINE['medcsp']}_untrained"
-if not (emb_root / reference / "ehr_records.npz").exists():  # deterministic: whichever run of the seed comes first
-    export_medcsp_embeddings(cfg, reference.removesuffix("_untrained"), "untrained", loaded=loaded)
+# deterministic content (the seed's initialisation), written once by whichever run of the seed comes first
+reference = export_untrained_reference(cfg, untrained_reference_run(cfg, variant) or HEADLINE["medcsp"],
+                                       loaded=loaded).name
 print(sorted(paths))
 
 # %% [markdown]

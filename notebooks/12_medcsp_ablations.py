@@ -206,8 +206,10 @@ if len(hc):
 # have (`medbind_lib/reports/mechanisms.py`): **L_P**, an EHR record retrieving its own patient's CXR records within
 # theta days (L_P's positives) among the split's CXR records, and the reverse (full and A+P vs A); **L_A**, each
 # modality embedding finding its own record among the split's records (A vs the untrained architecture); **L_D**,
-# the rank correlation between patients' diagnosis-history similarity and EHR-embedding similarity (full and A+D vs
-# A; no CI, the patient pairs are not independent: the seed spread only).
+# over L_D's own pairs (an EHR record and a CXR record of different patients) the rank correlation between the
+# patients' diagnosis-history similarity and the records' embedding similarity (full and A+D vs A; no CI, the pairs
+# share records: the seed spread only). Figure 9's correlation above is over EHR records only, which L_D never
+# compares with each other: it stays level while this one moves.
 
 # %%
 from medbind_lib.reports import mechanisms as MX

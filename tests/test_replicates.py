@@ -108,3 +108,25 @@ def test_paired_radiology_averages_over_seeds_by_hand():
     assert (ab["value_a"], ab["value_b"], ab["n"], ab["n_patients"]) == (pytest.approx(37.5), pytest.approx(12.5), 4, 4)
     assert 0 <= ab["lo"] <= 25 <= ab["hi"] <= 50       # replicate-wise: 25 x (count p1 + count p2) / 4 averaged
     assert ac["n_pretrain_seeds"] == 1 and ac["a_minus_b"] == pytest.approx(50) and np.isnan(ac["seed_sd"])
+
+
+def test_ehr_task_paired_rows_average_over_medcsp_seeds():
+    """MEDCSP at seeds 0 and 1 against its untrained reference seed by seed and against F-LSTM (one fit)."""
+    from medbind_lib.medcsp.task_inputs import TaskSettings
+    from medbind_lib.reports.ehr_tasks import _paired_rows
+
+    def boot(v, shift=0.0):
+        reps = np.linspace(v - 0.05, v + 0.05, 200) + shift
+        return {"auroc": {"value": v, "reps": reps}}
+
+    b = {"medcsp": boot(0.80), "medcsp@seed1": boot(0.70), "medcsp_untrained": boot(0.60),
+         "medcsp_untrained@seed1": boot(0.65), "f_lstm": boot(0.75)}
+    rows = {r["b"]: r for r in _paired_rows("arf", b, TaskSettings(n_boot=200), n_patients=40)}
+    u, f = rows["medcsp_untrained"], rows["f_lstm"]
+    # untrained: seed 0 +20, seed 1 +5 -> +12.5; F-LSTM: +5 and -5 -> 0 (the same F-LSTM fit for both seeds)
+    assert u["n_pretrain_seeds"] == 2 and u["a_minus_b"] == pytest.approx(12.5) and u["per_seed"] == "+20.0 +5.0"
+    assert f["a_minus_b"] == pytest.approx(0.0) and f["seed_sd"] == pytest.approx(np.std([5, -5], ddof=1))
+    assert u["lo"] == pytest.approx(12.5) and u["hi"] == pytest.approx(12.5)   # replicate-wise differences constant
+    assert u["n_patients"] == 40 and u["a_value"] == pytest.approx(75.0)
+    one = _paired_rows("arf", {k: v for k, v in b.items() if "@" not in k}, TaskSettings(n_boot=200), 40)
+    assert {r["n_pretrain_seeds"] for r in one} == {1}

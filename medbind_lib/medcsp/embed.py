@@ -174,3 +174,19 @@ def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=
                                                                          batch_size), **meta})
     save_text_cache()
     return written
+
+
+def export_untrained_reference(cfg, run: str, *, loaded: Optional[dict] = None, device=None) -> Path:
+    """Export ``run``'s untrained initialisation (``<run>_untrained/``) unless it is there already. Two notebook
+    lanes may reach this at once (each MEDCSP run of a seed exports its reference if absent): an exclusive lock on
+    a file beside the embeddings makes the second wait and then find it, instead of exporting it again."""
+    import fcntl
+
+    root = RunLayout(cfg).embeddings()
+    root.mkdir(parents=True, exist_ok=True)
+    out = root / f"{run}_untrained"
+    with open(root / f".{run}_untrained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "ehr_records.npz").exists():           # written last by export_medcsp_embeddings
+            export_medcsp_embeddings(cfg, run, "untrained", device=device, loaded=loaded)
+    return out

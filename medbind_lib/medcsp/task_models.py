@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..models.fiddle import FIDDLENet, HeadOnly, MLPHead
+from ..replicates import n_seeds, replicated, run_name, with_run_seed
 from .task_inputs import POOLS, TaskInputs, TaskSettings, note_features
 
 __all__ = ["encode_medcsp", "head_features", "frozen_features", "FinetunedMEDCSP", "head", "finetuned", "fiddle",
@@ -139,17 +140,24 @@ def fiddle(kind: str, x: tuple, s: TaskSettings, seed: int):
 
 
 def load_models(cfg, data, s: TaskSettings, log, device="cpu") -> dict:
-    """The pre-trained variant, the untrained architecture (same seed) and the baselines' note encoder."""
+    """The pre-trained variant, the untrained architecture (same seed) and the baselines' note encoder; with seed
+    replicates of the variant, both again per seed (keys ``medcsp@seed<k>``, ``medcsp_untrained@seed<k>``)."""
     from .embed import load_medcsp_model
     from .pretrain import MEDCSPMethod
 
     dims = MEDCSPMethod.input_dims_of(data)
     out = {}
-    if "medcsp" in s.rows:
-        model, step, name = load_medcsp_model(cfg, s.variant, "best", device, input_dims=dims)
-        out["medcsp"] = (model, {"checkpoint": f"09/{s.variant}/{name} (step {step})"})
-    untrained, _, _ = load_medcsp_model(cfg, s.variant, "untrained", device, input_dims=dims)
-    out["medcsp_untrained"] = (untrained, {"checkpoint": f"untrained {s.variant} architecture (seed {cfg['seed']})"})
+    seeds = range(n_seeds(cfg)) if s.variant in replicated(cfg, "medcsp_variants") else range(1)
+    for k in seeds:                               # the variant's pre-training seeds (replicates.py), k = 0 first
+        run, tail = run_name(s.variant, k), "" if k == 0 else f"@seed{k}"
+        if "medcsp" in s.rows:
+            model, step, name = load_medcsp_model(cfg, run, "best", device, input_dims=dims)
+            out["medcsp" + tail] = (model, {"checkpoint": f"09/{run}/{name} (step {step})"})
+        if k == 0 or "medcsp_untrained" in s.rows:
+            model, _, _ = load_medcsp_model(cfg, run, "untrained", device, input_dims=dims)
+            out["medcsp_untrained" + tail] = (model, {"checkpoint": f"untrained {s.variant} architecture "
+                                                                    f"(seed {with_run_seed(cfg, run).seed})"})
+    untrained = out["medcsp_untrained"][0]
     text = untrained.encoders["text"] if "text" in untrained.encoders else None
     out["note_features"] = lambda ti: (note_features(text, ti.notes) if text is not None
                                        else np.zeros((len(ti), 0), np.float32))

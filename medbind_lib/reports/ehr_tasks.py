@@ -16,7 +16,7 @@ TEST split: patients held out of pre-training.
 Metrics (``metrics.binary.binary_metrics``): AUROC, AUPR as the paper computes it (``sklearn.metrics.auc(recall,
 precision)`` over ``precision_recall_curve``) and average precision. Reported value = mean over the runs; 95% CI =
 patient bootstrap of that mean (each replicate resamples the test patients once and re-scores every run); a
-replicate with one class is NaN, skipped and counted. ``paired_difference`` uses the same replicates for two rows.
+replicate with one class is NaN, skipped and counted. The paired rows use the same replicates for both rows.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ from ..medcsp.task_inputs import (COHORT_NOTE, MEDBIND_ROW, MEDBIND_TASKS, PAPER
                                   TaskInputs, TaskSettings, fiddle_inputs, medbind_features, task_inputs,
                                   task_settings, window_records)
 from ..medcsp.task_models import fiddle, finetuned, frozen_features, head, load_models
-from ..metrics.binary import METRICS, paired_difference, runs_bootstrap
-from ..metrics.paired import rests_on
+from ..metrics.binary import METRICS, runs_bootstrap
+from ..metrics.paired import rests_on, seed_average
 
 __all__ = ["TaskResults", "evaluate_tasks", "describe_results", "display_table", "plot_auroc", "save_results"]
 
@@ -97,12 +97,13 @@ def _row_specs(task: str, ti: TaskInputs, models: Mapping, s: TaskSettings, medb
     specs, mods = {}, "+".join(ti.modalities)
     for row in _rows_for(task, s.rows):
         if row in ("medcsp", "medcsp_untrained"):
-            model, info = models[row]
-            if s.finetune:
-                specs[row] = _Row(ti, lambda seed, m=model: finetuned(m, ti, s, seed), mods, info)
-            else:
-                feats = frozen_features(model, ti, s.pool)
-                specs[row] = _Row(feats, lambda seed, d=feats.shape[1]: head(d, s, seed), mods, info)
+            for key in [k for k in models if k.partition("@seed")[0] == row]:   # + its pre-training seeds
+                model, info = models[key]
+                if s.finetune:
+                    specs[key] = _Row(ti, lambda seed, m=model: finetuned(m, ti, s, seed), mods, info)
+                else:
+                    feats = frozen_features(model, ti, s.pool)
+                    specs[key] = _Row(feats, lambda seed, d=feats.shape[1]: head(d, s, seed), mods, info)
         elif row in ("f_lstm", "f_cnn"):
             notes = models["note_features"](ti) if "note" in ti.modalities else None
             x = fiddle_inputs(ti, notes)
@@ -198,18 +199,29 @@ def _table_row(task, row, spec, fitted, boot, ti, s: TaskSettings) -> dict:
 
 
 def _paired_rows(task: str, boot: Mapping, s: TaskSettings, n_patients: int) -> list[dict]:
-    """MEDCSP minus each other row; the MEDCSP encoders come from ONE pre-training run (``n_pretrain_seeds``: the
-    task runs re-draw the head, not the pre-training)."""
+    """MEDCSP minus each other row, averaged over MEDCSP's pre-training seeds (``medcsp@seed<k>`` rows, when the
+    profile has them): against its untrained reference seed by seed, against a row trained per task (F-LSTM,
+    F-CNN) or MEDBind_BD each seed against that one row. ``n_pretrain_seeds`` says how many seeds carry it."""
     if "medcsp" not in boot:
         return []
+    seeds = [k for k in boot if k.partition("@seed")[0] == "medcsp"]
     out = []
     for other in [r for r in ROWS if r != "medcsp" and r in boot]:
-        d = paired_difference(boot["medcsp"], boot[other], "auroc", s.alpha)
-        out.append({"task": task, "a": "medcsp", "b": other, "metric": "AUROC", "a_value": 100 * d["a"],
-                    "b_value": 100 * d["b"], "a_minus_b": 100 * d["diff"], "lo": 100 * d["lo"],
-                    "hi": 100 * d["hi"], "boot_valid": d["n_valid"], "boot_skipped": d["n_skipped"],
-                    "ci_excludes_0": d["ci_excludes_0"], "n_patients": n_patients, "n_pretrain_seeds": 1,
-                    "same_inputs": other != MEDBIND_ROW})
+        per = []
+        for a in seeds:
+            b = other + a[len("medcsp"):]                # the same seed's untrained reference ...
+            b = b if b in boot else other                # ... or the one row trained per task / MEDBind_BD
+            ra = np.asarray(boot[a]["auroc"]["reps"]) - np.asarray(boot[b]["auroc"]["reps"])
+            per.append((100 * (boot[a]["auroc"]["value"] - boot[b]["auroc"]["value"]), 100 * ra,
+                        100 * boot[a]["auroc"]["value"], 100 * boot[b]["auroc"]["value"]))
+        avg = seed_average(per, s.alpha)
+        valid = int(np.isfinite(np.mean([p[1] for p in per], axis=0)).sum())
+        out.append({"task": task, "a": "medcsp", "b": other, "metric": "AUROC", "a_value": avg["a"],
+                    "b_value": avg["b"], "a_minus_b": avg["a_minus_b"], "lo": avg["lo"], "hi": avg["hi"],
+                    "boot_valid": valid, "boot_skipped": s.n_boot - valid,
+                    "ci_excludes_0": bool(np.isfinite(avg["lo"]) and (avg["lo"] > 0 or avg["hi"] < 0)),
+                    "n_patients": n_patients, "n_pretrain_seeds": avg["n_pretrain_seeds"], "seed_sd": avg["seed_sd"],
+                    "per_seed": avg["per_seed"], "same_inputs": other != MEDBIND_ROW})
     return out
 
 
@@ -248,8 +260,9 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
                 fitted = _fit_row(t, row, spec, ti, s, bar)
                 tb[row] = runs_bootstrap(ti.y[te], fitted["scores"], ti.frame["subject_id"].to_numpy()[te],
                                          s.n_boot, s.seed, s.alpha)
-                rows.append(_table_row(t, row, spec, fitted, tb[row], ti, s))
-                grids.append(fitted["grid"])
+                if "@seed" not in row:                  # a seed replicate only feeds the paired table
+                    rows.append(_table_row(t, row, spec, fitted, tb[row], ti, s))
+                    grids.append(fitted["grid"])
                 scores[(t, row)], boots[(t, row)] = fitted["scores"], tb[row]
             paired += _paired_rows(t, tb, s, int(ti.frame["subject_id"].iloc[te].nunique()))
     bar.close()
@@ -288,8 +301,9 @@ def describe_results(res: TaskResults) -> list[str]:
         p = res.paired[res.paired["task"] == task] if len(res.paired) else res.paired
         for _, r in p.iterrows():
             verdict = ("beats" if r["lo"] > 0 else "is below") if r["ci_excludes_0"] else "is not distinguishable from"
+            spread = f", seed SD {r['seed_sd']:.1f}" if r["n_pretrain_seeds"] > 1 else ""
             out.append(f"  MEDCSP {verdict} {r['b']}: AUROC difference {r['a_minus_b']:+.1f} "
-                       f"[{r['lo']:.1f}, {r['hi']:.1f}] (paired bootstrap; "
+                       f"[{r['lo']:.1f}, {r['hi']:.1f}]{spread} (paired bootstrap; "
                        f"{rests_on(int(r['n_pretrain_seeds']), int(r['n_patients']))})"
                        + ("" if r["same_inputs"] else "; different inputs (MEDBind_BD CXR/ECG), not a same-input "
                                                      "comparison") + ".")

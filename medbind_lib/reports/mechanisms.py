@@ -7,9 +7,11 @@ between the variants that differ by that term (paired, averaged over the pre-tra
 * **L_A** (alignment within a record): each modality embedding of a record finds its own record among the split's
   records, the record being the mean of its OTHER modalities (CXR: image -> report, report -> image; EHR: ICD,
   drugs, demographics, ICU series, notes -> the rest). A against the untrained architecture.
-* **L_D** (history distillation): Spearman's rho, over pairs of held-out patients, between the cosine of their
-  diagnosis histories and of their mean EHR-record embeddings (``case_studies.history_embedding_correlation``).
-  Full and A+D against A. No CI: the patient pairs share patients, so only the seed spread is reported.
+* **L_D** (history distillation, Eqs. 6-7): Spearman's rho, over cross-source pairs of records of DIFFERENT
+  patients (an EHR record and a CXR record: L_D's pairs), between the cosine of the two patients' diagnosis
+  histories and the cosine of the two record embeddings, on the test split (held-out patients: does what L_D
+  distilled generalise? The CXR exports hold no training split). Full and A+D against A. No CI: the pairs share
+  records, so only the seed spread is reported.
 
 R@K is a percentage per query (relevant in the top K / relevant), so the paired patient bootstrap of
 ``metrics.paired`` applies; ``n_pretrain_seeds`` says how many seeds carry each row.
@@ -21,24 +23,30 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import registry
 from ..losses.medcsp import SOURCE_CXR, SOURCE_EHR
 from ..medcsp.batches import TIME_ORIGIN, cross_source_pairs
 from ..metrics.paired import mean_difference_replicates, seed_average
 from ..metrics.protocol import EvalSettings
 from ..replicates import run_name
 from .artifacts import Artifacts
-from .case_studies import EHR, ehr_points, history_embedding_correlation, patient_histories, subject_ids
+from .case_studies import patient_histories, subject_ids
 
 __all__ = ["COMPARISONS", "lp_retrieval", "la_retrieval", "recall_at_k", "mechanism_table", "describe_mechanisms"]
 
-# (term, variant a, variant b): a has the term, b does not
-COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("L_P", "medcsp", "medcsp_a"), ("L_P", "medcsp_a_p", "medcsp_a"),
-    ("L_A", "medcsp_a", "medcsp_untrained"),
-    ("L_D", "medcsp", "medcsp_a"), ("L_D", "medcsp_a_d", "medcsp_a"),
-)
-_TAGS = {"medcsp_untrained": ("medcsp", "_untrained")}
-EHR_MODALITIES = ("icd", "drug", "demo", "temporal", "note")
+
+
+def _comparisons() -> tuple[tuple[str, str, str], ...]:
+    """(term, row a, row b): a has the term, b does not (read from the registry's loss terms)."""
+    full = registry.HEADLINE["medcsp"]
+    a_only = registry.without_term(registry.without_term(full, "lp"), "ld")
+    return (("L_P", full, a_only), ("L_P", registry.without_term(full, "ld"), a_only),
+            ("L_A", a_only, UNTRAINED_ROW),
+            ("L_D", full, a_only), ("L_D", registry.without_term(full, "lp"), a_only))
+
+
+UNTRAINED_ROW = "medcsp_untrained"              # the registry's row: MEDCSP's architecture, never trained
+COMPARISONS = _comparisons()
 
 
 def _unit(x) -> np.ndarray:
@@ -54,8 +62,8 @@ def recall_at_k(sim: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
 
 
 def _tag(system: str, k: int) -> str:
-    base, suffix = _TAGS.get(system, (system, ""))
-    return run_name(base, k) + suffix
+    """The embeddings folder of row ``system`` at pre-training seed ``k``."""
+    return registry.system(run_name(system, k)).tag("cxr")
 
 
 def _cxr_records(z: Mapping, records: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -92,6 +100,29 @@ def lp_retrieval(ehr_z: Mapping, cxr_z: Mapping, ehr_records: pd.DataFrame, cxr_
         if q.any():                                            # a tiny split can hold no positive pair
             out[name] = (recall_at_k(s[q], r[q], k), subject_ids(np.asarray(subj))[q])
     return out
+
+
+def ld_rank_correlation(ehr_z: Mapping, cxr_z: Mapping, ehr_records: pd.DataFrame, cxr_records: pd.DataFrame,
+                        split: str, histories, subjects) -> float:
+    """Spearman's rho between history cosine and embedding cosine over the split's (EHR record, CXR record) pairs
+    of different patients whose histories are both non-zero (L_D's pairs and its soft target's alpha)."""
+    from scipy import sparse
+    from scipy.stats import spearmanr
+
+    e_emb, e = _ehr_records(ehr_z, ehr_records[ehr_records["split"] == split])
+    c_emb, c = _cxr_records(cxr_z, cxr_records[cxr_records["split"] == split])
+    pos = {s: i for i, s in enumerate(subject_ids(subjects))}
+    h = _unit(sparse.csr_matrix(histories).toarray())
+    he, hc = (np.array([pos.get(x, -1) for x in subject_ids(d["subject_id"].to_numpy())], np.int64) for d in (e, c))
+    ok_e, ok_c = he >= 0, hc >= 0
+    ok_e[ok_e] = np.abs(h[he[ok_e]]).sum(1) > 0
+    ok_c[ok_c] = np.abs(h[hc[ok_c]]).sum(1) > 0
+    alpha = h[he[ok_e]] @ h[hc[ok_c]].T
+    sim = e_emb[ok_e] @ c_emb[ok_c].T
+    other = he[ok_e][:, None] != hc[ok_c][None, :]
+    if other.sum() < 3:
+        raise ValueError(f"{split}: {int(other.sum())} cross-source pairs of different patients with histories")
+    return float(spearmanr(alpha[other], sim[other]).correlation)
 
 
 def _modality_stack(z: Mapping, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -136,11 +167,10 @@ def _per_variant(art: Artifacts, tag: str, data: Mapping, split: str, theta: flo
     for src, z, rows in (("ehr", ehr_z, e_rows), ("cxr", cxr_z, c_rows)):
         for m, v in la_retrieval(z, src, rows, k).items():
             out[("L_A", f"{src} {m} -> own record R@{k}")] = v
-    held = np.isin(np.asarray(ehr_z["split"]), ["valid", "test"])
-    subj = sorted(set(subject_ids(np.asarray(ehr_z["subject_id"])[held]).tolist()))
     try:
-        out[("L_D", "history-embedding rho")] = history_embedding_correlation(*hist, ehr_points(ehr_z, subj), EHR)["rho"]
-    except ValueError:                                         # fewer than 3 held-out patients with a history
+        out[("L_D", "history-embedding rho, EHR x CXR pairs")] = ld_rank_correlation(
+            ehr_z, cxr_z, data["ehr_records"], data["cxr_records"], split, *hist)
+    except ValueError:                                         # a tiny split: too few pairs with histories
         pass
     return out
 
@@ -209,7 +239,7 @@ def describe_mechanisms(df: pd.DataFrame, label=str) -> list[str]:
         else:
             d = [float(x) for x in str(r["per_seed"]).split()]
             verdict = ("higher in every seed" if min(d) > 0 else "lower in every seed" if max(d) < 0
-                       else "mixed across seeds") + " (no CI: patient pairs are not independent)"
+                       else "mixed across seeds") + " (no CI: the pairs share records)"
             basis, ci = rests_on(n), ""
         spread = f", seed SD {r['seed_sd']:.3g}" if n > 1 else ""
         out.append(f"{r['term']}, {r['measure']}: {label(r['a'])} - {label(r['b'])} = {r['a_minus_b']:+.3g}{ci}"
