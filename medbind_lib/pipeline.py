@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .constants import STAMP_NAME
 from . import registry
+from .constants import STAMP_NAME
 from .registry import UNTRAINED_REFERENCE
 from .layout import RunLayout, stage_number
 from .replicates import parse_run, replicate_runs, replicated, run_name
 
-__all__ = ["Stage", "PIPELINE", "untrained_reference_run", "stage", "needs", "waits_for", "variant_runs", "outputs", "producers", "order"]
+__all__ = ["Stage", "PIPELINE", "untrained_reference_run", "stage", "needs", "waits_for", "variant_runs", "outputs",
+           "producers", "order"]
 
 
 @dataclass(frozen=True)

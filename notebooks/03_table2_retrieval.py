@@ -85,7 +85,7 @@ save_figure(fig, cfg, "03_table2_retrieval");
 # and the order of the systems the paper reports).
 
 # %%
-reading = tables.describe_table2(t2)
+reading = [f"{r} [one pre-training run per system]" for r in tables.describe_table2(t2)]
 if cfg.profile == "smoke":
     reading.append("Smoke profile: a few dozen synthetic test records, galleries of 10-50 texts and models "
                    "trained for a handful of steps, so the CIs are wide and R@10 is near its chance level; the "

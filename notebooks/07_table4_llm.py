@@ -131,7 +131,8 @@ print(t4[["task", "system", "best_epochs", "thresholds", "selected_by", "fit_sec
 # ## Reading
 
 # %%
-reading = table.describe_table4(t4)
+reading = [f"{r} [one pre-training run per encoder; {len(settings.seeds)} fine-tuning seeds per row]"
+           for r in table.describe_table4(t4)]
 if settings.model_path is None:
     reading.append(f"Language model: the packaged all-MiniLM-L6-v2 ({t4.attrs['params']['language_model_layers']} "
                    "layers used), not the paper's BioBERT; set `llm_model_path` (or `text_model_path`) to a local "

@@ -107,7 +107,8 @@ def test_ld_rank_correlation_over_cross_source_pairs_of_other_patients():
     t = pd.Timestamp("2150-01-01")
     hist = np.array([[1, 0, 0, 1], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1.0]])
     subj = np.array([1, 2, 3, 4])
-    ehr = pd.DataFrame({"subject_id": [1, 2, 3, 4], "hadm_id": [11, 12, 13, 14], "time": [t] * 4, "split": ["test"] * 4})
+    ehr = pd.DataFrame({"subject_id": [1, 2, 3, 4], "hadm_id": [11, 12, 13, 14], "time": [t] * 4,
+                        "split": ["test"] * 4})
     cxr = pd.DataFrame({"subject_id": [1, 2, 3, 4], "image_record_id": ["a", "b", "c", "d"], "time": [t] * 4,
                         "split": ["test"] * 4})
     noise = np.array([[0.1, 0, 0, 0], [0, 0.2, 0, 0], [0, 0, 0.3, 0], [0, 0, 0, 0.05]])
@@ -119,3 +120,13 @@ def test_ld_rank_correlation_over_cross_source_pairs_of_other_patients():
     assert M.ld_rank_correlation(ez, cz_shuffled, ehr, cxr, "test", hist, subj) < rho
     with pytest.raises(ValueError, match="cross-source pairs"):
         M.ld_rank_correlation(ez, cz, ehr, cxr, "valid", hist, subj)
+
+
+def test_label_reference_recall_planted():
+    """ECG labels a copy of distinct CXR label vectors: each pair is identifiable (R@1 100); labels independent of
+    the CXR: about chance."""
+    codes = np.array([[int(b) for b in f"{i:05b}"] for i in range(32)], float)
+    assert M.label_reference_recall(codes, codes, k=1) == 100.0
+    rng = np.random.default_rng(0)
+    cxr, ecg = rng.random((200, 4)) < 0.5, rng.random((200, 3)) < 0.5
+    assert M.label_reference_recall(cxr, ecg, k=10) < 20.0                  # chance 5 %; 8 ECG label patterns

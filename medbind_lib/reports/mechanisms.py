@@ -32,7 +32,8 @@ from ..replicates import run_name
 from .artifacts import Artifacts
 from .case_studies import patient_histories, subject_ids
 
-__all__ = ["COMPARISONS", "lp_retrieval", "la_retrieval", "recall_at_k", "mechanism_table", "describe_mechanisms"]
+__all__ = ["COMPARISONS", "lp_retrieval", "la_retrieval", "ld_rank_correlation", "recall_at_k", "mechanism_table",
+           "describe_mechanisms", "label_reference_recall"]
 
 
 
@@ -245,3 +246,23 @@ def describe_mechanisms(df: pd.DataFrame, label=str) -> list[str]:
         out.append(f"{r['term']}, {r['measure']}: {label(r['a'])} - {label(r['b'])} = {r['a_minus_b']:+.3g}{ci}"
                    f"{spread}: {verdict} ({basis})")
     return out
+
+
+def label_reference_recall(cxr_labels, ecg_labels, k: int = 10) -> float:
+    """How far the findings LABELS alone carry CXR->ECG retrieval of the paired ECG (EMCL's job): a logistic
+    regression per ECG label from the CXR's labels, fitted on the set itself (optimistic), scores each candidate ECG
+    by the likelihood of its label vector; R@k of the true pair (percent; ties count against it). A reference for
+    how much paired signal the cohort's shared findings hold, not a bound on what embeddings can learn (the images
+    and signals carry more than their labels)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = (np.nan_to_num(np.asarray(cxr_labels, np.float64)) > 0.5).astype(np.float64)
+    y = np.nan_to_num(np.asarray(ecg_labels, np.float64)) > 0.5
+    logp = np.zeros((len(x), len(x)))
+    for j in range(y.shape[1]):
+        if y[:, j].min() == y[:, j].max():
+            continue
+        p = np.clip(LogisticRegression(C=10.0, max_iter=1000).fit(x, y[:, j]).predict_proba(x)[:, 1], 1e-6, 1 - 1e-6)
+        logp += np.where(y[None, :, j], np.log(p)[:, None], np.log1p(-p)[:, None])
+    rank = (logp >= np.diag(logp)[:, None]).sum(1) - 1                     # others scoring at least the pair's
+    return float(100 * np.mean(rank < k))
