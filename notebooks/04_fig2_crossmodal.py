@@ -103,17 +103,18 @@ _ = tables.save_table(bd_nm, cfg, "fig2_paired_bd_nm",
 # %%
 # NBVAL_CHECK_OUTPUT
 comparisons = [("medbind_bd", "medbind_nm"), ("medbind_bd", "cxr_clip+ecg_clip")]
-reps = tables.replicate_systems(cfg, list(dict.fromkeys(x for p in comparisons for x in p)))  # compared rows only
-if reps:
-    tables.crossmodal_recall_table(cfg, settings, art, systems=reps, per_query=pq)
-seeds = tables.seed_paired_differences(pq, comparisons, cfg.seed_replicates, settings.n_boot, settings.seed,
-                                       settings.alpha)
+
+
+def score(systems):  # this table's builder, run on the compared rows' seed replicates
+    tables.crossmodal_recall_table(cfg, settings, art, systems=systems, per_query=pq)
+
+
+seeds = tables.seed_comparisons(cfg, settings, pq, comparisons, score, "fig2_seeds_paired",
+                                "Fig. 2 right: paired differences over pre-training seeds")
 if cfg.seed_replicates > 1:
     print(seeds.round(1).to_string(index=False))
 else:
     print("seed_replicates = 1: one pre-training run per variant; the CIs above cover test resampling only")
-_ = tables.save_table(seeds, cfg, "fig2_seeds_paired",
-                      title="Fig. 2 right: paired differences over pre-training seeds")
 # EMCL's job is this retrieval (a CXR finding its own patient's ECG): BD (TMCL + EMCL) - NM (TMCL only) is the
 # mechanism row of MEDBind's loss term
 emcl = seeds[(seeds["system_a"] == "medbind_bd") & (seeds["system_b"] == "medbind_nm")].assign(term="EMCL")

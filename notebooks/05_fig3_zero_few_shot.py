@@ -118,17 +118,18 @@ _ = tables.save_table(bd_nm, cfg, "fig3_zero_shot_paired_bd_nm",
 # NBVAL_CHECK_OUTPUT
 comparisons = [("medbind_bd", "medbind_nm"), ("medbind_bd", "cxr_clip"), ("medbind_bd", "medclip"),
                ("medbind_bd", "ecg_clip")]
-reps = tables.replicate_systems(cfg, list(dict.fromkeys(x for p in comparisons for x in p)))  # compared rows only
-if reps:
-    tables.fig3_zero_few_shot(cfg, settings, art, systems=reps, per_query=pq)
-seeds = tables.seed_paired_differences(pq, comparisons, cfg.seed_replicates, settings.n_boot, settings.seed,
-                                       settings.alpha)
+
+
+def score(systems):  # this table's builder, run on the compared rows' seed replicates
+    tables.fig3_zero_few_shot(cfg, settings, art, systems=systems, per_query=pq)
+
+
+seeds = tables.seed_comparisons(cfg, settings, pq, comparisons, score, "fig3_zero_shot_seeds_paired",
+                                "Fig. 3 zero-shot: paired differences over pre-training seeds")
 if cfg.seed_replicates > 1:
     print(seeds.round(1).to_string(index=False))
 else:
     print("seed_replicates = 1: one pre-training run per variant; the CIs above cover test resampling only")
-_ = tables.save_table(seeds, cfg, "fig3_zero_shot_seeds_paired",
-                      title="Fig. 3 zero-shot: paired differences over pre-training seeds")
 
 # %% [markdown]
 # ## Reading

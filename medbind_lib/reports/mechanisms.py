@@ -36,7 +36,6 @@ __all__ = ["COMPARISONS", "lp_retrieval", "la_retrieval", "ld_rank_correlation",
            "describe_mechanisms", "label_reference_recall"]
 
 
-
 def _comparisons() -> tuple[tuple[str, str, str], ...]:
     """(term, row a, row b): a has the term, b does not (read from the registry's loss terms)."""
     full = registry.HEADLINE["medcsp"]

@@ -33,10 +33,24 @@ from .table3 import TABLE3_SYSTEMS, TABLE3_TASKS, describe_table3, plot_table3, 
 
 __all__ = ["EvalSettings", "eval_settings", "torch_threads", "System", "SYSTEMS", "Artifacts", "save_table",
            "markdown_table", "ci_str", "describe_paired", "pair_labels", "pair_embeddings", "paired_differences",
-           "seed_paired_differences", "replicate_systems",
+           "seed_paired_differences", "replicate_systems", "seed_comparisons",
            "table2_retrieval", "table2_wide", "plot_table2", "describe_table2",
            "crossmodal_recall_table", "tsne_pairs", "plot_fig2_tsne", "plot_fig2_recall", "describe_crossmodal",
            "fig3_zero_few_shot", "plot_fig3", "describe_fig3",
            "table3_crossmodal", "table3_wide", "plot_table3", "describe_table3",
            "TABLE2_DATASETS", "TABLE2_SYSTEMS", "FIG2_SYSTEMS", "FIG3_DATASETS", "FIG3_SYSTEMS", "TABLE3_SYSTEMS",
            "TABLE3_TASKS"]
+
+
+def seed_comparisons(cfg, settings: EvalSettings, per_query: dict, comparisons, score, name: str, title: str):
+    """The paired differences ``comparisons`` averaged over pre-training seeds, saved as table ``name``: the compared
+    rows' seed replicates (``replicate_systems``; no other row's) are scored into ``per_query`` by
+    ``score(systems)`` (the notebook's table builder), then ``seed_paired_differences``; with one seed the table
+    still says so (``n_pretrain_seeds`` 1)."""
+    reps = replicate_systems(cfg, list(dict.fromkeys(x for pair in comparisons for x in pair)))
+    if reps:
+        score(reps)
+    seeds = seed_paired_differences(per_query, comparisons, int(cfg.seed_replicates), settings.n_boot, settings.seed,
+                                    settings.alpha)
+    save_table(seeds, cfg, name, title=title)
+    return seeds
