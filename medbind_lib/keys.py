@@ -132,7 +132,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                            "the paired differences (BD - NM, BD - zoo, MEDCSP - untrained, MEDCSP - L_A, MEDCSP - "
                            "MEDBind) a pre-training-seed spread (replicates.py)"),
     "seed_replicate_variants": ([*_MEDBIND[::-1], *_MEDCSP], "variants that get the extra seeds (those of `variants` "
-                                                              "and `medcsp_variants` only; each method's untrained "
+                                                              "and `medcsp_variants` only; MEDCSP's untrained "
                                                               "reference follows its headline variant)"),
     "lr": (4e-4, "peak AdamW learning rate (paper 4e-4)"),
     "weight_decay": (0.1, "AdamW weight decay; none on norms, biases, positions, CLS tokens, temperature"),

@@ -66,7 +66,7 @@ def _medbind_pretrained(cfg, L: RunLayout, runs) -> list[Path]:
     out = []
     for v in runs:
         out += [L.checkpoint("medbind", v, "best"), L.embeddings(v)]
-        if parse_run(v)[0] == UNTRAINED_REFERENCE:       # the tables' untrained row: BD's initialisation alone
+        if v == UNTRAINED_REFERENCE:                     # the tables' untrained row: BD's initialisation alone
             out.append(L.embeddings(f"{v}_untrained"))
     return out
 

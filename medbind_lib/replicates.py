@@ -5,8 +5,8 @@ not only test resampling.
 A replicate is a *run* named ``<variant>@seed<k>`` (k >= 1), trained with ``seed = profile seed + k`` on the
 same data and splits; k = 0 is the plain variant. Both methods have them: MEDBind's runs are checkpointed in
 ``runs/<profile>/02/<run>/``, MEDCSP's in ``09/<run>/``, and exported to ``runs/<profile>/embeddings/<run>/`` like
-any variant, each method's untrained reference too (``<reference>@seed<k>_untrained``: the initialisation from
-seed + k), so "trained - untrained" also averages over seeds. Profile keys: ``seed_replicates`` (runs per
+any variant; MEDCSP's untrained reference too (``medcsp@seed<k>_untrained``: the initialisation from seed + k), so
+its "trained - untrained" also averages over seeds. Profile keys: ``seed_replicates`` (runs per
 variant, 1 = none) and ``seed_replicate_variants`` (which of ``variants`` and ``medcsp_variants`` get them).
 """
 from __future__ import annotations

@@ -100,16 +100,15 @@ print(check.round(1).to_string())
 
 # %% [markdown]
 # ## Export embeddings of every evaluation dataset
-# For the trained model (best validation loss) and, for MEDBind_BD and its seed replicates, the untrained
-# initialisation that is the tables' untrained reference row (no table reads the other variants' untrained
-# embeddings).
+# For the trained model (best validation loss) and, for MEDBind_BD, the untrained initialisation that is the
+# tables' untrained reference row (no table reads the other variants' untrained embeddings, nor a seed
+# replicate's: the seed comparisons are between trained rows).
 
 # %%
 from medbind_lib.registry import UNTRAINED_REFERENCE
-from medbind_lib.replicates import parse_run
 from medbind_lib.medbind.embed import export_embeddings
 
 paths = export_embeddings(cfg, variant, "best")
-if parse_run(variant)[0] == UNTRAINED_REFERENCE:
+if variant == UNTRAINED_REFERENCE:
     export_embeddings(cfg, variant, "untrained")
 print(sorted(paths))

@@ -148,7 +148,7 @@ def _old_outputs(cfg, producer):
         out = []
         for v in list(cfg.variants) + replicate_runs(cfg):
             out += [runs / "02" / v / "best.pt", runs / "embeddings" / v]
-            if v.split("@")[0] == "medbind_bd":                              # and its seed replicates
+            if v == "medbind_bd":
                 out.append(runs / "embeddings" / f"{v}_untrained")
         return out
     if producer == "08":

@@ -38,14 +38,17 @@ SYSTEMS = row_systems()
 
 def replicate_systems(cfg, keys) -> list[str]:
     """Keys ``<key>@seed<k>`` (k = 1 .. seed_replicates - 1) of the systems in ``keys`` whose variants all have
-    seed replicates in this profile, either method's (``replicates.py``), untrained references included (their
-    variant's replicate exports its initialisation); empty when ``seed_replicates`` is 1."""
+    seed replicates in this profile, either method's (``replicates.py``), and MEDCSP's untrained reference (each
+    seed's notebook 09 exports its initialisation; MEDBind's replicates do not: its untrained row is seed 0's);
+    empty when ``seed_replicates`` is 1."""
     rep = set(replicated(cfg, "variants")) | set(replicated(cfg, "medcsp_variants"))
     out = []
     for k in range(1, n_seeds(cfg)):
         for key in keys:
             s = registry.SYSTEMS.get(key)
             mods = set(s.variant(m) for m in s.modalities) if s is not None else set()
+            if s is not None and s.checkpoint == "untrained" and s.method != "medcsp":
+                continue
             if mods and mods <= rep:
                 out.append(f"{key}@seed{k}")
     return out
