@@ -15,7 +15,7 @@ from ..runtime import seed_everything
 from ..trainer import load_weights
 from .pretrain import default_out_dir, load_checkpoint, model_for_variant
 
-__all__ = ["load_model", "export_embeddings"]
+__all__ = ["load_model", "export_embeddings", "SEED_DATASETS"]
 
 
 def load_model(cfg, variant: str, checkpoint, device):
@@ -35,10 +35,17 @@ def load_model(cfg, variant: str, checkpoint, device):
     return model.to(device).eval(), step, name
 
 
+# what notebooks 04-06 and 11 read of a MEDBind seed replicate (Figs. 2-3, Table 3, MEDCSP's head to head)
+SEED_DATASETS = ("mimic_cxr", "mimic_pair", "ptbxl", "icbeb", "covid", "rsna", "openi")
+
+
 def export_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None, datasets: Optional[Iterable[str]] = None,
                       splits=("valid", "test"), device=None, batch_size: int = 64, linked: dict | None = None) -> dict:
     """Write one ``.npz`` per evaluation dataset for a MEDBind variant at ``checkpoint`` (``load_model``);
-    returns {dataset: path}."""
+    returns {dataset: path}. A seed replicate (``<variant>@seed<k>``) writes only what the seed comparisons read
+    (``SEED_DATASETS``: Table 2's CheXpert 5x200 and MIMIC-ECG rows are the first seed's)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if datasets is None and parse_run(variant)[1]:
+        datasets = SEED_DATASETS
     return write_embeddings(cfg, variant, checkpoint, out_dir, datasets, splits, device, batch_size, linked,
                             loaded=load_model(cfg, variant, checkpoint, device))

@@ -44,9 +44,11 @@ from . import cases
 from .encode import embed_rows
 from .pretrain import default_out_dir, model_modalities
 
-__all__ = ["CXRView", "load_medcsp_model", "embed_rows", "export_medcsp_embeddings", "CXR_SETS"]
+__all__ = ["CXRView", "load_medcsp_model", "embed_rows", "export_medcsp_embeddings", "export_untrained_reference",
+           "CXR_SETS", "SEED_SETS"]
 
 CXR_SETS = ("mimic_cxr", "chexpert_5x200", "covid", "rsna", "openi")
+SEED_SETS = ("mimic_cxr", "covid", "openi")      # what notebooks 11-12 and the mechanism table read of a replicate
 EHR_MODALITIES = ("icd", "drug", "demo", "temporal", "note")
 
 
@@ -147,12 +149,15 @@ def _ehr(model, loaded, cfg, collate, device, batch_size) -> dict:
 
 
 def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=None, batch_size: int = 64,
-                             loaded: Optional[dict] = None, datasets=CXR_SETS) -> dict:
-    """Write the files of the module docstring; returns {name: path}."""
+                             loaded: Optional[dict] = None, datasets=None) -> dict:
+    """Write the files of the module docstring; returns {name: path}. A seed replicate (``<variant>@seed<k>``)
+    writes only what the seed comparisons read (``SEED_SETS``, the hold-out and the EHR records; no case-study
+    file): its export is ~30 % of its notebook otherwise."""
     from .pretrain import MEDCSPMethod
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    variant, _ = parse_run(run)
+    variant, k = parse_run(run)
+    datasets = datasets if datasets is not None else (SEED_SETS if k else CXR_SETS)
     loaded = loaded if loaded is not None else B.load_records(cfg, splits=("train", "valid", "test"))
     dims = MEDCSPMethod.input_dims_of(loaded["data"])
     model, step, name = load_medcsp_model(cfg, run, checkpoint, device, input_dims=dims)
@@ -167,8 +172,9 @@ def export_medcsp_embeddings(cfg, run: str, checkpoint: str = "best", *, device=
                                                     loaded["cxr_cached"].array, cfg, train=False).dims)
     written["mimic_cxr_holdout"] = save_embeddings(out / "mimic_cxr_holdout.npz",
                                          {**_holdout(model, loaded, cfg, collate, device, batch_size), **meta})
-    written[cases.CASES_FILE] = save_embeddings(out / f"{cases.CASES_FILE}.npz",
-                                                {**_cases(view, loaded, cfg, device, batch_size), **meta})
+    if not k:                                                    # Figures 8-9 read the first seed's
+        written[cases.CASES_FILE] = save_embeddings(out / f"{cases.CASES_FILE}.npz",
+                                                    {**_cases(view, loaded, cfg, device, batch_size), **meta})
     if "ehr" in registry.variant(variant).sources:
         written["ehr_records"] = save_embeddings(out / "ehr_records.npz", {**_ehr(model, loaded, cfg, collate, device,
                                                                          batch_size), **meta})
