@@ -104,16 +104,20 @@ def _verdict(lo: float, hi: float, diff: float, sign: int) -> str:
 
 
 def _normalise(d: pd.DataFrame) -> pd.DataFrame:
-    """The paired tables' columns under one set of names (a, b, what, diff, lo, hi, seeds, patients, seed_sd)."""
-    d = d.rename(columns={"system_a": "a", "system_b": "b"})
-    what = (d["item"] if "item" in d else d.get("task", d.get("set", d.get("term", ""))).astype(str)
-            + " " + d.get("metric", d.get("measure", "")).astype(str))
-    if "measure" in d and "term" in d:
+    """The paired tables' columns under one set of names (a, b, what, diff, lo, hi, seeds, patients, seed_sd): the
+    MEDBind tables name the rows ``system_a`` / ``system_b`` (their ``a`` / ``b`` are values), MEDCSP's ``a`` / ``b``."""
+    a, b = (d["system_a"], d["system_b"]) if "system_a" in d else (d["a"], d["b"])
+    if "item" in d:
+        what = d["item"].astype(str)
+    elif "measure" in d:
         what = d["measure"].astype(str)
+    else:
+        what = d["task" if "task" in d else "set"].astype(str) + " " + d["metric"].astype(str)
     nan = pd.Series(math.nan, index=d.index)
-    return pd.DataFrame({"a": d["a"], "b": d["b"], "what": what, "diff": d["a_minus_b"], "lo": d["lo"],
-                         "hi": d["hi"], "seeds": d.get("n_pretrain_seeds", pd.Series(1, index=d.index)),
-                         "patients": d.get("n_patients", nan), "seed_sd": d.get("seed_sd", nan)})
+    return pd.DataFrame({"a": a, "b": b, "what": what, "diff": d["a_minus_b"], "lo": d["lo"], "hi": d["hi"],
+                         "seeds": d["n_pretrain_seeds"] if "n_pretrain_seeds" in d else pd.Series(1, index=d.index),
+                         "patients": d["n_patients"] if "n_patients" in d else nan,
+                         "seed_sd": d["seed_sd"] if "seed_sd" in d else nan})
 
 
 def claim_rows(tables_dir: Path, claims=CLAIMS) -> pd.DataFrame:
