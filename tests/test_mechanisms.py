@@ -89,6 +89,14 @@ def test_results_page_verdicts_and_missing_tables(tmp_path):
     page = RP.render(rows, "default", {"git_commit": "abcdef1234567"})
     assert "`abcdef1234`" in page and "+4 [+1.0, +7.0], seed SD 1.5" in page
     assert RP.claim_rows(tmp_path / "none", RP.CLAIMS[:1]).iloc[0]["verdict"] == "not run (table missing)"
+    # MEDCSP's tables name the rows a / b; Fig. 7's claim is a drop (sign -1): an ablation below full reproduces
+    pd.DataFrame({"set": ["covid", "covid"], "metric": ["f1", "auroc"], "a": ["medcsp_a", "medcsp_a"],
+                  "b": ["medcsp", "medcsp"], "value_a": [40.0, 60.0], "value_b": [50.0, 70.0],
+                  "a_minus_b": [-10.0, -10.0], "lo": [-15.0, -14.0], "hi": [-5.0, -6.0], "n_patients": [180, 180],
+                  "n_pretrain_seeds": [1, 1]}).to_csv(tmp_path / "medcsp_fig7_ablations.csv", index=False)
+    fig7 = RP.claim_rows(tmp_path, [c for c in RP.CLAIMS if c.table == "medcsp_fig7_ablations"])
+    assert len(fig7) == 1 and fig7.iloc[0]["measure"] == "covid f1" and fig7.iloc[0]["verdict"] == "reproduces"
+    assert fig7.iloc[0]["rests_on"] == "ONE pre-training run, 180 test patients"
 
 
 def test_mechanism_comparisons_differ_by_one_term():
