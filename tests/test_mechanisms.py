@@ -87,7 +87,7 @@ def test_results_page_verdicts_and_missing_tables(tmp_path):
     assert first["measure"].startswith("CXR->ECG R@10") and len(rows) == 2          # R@1 row not selected
     assert rows.iloc[1]["verdict"] == "no row in this run"                          # no zoo row in the table
     page = RP.render(rows, "default", {"git_commit": "abcdef1234567"})
-    assert "`abcdef1234`" in page and "+4 [+1.0, +7.0], seed SD 1.5" in page
+    assert "`abcdef1`" in page and "+4 [+1.0, +7.0], seed SD 1.5" in page
     assert RP.claim_rows(tmp_path / "none", RP.CLAIMS[:1]).iloc[0]["verdict"] == "not run (table missing)"
     # MEDCSP's tables name the rows a / b; Fig. 7's claim is a drop (sign -1): an ablation below full reproduces
     pd.DataFrame({"set": ["covid", "covid"], "metric": ["f1", "auroc"], "a": ["medcsp_a", "medcsp_a"],
