@@ -220,7 +220,7 @@ print(mech.drop(columns=["per_seed"]).assign(a=mech["a"].map(R.label_of), b=mech
 paths = save_table(mech, cfg, "medcsp_mechanisms", title="MEDCSP mechanism table: each loss term against the "
                    "variant without it (paired, over pre-training seeds)",
                    notes=["R@10 rows: percent, paired patient-bootstrap CI averaged over seeds; rho rows: Spearman "
-                          "rho, no CI (patient pairs share patients), seed SD only",
+                          "rho, no CI (the pairs share records), seed SD only",
                           f"test split; L_P positives: same patient, other source, |dt| <= "
                           f"{cfg.medcsp_theta_days:g} days"])
 
