@@ -149,14 +149,14 @@ def load_models(cfg, data, s: TaskSettings, log, device="cpu") -> dict:
     out = {}
     seeds = range(n_seeds(cfg)) if s.variant in replicated(cfg, "medcsp_variants") else range(1)
     for k in seeds:                               # the variant's pre-training seeds (replicates.py), k = 0 first
-        run, tail = run_name(s.variant, k), "" if k == 0 else f"@seed{k}"
+        run = run_name(s.variant, k)
         if "medcsp" in s.rows:
             model, step, name = load_medcsp_model(cfg, run, "best", device, input_dims=dims)
-            out["medcsp" + tail] = (model, {"checkpoint": f"09/{run}/{name} (step {step})"})
+            out[run_name("medcsp", k)] = (model, {"checkpoint": f"09/{run}/{name} (step {step})"})
         if k == 0 or "medcsp_untrained" in s.rows:
             model, _, _ = load_medcsp_model(cfg, run, "untrained", device, input_dims=dims)
-            out["medcsp_untrained" + tail] = (model, {"checkpoint": f"untrained {s.variant} architecture "
-                                                                    f"(seed {with_run_seed(cfg, run).seed})"})
+            info = {"checkpoint": f"untrained {s.variant} architecture (seed {with_run_seed(cfg, run).seed})"}
+            out[run_name("medcsp_untrained", k)] = (model, info)
     untrained = out["medcsp_untrained"][0]
     text = untrained.encoders["text"] if "text" in untrained.encoders else None
     out["note_features"] = lambda ti: (note_features(text, ti.notes) if text is not None

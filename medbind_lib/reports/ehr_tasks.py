@@ -39,6 +39,7 @@ from ..medcsp.task_inputs import (COHORT_NOTE, MEDBIND_ROW, MEDBIND_TASKS, PAPER
 from ..medcsp.task_models import fiddle, finetuned, frozen_features, head, load_models
 from ..metrics.binary import METRICS, runs_bootstrap
 from ..metrics.paired import rests_on, seed_average
+from ..replicates import parse_run, run_name
 
 __all__ = ["TaskResults", "evaluate_tasks", "describe_results", "display_table", "plot_auroc", "save_results"]
 
@@ -97,7 +98,7 @@ def _row_specs(task: str, ti: TaskInputs, models: Mapping, s: TaskSettings, medb
     specs, mods = {}, "+".join(ti.modalities)
     for row in _rows_for(task, s.rows):
         if row in ("medcsp", "medcsp_untrained"):
-            for key in [k for k in models if k.partition("@seed")[0] == row]:   # + its pre-training seeds
+            for key in [k for k in models if parse_run(k)[0] == row]:           # + its pre-training seeds
                 model, info = models[key]
                 if s.finetune:
                     specs[key] = _Row(ti, lambda seed, m=model: finetuned(m, ti, s, seed), mods, info)
@@ -204,12 +205,12 @@ def _paired_rows(task: str, boot: Mapping, s: TaskSettings, n_patients: int) -> 
     F-CNN) or MEDBind_BD each seed against that one row. ``n_pretrain_seeds`` says how many seeds carry it."""
     if "medcsp" not in boot:
         return []
-    seeds = [k for k in boot if k.partition("@seed")[0] == "medcsp"]
+    seeds = [k for k in boot if parse_run(k)[0] == "medcsp"]
     out = []
     for other in [r for r in ROWS if r != "medcsp" and r in boot]:
         per = []
         for a in seeds:
-            b = other + a[len("medcsp"):]                # the same seed's untrained reference ...
+            b = run_name(other, parse_run(a)[1])         # the same seed's untrained reference ...
             b = b if b in boot else other                # ... or the one row trained per task / MEDBind_BD
             ra = np.asarray(boot[a]["auroc"]["reps"]) - np.asarray(boot[b]["auroc"]["reps"])
             per.append((100 * (boot[a]["auroc"]["value"] - boot[b]["auroc"]["value"]), 100 * ra,
@@ -260,7 +261,7 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
                 fitted = _fit_row(t, row, spec, ti, s, bar)
                 tb[row] = runs_bootstrap(ti.y[te], fitted["scores"], ti.frame["subject_id"].to_numpy()[te],
                                          s.n_boot, s.seed, s.alpha)
-                if "@seed" not in row:                  # a seed replicate only feeds the paired table
+                if parse_run(row)[1] == 0:              # a seed replicate only feeds the paired table
                     rows.append(_table_row(t, row, spec, fitted, tb[row], ti, s))
                     grids.append(fitted["grid"])
                 scores[(t, row)], boots[(t, row)] = fitted["scores"], tb[row]

@@ -8,7 +8,9 @@ from typing import Sequence
 
 import pandas as pd
 
+from .. import registry
 from ..layout import RunLayout
+from ..metrics.paired import rests_on
 
 
 def _fmt_cell(v) -> str:
@@ -89,20 +91,18 @@ def verdict(lo: float, hi: float) -> str:
     return "above 0 beyond the CI" if lo > 0 else "below 0 beyond the CI" if hi < 0 else "within the noise"
 
 
-def _label(key: str) -> str:
-    from .. import registry
+def row_label(key) -> str:
+    """A row's label from the registry, the key itself when the registry has none."""
     try:
-        return registry.label(key)
+        return registry.label(str(key))
     except KeyError:
-        return key
+        return str(key)
 
 
-def describe_paired(df: pd.DataFrame, label=_label) -> list[str]:
+def describe_paired(df: pd.DataFrame, label=row_label) -> list[str]:
     """One sentence per row of a paired-difference table (``metrics.paired``: ``system_a``, ``system_b``, ``item``,
     ``a_minus_b``, ``lo``, ``hi``, ``n_pretrain_seeds``, ``n_patients``; ``seed_sd`` / ``per_seed`` when averaged
     over seeds), each saying what it rests on."""
-    from ..metrics.paired import rests_on
-
     out = []
     for _, r in df.iterrows():
         n = int(r["n_pretrain_seeds"])

@@ -26,7 +26,7 @@ import pandas as pd
 from .. import registry
 from ..losses.medcsp import SOURCE_CXR, SOURCE_EHR
 from ..medcsp.batches import TIME_ORIGIN, cross_source_pairs
-from ..metrics.paired import mean_difference_replicates, seed_average
+from ..metrics.paired import mean_difference_replicates, rests_on, seed_average
 from ..metrics.protocol import EvalSettings
 from ..replicates import run_name
 from .artifacts import Artifacts
@@ -226,8 +226,6 @@ def _row(term, measure, a, b, per_seed: list, s: EvalSettings) -> dict:
 
 def describe_mechanisms(df: pd.DataFrame, label=str) -> list[str]:
     """Per term: does the variant with the term beat the one without, beyond the CI (R@K) or in every seed (rho)?"""
-    from ..metrics.paired import rests_on
-
     out = []
     for _, r in df.iterrows():
         n = int(r["n_pretrain_seeds"])

@@ -21,6 +21,7 @@ import pandas as pd
 from .. import registry
 from ..layout import RunLayout
 from ..metrics.paired import rests_on
+from .format import row_label
 
 __all__ = ["Claim", "CLAIMS", "claim_rows", "render", "write_page"]
 
@@ -86,13 +87,6 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def _label(key) -> str:
-    try:
-        return registry.label(str(key))
-    except KeyError:
-        return str(key)
-
-
 def _verdict(lo: float, hi: float, diff: float, sign: int) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "direction only: " + ("as the paper" if diff * sign > 0 else "against the paper") + " (no CI)"
@@ -135,7 +129,7 @@ def claim_rows(tables_dir: Path, claims=CLAIMS) -> pd.DataFrame:
         if not len(d):
             out.append({**base, "verdict": "no row in this run"})
         for _, r in d.iterrows():
-            out.append({**base, "comparison": f"{_label(r['a'])} - {_label(r['b'])}", "measure": r["what"],
+            out.append({**base, "comparison": f"{row_label(r['a'])} - {row_label(r['b'])}", "measure": r["what"],
                         "ours": r["diff"], "lo": r["lo"], "hi": r["hi"], "seed_sd": r["seed_sd"],
                         "rests_on": rests_on(int(r["seeds"]), None if pd.isna(r["patients"]) else int(r["patients"])),
                         "verdict": _verdict(float(r["lo"]), float(r["hi"]), float(r["diff"]), c.sign)})
