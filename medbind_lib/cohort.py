@@ -234,6 +234,27 @@ def load_linked(cfg) -> dict:
     return {p.stem: pd.read_parquet(p) for p in sorted(d.glob("*.parquet"))}
 
 
+def task_subjects(cfg) -> frozenset | None:
+    """The patients of ``medcsp_task_subjects`` (MEDCSP's EHR-task population, kept out of every pre-training
+    record), or None when the key is null. A missing file or a file without integer ``subject_id`` values is a
+    DataError naming it."""
+    path = cfg.get("medcsp_task_subjects")
+    if not path:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "medcsp_task_subjects names no file (synthetic profiles: the cohort writes it when "
+                              "synth_task_patients > 0; real data: a CSV with a subject_id column)")
+    df = pd.read_csv(path)
+    if "subject_id" not in df:
+        raise DataError(path, f"no subject_id column (columns: {list(df.columns)})")
+    ids = pd.to_numeric(df["subject_id"], errors="coerce")
+    if ids.isna().any():
+        bad = df.loc[ids.isna(), "subject_id"].head(3).tolist()
+        raise DataError(path, f"{int(ids.isna().sum())} subject_id value(s) that are not integers, e.g. {bad}")
+    return frozenset(ids.astype("int64").tolist())
+
+
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Object columns holding dicts (PTB-XL scp_codes, RSNA boxes) become JSON-ish strings for parquet."""
     out = df.copy()

@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .keys import CHOICES, RANGES, SCHEMA, SUBSET_CHOICES  # noqa: F401 - re-exported: config.SCHEMA, ...
 from .layout import RunLayout
 
-PATH_KEYS = tuple(k for k in SCHEMA if k.endswith(("_root", "_dir")))
+PATH_KEYS = tuple(k for k in SCHEMA if k.endswith(("_root", "_dir")) or k == "medcsp_task_subjects")
 PARAMS_DIR = ROOT / "params"
 
 
@@ -170,9 +170,10 @@ def _check_range(k: str, x, lo, hi, lo_ok: bool) -> None:
 
 
 def _check_values(v: dict) -> None:
-    fr = v["split_fractions"]
-    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
-        raise ConfigError(f"split_fractions must be three non-negative numbers summing to 1, got {fr}")
+    for key in ("split_fractions", "medcsp_task_split_fractions"):
+        fr = v[key]
+        if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) < 0:
+            raise ConfigError(f"{key} must be three non-negative numbers summing to 1, got {fr}")
     for k, allowed in CHOICES.items():
         if v[k] not in allowed:
             raise ConfigError(f"key {k!r} must be one of {allowed}, got {v[k]!r}")

@@ -40,6 +40,10 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                                      "admission, no ECG), as a fraction of n_patients, appended (see "
                                      "synth_ehr_only_fraction). With the base patients who never reach the ICU, they "
                                      "are MEDCSP's retrieval hold-out pool"),
+    "synth_task_patients": (0, "synthetic ICU patients of the task population (every admission with an ICU stay; no "
+                               "CXR, no ECG), appended after the other groups and listed in "
+                               "{data_root}/_synth_truth/medcsp_task_subjects.csv: the paper's MIMIC-III role, "
+                               "scored by MEDCSP's EHR tasks when medcsp_task_subjects names that file"),
     "data_root": ("data/{profile}", "where the synthetic cohort is written / the parent of real datasets"),
     "mimic_cxr_root": ("{data_root}/mimic-cxr-jpg", "MIMIC-CXR-JPG root (files/, *.csv.gz)"),
     "mimic_cxr_reports_root": ("{mimic_cxr_root}", "root holding files/pXX/pSID/sSTUDY.txt reports"),
@@ -177,6 +181,15 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                                      "processed ICU population, App. B) | all (every admission)"),
     "medcsp_readmission_population": ("icu", "30-day readmission task rows: icu (ICU admissions, as the paper's "
                                              "MIMIC-III: 11,695 admissions, 13.5 % positive) | all"),
+    "medcsp_task_subjects": (None, "CSV with a subject_id column: the population MEDCSP's EHR tasks (notebook 10) "
+                                   "are scored on, as the paper scores them on MIMIC-III, outside pre-training: "
+                                   "these patients are never pre-training records (MEDCSP's EHR source, notebook 07's "
+                                   "admissions) and fit nothing but the task models; the task cohorts hold them only, "
+                                   "split by medcsp_task_split_fractions. null = the tasks use the shared split's "
+                                   "patients of the EHR source (test rows held out of pre-training)"),
+    "medcsp_task_split_fractions": ([0.8, 0.1, 0.1], "train / valid / test fractions of the medcsp_task_subjects "
+                                                     "population (patient level, hash based as split_fractions; "
+                                                     "paper: MIMIC-III 80/10/10)"),
     "medcsp_holdout_fraction": (0.01, "share of patients absent from the EHR source whose CXR studies form the "
                                       "text->image retrieval hold-out (paper: a 1% sample)"),
     "medcsp_min_age": (18.0, "ICU cohorts: minimum anchor_age (FIDDLE: adults)"),
@@ -245,8 +258,12 @@ SCHEMA: dict[str, tuple[Any, str]] = {
                                                                    "mortality at T, 30-day readmission)"),
     "medcsp_task_rows": (list(registry.table_rows("ehr_tasks")),
                          "rows: pre-trained MEDCSP, the same architecture untrained (same seed), FIDDLE's F-LSTM and "
-                         "F-CNN from scratch on the same inputs, MEDBind_BD's CXR+ECG embeddings + demographics "
+                         "F-CNN from scratch on the same inputs, RAIM and DCMN (in-ICU tasks), Yang and Wu's eight (yw_*, "
+                         "readmission), MEDBind_BD's CXR+ECG embeddings + demographics "
                          "(readmission and mortality only; other inputs)"),
+    "medcsp_dcmn_hops": (1, "DCMN row: memory hops (each stream's next query is what it read; the MedHMP group's "
+                            "implementation: 1)"),
+    "medcsp_yang_wu_star_cycles": (2, "Yang and Wu's MBertStar / MStarBert rows: Star-Transformer cycles"),
     "medcsp_task_finetune": (False, "train a copy of the MEDCSP encoders with the head (true) or only the head on "
                                     "embeddings computed once per row (false: the CPU budget); the paper says 'frozen "
                                     "or fine-tuned'"),
@@ -369,7 +386,7 @@ RANGES: dict[str, tuple] = {
     "notebook_lanes": (1, None, True), "medcsp_case_top": (2, None, True),
     "synth_image_size": (32, None, True), "ecg_fs": (0, None, False), "ecg_seconds": (0, None, False),
     "synth_ehr_only_fraction": (0, None, True), "synth_cxr_only_fraction": (0, None, True),
-    "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),
+    "synth_task_patients": (0, None, True), "ecg_max_nan_frac": (0, 1, True), "cxr_size": (16, None, True), "cxr_cache_size": (16, None, True),
     "cxr_drop_path": (0, 1, True), "ecg_patch": (1, None, True), "ecg_dim": (1, None, True),
     "ecg_depth": (1, None, True), "ecg_heads": (1, None, True), "ecg_mlp_ratio": (0, None, False),
     "ecg_dropout": (0, 1, True), "ecg_samples": (1, None, True), "text_max_length": (1, None, True),
@@ -392,6 +409,7 @@ RANGES: dict[str, tuple] = {
     "medcsp_task_epochs": (1, None, True), "medcsp_task_patience": (1, None, True),
     "medcsp_task_weight_decay": (0, None, True), "medcsp_task_runs": (1, None, True),
     "medcsp_task_n_boot": (0, None, True), "medcsp_task_fiddle_hidden": (1, None, True),
+    "medcsp_dcmn_hops": (1, None, True), "medcsp_yang_wu_star_cycles": (1, None, True),
     "llm_weight_decay": (0, None, True), "llm_lora_alpha": (0, None, False), "llm_lora_dropout": (0, 1, True),
     "llm_grad_clip": (0, None, True), "llm_torch_threads": (1, None, True),
 }

@@ -134,6 +134,13 @@ _SYSTEMS = (
     # rows that embed nothing of the suite's
     System("f_lstm", "F-LSTM (FIDDLE, from scratch)", kind="trained_per_task"),
     System("f_cnn", "F-CNN (FIDDLE, from scratch)", kind="trained_per_task"),
+    System("raim", "RAIM (Xu et al. 2018, from scratch)", note="in-ICU tasks only", kind="trained_per_task"),
+    System("dcmn", "DCMN (Feng et al. 2019, from scratch)", note="in-ICU tasks only", kind="trained_per_task"),
+    # Yang and Wu's (EMNLP 2021) eight multimodal models, MEDCSP's readmission baselines (Fig. 6): models.yang_wu
+    *(System(f"yw_{k}", f"{name} (Yang & Wu 2021, from scratch)", note="readmission only", kind="trained_per_task")
+      for k, name in (("bert_lstm", "MBertLstm"), ("lstm_bert", "MLstmBert"), ("bert_star", "MBertStar"),
+                      ("star_bert", "MStarBert"), ("bert_encoder", "MBertEncoder"), ("encoder_bert", "MEncoderBert"),
+                      ("bert_cnn", "MBertCnn"), ("cnn_bert", "MCnnBert"))),
     System("task_text", "Task text only (reference)", note="no CXR/ECG information at all", kind="text"),
     System("text_only", "Text-only (+ expert CXR/ECG reports)", kind="text", reports=True),
 )
@@ -149,7 +156,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "radiology": ("medcsp_untrained", "medcsp_single", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp",
                   "untrained", "medclip", "cxr_clip", "medbind_nm", "medbind_bd"),
     "ablation": ("medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single", "medcsp"),
-    "ehr_tasks": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "medbind_bd"),
+    "ehr_tasks": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "raim", "dcmn", "yw_bert_lstm", "yw_lstm_bert",
+                  "yw_bert_star", "yw_star_bert", "yw_bert_encoder", "yw_encoder_bert", "yw_bert_cnn", "yw_cnn_bert",
+                  "medbind_bd"),
 }
 
 # a table that names a row otherwise (Table 4 calls the CLIP InfoNCE row by the system it stands for)

@@ -34,7 +34,7 @@ overrides = {}  # profile keys to override (the runner passes its --set values h
 # %%
 import pandas as pd
 
-from medbind_lib.cohort import load_linked
+from medbind_lib.cohort import load_linked, task_subjects
 from medbind_lib.config import load_profile
 from medbind_lib.llm import features, llm_settings, tasks
 from medbind_lib.reports import table4 as table
@@ -67,7 +67,7 @@ print("frozen encoders:", sorted(p.parent.name for p in checkpoints))
 quality = QualityLog()
 linked = load_linked(cfg)
 discharge = tasks.load_discharge(cfg, quality) if "readmission" in settings.tasks else None
-frames = tasks.build_task_frames(linked, discharge, settings, quality)
+frames = tasks.build_task_frames(linked, discharge, settings, quality, reserved=task_subjects(cfg))
 tasks.save_frames(cfg, frames, quality)
 print(tasks.summary(frames).to_string(index=False))
 print()

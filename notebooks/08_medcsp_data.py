@@ -46,8 +46,11 @@ print({k: v for k, v in d["params"].items() if k not in ("inputs", "linked")})
 # NBVAL_CHECK_OUTPUT
 ehr, cxr, hold = d["ehr_records"], d["cxr_records"], d["holdout_records"]
 rows = []
-for name, r in ((f"EHR (MIMIC-IV admissions, population {cfg.medcsp_ehr_population})", ehr), ("CXR (MIMIC-CXR studies, EHR patients)", cxr),
-                ("CXR retrieval hold-out (patients absent from the EHR)", hold)):
+sources = [(f"EHR (MIMIC-IV admissions, population {cfg.medcsp_ehr_population})", ehr),
+           ("CXR (MIMIC-CXR studies, EHR patients)", cxr), ("CXR retrieval hold-out (patients absent from the EHR)", hold)]
+if "task" in d:
+    sources.append(("EHR-task population (medcsp_task_subjects: no pre-training record)", d["task"]["records"]))
+for name, r in sources:
     by = r.groupby("split")
     rows.append({"source": name, "patients": r["subject_id"].nunique(), "records": len(r),
                  **{f"records {s}": int(by.size().get(s, 0)) for s in ("train", "valid", "test")}})
@@ -62,7 +65,9 @@ print(f"patients in both sources: {ov['both']} = {ov['pct_of_ehr']:.1f} % of the
 # stays whose onset or end comes before the prediction time are excluded (FIDDLE). Readmission: every
 # admission the patient survived (notebook 01's label), of the ICU admissions by default
 # (`medcsp_readmission_population`; the paper's MIMIC-III is an ICU database: 11,695 admissions, 13.5 % positive). Inputs each task may use: no text written after the
-# prediction time.
+# prediction time. With `medcsp_task_subjects` (default profile) the cohorts hold the task population only (the
+# paper's MIMIC-III role: nothing pre-trains on it), split by `medcsp_task_split_fractions`; its records are the
+# last row of the table above.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -1,8 +1,11 @@
 # %% [markdown]
 # # 10 · MEDCSP EHR tasks: ARF, shock, mortality, 30-day readmission
 #
-# MEDCSP's EHR downstream tasks (MEDCSP.md "Downstream tasks") on notebook 08's cohorts and the shared
-# patient-level split, so every test patient was held out of pre-training:
+# MEDCSP's EHR downstream tasks (MEDCSP.md "Downstream tasks") on notebook 08's cohorts. The paper pre-trains on
+# MIMIC-IV and scores the tasks on MIMIC-III; with `medcsp_task_subjects` (the default profile: 1,400 synthetic ICU
+# patients of `synth_task_patients`) the cohorts hold that task population only, which nothing pre-trains on, split
+# by `medcsp_task_split_fractions`; without it (smoke, paper) they keep the shared patient-level split, so every
+# test patient was held out of pre-training:
 #
 # - **ARF, shock, in-hospital mortality** (FIDDLE; first ICU stay, adults, outcome after the prediction time T):
 #   the stay's temporal tensor over its first `medcsp_prediction_hours` + the admission's demographics;
@@ -10,13 +13,14 @@
 #   note, demographics, ICD and drug codes (`features.TASK_MODALITIES`: no in-ICU task sees a discharge text).
 #
 # Rows: the pre-trained encoders of `medcsp_task_variant` (notebook 09's `best.pt`), the same architecture with the
-# same seed and no pre-training, FIDDLE's F-LSTM and F-CNN trained from scratch on the same inputs, and (mortality,
+# same seed and no pre-training, FIDDLE's F-LSTM and F-CNN trained from scratch on the same inputs, RAIM and DCMN
+# (in-ICU tasks, as the paper's Figure 5; `models.ehr_baselines` maps each paper onto these inputs), and (mortality,
 # readmission) an MLP on MEDBind_BD's CXR and ECG embeddings of the admission + demographics, whose inputs differ.
 # Every row ends in the same MLP head; with `medcsp_task_finetune: false` the MEDCSP embeddings are computed once per
 # row and only the head trains. Learning rate and batch size are chosen per task and row on validation AUROC; then
 # `medcsp_task_runs` runs (seeds) are scored on the test split: AUROC, AUPR (the paper's `auc(recall, precision)`)
-# and average precision, mean over runs with a patient-bootstrap 95% CI of that mean. The paper evaluates these
-# tasks on MIMIC-III; this suite has MIMIC-IV only (here synthetic) and evaluates on held-out patients.
+# and average precision, mean over runs with a patient-bootstrap 95% CI of that mean. Which population the numbers
+# come from is printed with the settings (`cohort`) and stands beside every number of the saved tables.
 # Writes `runs/<profile>/tables/medcsp_ehr_tasks*.{csv,md,params.json}`, `runs/<profile>/10/` (grid, test scores)
 # and `figures_dir/10_medcsp_ehr_tasks.{png,pdf}`.
 
@@ -135,8 +139,7 @@ print(res.table[["task", "row", "lr", "batch_size", "valid_auroc", "best_epochs"
 
 # %%
 reading = T.describe_results(res)
-reading.append("The paper evaluates on MIMIC-III; we evaluate on MIMIC-IV test patients held out of pre-training "
-               "(synthetic here). MEDCSP.md gives no EHR-task numbers to compare with.")
+reading.append(f"Population: {settings.cohort}. MEDCSP.md gives no EHR-task numbers to compare with.")
 if not settings.finetune:
     reading.append("Encoders frozen (medcsp_task_finetune: false): only the head trains on the MEDCSP rows, while "
                    "F-LSTM / F-CNN train every parameter; the paper allows frozen or fine-tuned embeddings.")

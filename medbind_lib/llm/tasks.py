@@ -100,10 +100,11 @@ def check_patient_disjoint(frame: pd.DataFrame, what: str = "task frame") -> Non
 
 def build_task_frame(task: str, admissions: pd.DataFrame, notes: pd.Series | None = None,
                      sections: Iterable[str] = (), admissions_rule: str = "all",
-                     quality: QualityLog | None = None) -> pd.DataFrame:
+                     quality: QualityLog | None = None, reserved=None) -> pd.DataFrame:
     """The ``task`` frame (module docstring) from notebook 01's ``admissions`` (and ``notes``: hadm_id ->
     discharge note, readmission only). ``admissions_rule``: ``all`` keeps admissions without a CXR/ECG
-    (masked), ``with_record`` drops them (counted)."""
+    (masked), ``with_record`` drops them (counted). ``reserved``: subject ids of MEDCSP's EHR-task population
+    (``cohort.task_subjects``), dropped and counted: nothing but MEDCSP's task models fits on them."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {tuple(TASKS)}, got {task!r}")
     label_col, source = TASKS[task]
@@ -118,6 +119,11 @@ def build_task_frame(task: str, admissions: pd.DataFrame, notes: pd.Series | Non
     a["hadm_id"] = pd.to_numeric(a["hadm_id"]).astype("Int64")
     a["subject_id"] = normalize_ids(a["subject_id"])
     q.seen(ds, stage, len(a))
+    if reserved:
+        mine = pd.to_numeric(a["subject_id"], errors="coerce").isin(reserved).to_numpy()
+        q.exclude(ds, stage, "patient of MEDCSP's EHR-task population (medcsp_task_subjects)",
+                  records=a.loc[mine, "hadm_id"].astype(str))
+        a = a[~mine].reset_index(drop=True)
     ids = a["hadm_id"].astype(str)
     no_label = a[label_col].isna().to_numpy()
     q.exclude(ds, stage, "no label (readmission: died in hospital or censored; see notebook 01)" if task ==
@@ -164,12 +170,13 @@ def build_task_frame(task: str, admissions: pd.DataFrame, notes: pd.Series | Non
 
 
 def build_task_frames(linked: Mapping[str, pd.DataFrame], discharge: pd.DataFrame | None, settings,
-                      quality: QualityLog | None = None) -> dict[str, pd.DataFrame]:
-    """``{task: frame}`` for ``settings.tasks`` from ``cohort.load_linked`` output and the discharge table."""
+                      quality: QualityLog | None = None, reserved=None) -> dict[str, pd.DataFrame]:
+    """``{task: frame}`` for ``settings.tasks`` from ``cohort.load_linked`` output and the discharge table
+    (``reserved``: see ``build_task_frame``)."""
     q = quality if quality is not None else QualityLog()
     notes = notes_by_admission(discharge, q) if "readmission" in settings.tasks else None
-    return {t: build_task_frame(t, linked["admissions"], notes, settings.discharge_sections, settings.admissions, q)
-            for t in settings.tasks}
+    return {t: build_task_frame(t, linked["admissions"], notes, settings.discharge_sections, settings.admissions, q,
+                                reserved) for t in settings.tasks}
 
 
 def load_discharge(cfg, quality: QualityLog | None = None) -> pd.DataFrame:

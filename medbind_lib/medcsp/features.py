@@ -11,6 +11,10 @@ report text, admissions with labels) and the MIMIC-IV tables, and writes ``runs/
   ``medcsp_max_stays`` of its stays);
 - ``cohort_<task>.parquet`` for ``arf``, ``shock``, ``mortality`` (FIDDLE rules, ``ehr.cohorts``) and
   ``readmission`` (notebook 01's label), with ``cohort_counts.parquet``;
+- with ``medcsp_task_subjects`` (the task population, the paper's MIMIC-III role): ``task_records.parquet`` and
+  ``task_{icd,drug}.npz`` / ``task_demographics.npy``, the same features of that population's admissions, which
+  are never EHR records (nothing pre-trains on them: vocabularies and statistics come from the EHR source's
+  training split only); the cohorts then hold that population only, split by ``medcsp_task_split_fractions``;
 - ``quality.csv``: every record excluded or flagged while building, and why;
 - ``vocab.json`` (ICD, drug, demographic features, temporal items and their training statistics) and
   ``params.json`` (every key below plus the input files' signatures). ``params.json`` is written LAST: a
@@ -41,10 +45,12 @@ PARAM_KEYS = ("seed", "medcsp_prediction_hours", "medcsp_bin_hours", "medcsp_ite
               "medcsp_code_min_count", "medcsp_drug_key", "medcsp_demo_max_categories", "medcsp_ehr_record_time",
               "medcsp_holdout_fraction", "medcsp_min_age", "medcsp_onset_before_prediction",
               "medcsp_onset_outside_window", "medcsp_lab_join", "cxr_views", "medcsp_ehr_population",
-              "medcsp_readmission_population", "medcsp_icd_version")
+              "medcsp_readmission_population", "medcsp_icd_version", "medcsp_task_split_fractions")
 # bumped when the code changes what is built, so older folders are rebuilt, never reused
 # (2: diagnosis histories keyed by integer subject ids; 1 built them empty from the linked text ids)
-FEATURES_VERSION = 3     # 3: the ICU EHR source and readmission population (medcsp_ehr_population, ...)
+FEATURES_VERSION = 4     # 3: the ICU EHR source and readmission population (medcsp_ehr_population, ...)
+#                          4: the task population (medcsp_task_subjects: task_* files, cohorts of it only)
+TASK_FILES = ("task_records.parquet", "task_icd.npz", "task_drug.npz", "task_demographics.npy")
 TASK_MODALITIES = {"arf": ("temporal", "demo"), "shock": ("temporal", "demo"), "mortality": ("temporal", "demo"),
                    "readmission": ("temporal", "note", "demo", "icd", "drug")}
 _INPUTS = ("hosp/admissions", "hosp/patients", "hosp/diagnoses_icd", "hosp/prescriptions", "icu/icustays",
@@ -61,6 +67,7 @@ def params_of(cfg) -> dict:
     root = Path(cfg["mimic_iv_root"])
     p["inputs"] = {t: file_signature(_table(root, t)) for t in _INPUTS}
     p["linked"] = file_signature(RunLayout(cfg).link_params)
+    p["task_subjects"] = file_signature(Path(cfg["medcsp_task_subjects"])) if cfg.get("medcsp_task_subjects") else None
     return json.loads(json.dumps(p, default=str))
 
 
@@ -88,7 +95,7 @@ def _admissions(linked: dict, tables: dict) -> pd.DataFrame:
 
 def build(cfg, quality: QualityLog | None = None, force: bool = False) -> dict:
     """Build (or reuse, when ``params.json`` matches) ``runs/<profile>/08``; returns ``load(cfg)``."""
-    from ..cohort import load_linked
+    from ..cohort import load_linked, task_subjects
 
     q = quality if quality is not None else QualityLog()
     out = out_dir(cfg)
@@ -97,32 +104,60 @@ def build(cfg, quality: QualityLog | None = None, force: bool = False) -> dict:
         return load(cfg)
     linked = load_linked(cfg)
     tables = _read_tables(cfg, q)
-    adm = _admissions(linked, tables)
+    adm = _task_split(cfg, _admissions(linked, tables), task_subjects(cfg))
     temporal = _temporal(cfg, adm, q)
-    source = _source_admissions(cfg, adm, temporal["all_stays"], q)
-    feats = _code_features(cfg, source, tables, q)             # record features: rows = the source's admissions
+    source, task = _source_admissions(cfg, adm, temporal["all_stays"], q)
+    feats = _code_features(cfg, source, tables, q, task=task)   # record features: rows = the source's admissions
     notes = tables["discharge"]
     note_hadm = notes.loc[notes["text"].fillna("").str.len() > 0, "hadm_id"] if len(notes) else []
-    ehr = R.ehr_records(source, icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"],
-                        temporal_hadm=temporal["stays"]["hadm_id"], note_hadm=note_hadm,
-                        record_time=cfg.medcsp_ehr_record_time)
+    flags = dict(icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"],
+                 temporal_hadm=temporal["stays"]["hadm_id"], note_hadm=note_hadm, record_time=cfg.medcsp_ehr_record_time)
+    ehr = R.ehr_records(source, **flags)
+    if task is not None:
+        feats["task"]["records"] = R.ehr_records(task, **flags).assign(source="task")
     cxr = R.cxr_records(linked["cxr"], views=tuple(cfg.cxr_views))
+    if task is not None:                         # neither a pre-training record nor a retrieval query
+        mine = cxr["subject_id"].astype("int64").isin(set(pd.to_numeric(adm.loc[adm["task"], "subject_id"])))
+        q.exclude("medcsp", "cxr_source", "study of a patient of the EHR-task population (medcsp_task_subjects)",
+                  records=cxr.loc[mine, "record_id"])
+        cxr = cxr[~mine].reset_index(drop=True)
     src = R.split_sources(ehr, cxr, cfg.medcsp_holdout_fraction, cfg.seed, q)
     cohorts = _cohorts(cfg, adm, temporal["all_stays"], tables, q)
     _write(out, src, feats, temporal, cohorts, notes, params, q)
     return load(cfg)
 
 
-def _source_admissions(cfg, adm: pd.DataFrame, stays: pd.DataFrame, q) -> pd.DataFrame:
-    """The EHR source's admissions (``medcsp_ehr_population``), the others counted. Task rows read their
-    features from EHR records, so the readmission rows cannot reach beyond the source."""
+def _task_split(cfg, adm: pd.DataFrame, reserved) -> pd.DataFrame:
+    """``adm`` with ``task`` (the admission's patient is in the task population) and, for those patients, the
+    population's own patient-level split (``medcsp_task_split_fractions``, hash based as the shared split)."""
+    from ..linking.splits import patient_splits
+
+    sid = pd.to_numeric(adm["subject_id"]).astype("int64")
+    adm = adm.assign(task=sid.isin(reserved or ()).to_numpy())
+    if reserved is not None and adm["task"].any():
+        sp = patient_splits({"task": sid[adm["task"]].astype(str)}, fractions=cfg.medcsp_task_split_fractions,
+                            seed=int(cfg.seed)).set_index("subject_id")["split"]
+        adm.loc[adm["task"], "split"] = sid[adm["task"]].astype(str).map(sp).to_numpy()
+    return adm
+
+
+def _source_admissions(cfg, adm: pd.DataFrame, stays: pd.DataFrame, q) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The EHR source's admissions (``medcsp_ehr_population``, outside the task population) and the task
+    population's (same rule; None without ``medcsp_task_subjects``), the others counted. Task rows read their
+    features from these records, so the readmission rows cannot reach beyond them."""
     if cfg.medcsp_readmission_population == "all" and cfg.medcsp_ehr_population != "all":
         from ..errors import ConfigError
 
         raise ConfigError("medcsp_readmission_population: all needs medcsp_ehr_population: all (readmission rows "
                           "read their ICD, drug and demographic features from the EHR source's records)")
     q.seen("medcsp", "ehr_source", len(adm))
-    return R.icu_admissions(adm, stays, cfg.medcsp_ehr_population, q)
+    pop = R.icu_admissions(adm, stays, cfg.medcsp_ehr_population, q)
+    if pop["task"].any():
+        q.exclude("medcsp", "ehr_source", "admission of the EHR-task population (medcsp_task_subjects): scored by "
+                  "notebook 10, never a pre-training record", records=pop.loc[pop["task"], "hadm_id"].astype(str))
+    source = pop[~pop["task"]].reset_index(drop=True)
+    task = pop[pop["task"]].reset_index(drop=True) if cfg.get("medcsp_task_subjects") else None
+    return source, task
 
 
 def _read_tables(cfg, q) -> dict:
@@ -135,7 +170,10 @@ def _read_tables(cfg, q) -> dict:
     return t
 
 
-def _code_features(cfg, adm: pd.DataFrame, tables: dict, q) -> dict:
+def _code_features(cfg, adm: pd.DataFrame, tables: dict, q, task: pd.DataFrame | None = None) -> dict:
+    """ICD / drug multi-hot, demographics and diagnosis histories of the source's admissions ``adm``; with
+    ``task``, the same matrices of the task population's admissions under ``["task"]``, encoded with the
+    vocabularies and categories of the source's training split (the task population fits nothing here)."""
     from ..ehr import codes as C
 
     train = adm.loc[adm["split"] == "train", "hadm_id"]
@@ -143,14 +181,20 @@ def _code_features(cfg, adm: pd.DataFrame, tables: dict, q) -> dict:
     drug = C.drug_tokens(tables["prescriptions"], cfg.medcsp_drug_key, q)
     v_icd = C.build_vocab(icd, train, cfg.medcsp_code_min_count)
     v_drug = C.build_vocab(drug, train, cfg.medcsp_code_min_count)
-    keys = adm["hadm_id"].tolist()
-    demo, names = C.demographics_matrix(adm, (adm["split"] == "train").to_numpy(), cfg.medcsp_demo_max_categories, q)
+    both = adm if task is None else pd.concat([adm, task], ignore_index=True)
+    n, keys = len(adm), both["hadm_id"].tolist()
+    fit = (both["split"] == "train").to_numpy() & (np.arange(len(both)) < n)
+    demo, names = C.demographics_matrix(both, fit, cfg.medcsp_demo_max_categories, q)
+    m_icd = sparse.csr_matrix(C.multi_hot(icd, keys, v_icd, quality=q, what="icd"))
+    m_drug = sparse.csr_matrix(C.multi_hot(drug, keys, v_drug, quality=q, what="drugs"))
     subjects = sorted(adm["subject_id"].astype("int64").unique().tolist())    # linked ids may be text
-    return {"icd": C.multi_hot(icd, keys, v_icd, quality=q, what="icd"),
-            "drug": C.multi_hot(drug, keys, v_drug, quality=q, what="drugs"),
-            "histories": C.diagnosis_histories(icd, train, subjects, v_icd), "history_subjects": subjects,
-            "demographics": demo, "vocab": {"icd": v_icd, "drug": v_drug, "demographics": names},
-            "icd_hadm": icd["hadm_id"].unique(), "drug_hadm": drug["hadm_id"].unique()}
+    out = {"icd": m_icd[:n], "drug": m_drug[:n],
+           "histories": C.diagnosis_histories(icd, train, subjects, v_icd), "history_subjects": subjects,
+           "demographics": demo[:n], "vocab": {"icd": v_icd, "drug": v_drug, "demographics": names},
+           "icd_hadm": icd["hadm_id"].unique(), "drug_hadm": drug["hadm_id"].unique()}
+    if task is not None:
+        out["task"] = {"icd": m_icd[n:], "drug": m_drug[n:], "demographics": demo[n:]}
+    return out
 
 
 def _temporal(cfg, adm: pd.DataFrame, q) -> dict:
@@ -167,7 +211,10 @@ def _temporal(cfg, adm: pd.DataFrame, q) -> dict:
     q.seen("medcsp", "temporal", len(events))
     q.flag("medcsp", "temporal", f"event outside the first {spec.hours:g} h of its stay (not in the tensor)",
            n=int(len(events) - len(binned)))
-    train_stays = stays.loc[stays["hadm_id"].isin(adm.loc[adm["split"] == "train", "hadm_id"]), "stay_id"]
+    fit = adm["split"] == "train"                               # the task population fits nothing here
+    if "task" in adm:
+        fit &= ~adm["task"]
+    train_stays = stays.loc[stays["hadm_id"].isin(adm.loc[fit, "hadm_id"]), "stay_id"]
     items = T.select_items(binned, train_stays, spec)
     stats = T.fit_stats(binned, train_stays, items)
     values, mask = T.temporal_tensor(binned, stays["stay_id"].tolist(), stats, spec)
@@ -177,9 +224,17 @@ def _temporal(cfg, adm: pd.DataFrame, q) -> dict:
 
 
 def _cohorts(cfg, adm: pd.DataFrame, stays: pd.DataFrame, tables: dict, q) -> dict:
+    """The task cohorts; with ``medcsp_task_subjects``, of the task population only (others counted)."""
     from ..ehr.cohorts import build_cohorts
     from ..ehr.onsets import task_onsets
 
+    if cfg.get("medcsp_task_subjects"):
+        mine = stays["hadm_id"].isin(adm.loc[adm["task"], "hadm_id"])
+        q.seen("medcsp", "task_population", len(stays))
+        q.exclude("medcsp", "task_population", "ICU stay outside the EHR-task population (medcsp_task_subjects: "
+                  "the tasks are scored on it only, as the paper's on MIMIC-III)",
+                  records=stays.loc[~mine, "stay_id"].astype(str))
+        stays, adm = stays[mine].reset_index(drop=True), adm[adm["task"]]
     onsets = task_onsets(cfg.mimic_iv_root, stays, outside_window=cfg.medcsp_onset_outside_window, quality=q)
     c = build_cohorts(stays, tables["patients"], tables["admissions"], onsets,
                       prediction_hours=cfg.medcsp_prediction_hours, min_age=cfg.medcsp_min_age,
@@ -219,6 +274,14 @@ def _write(out: Path, src: dict, feats: dict, temporal: dict, cohorts: dict, not
         np.save(tmp, feats["demographics"])
     _save_npz(out / "temporal.npz", values=temporal["values"], mask=temporal["mask"])
     write_parquet_atomic(temporal["stays"], out / "stays.parquet")
+    for f in TASK_FILES:
+        (out / f).unlink(missing_ok=True)
+    if "task" in feats:
+        write_parquet_atomic(feats["task"]["records"], out / "task_records.parquet")
+        for k in ("icd", "drug"):
+            _save_sparse(out / f"task_{k}.npz", feats["task"][k])
+        with atomic_path(out / "task_demographics.npy", suffix=".npy") as tmp:
+            np.save(tmp, feats["task"]["demographics"])
     keep = notes[["hadm_id", "text"]] if len(notes) else pd.DataFrame({"hadm_id": [], "text": []})
     write_parquet_atomic(keep.drop_duplicates("hadm_id"), out / "notes.parquet")
     for task, f in cohorts["frames"].items():
@@ -250,7 +313,14 @@ def load(cfg) -> dict:
     d["vocab"] = json.loads((out / "vocab.json").read_text())
     d["params"] = json.loads((out / "params.json").read_text())
     d["quality"] = pd.read_csv(out / "quality.csv")
+    if (out / "task_records.parquet").is_file():
+        d["task"] = {"records": pd.read_parquet(out / "task_records.parquet"),
+                     **{k: sparse.load_npz(out / f"task_{k}.npz") for k in ("icd", "drug")},
+                     "demographics": np.load(out / "task_demographics.npy")}
     _check_rows(out, d)
+    if "task" in d:
+        _check_rows(out, {"ehr_records": d["task"]["records"], **{k: d["task"][k] for k in ("icd", "drug",
+                                                                                            "demographics")}})
     return d
 
 

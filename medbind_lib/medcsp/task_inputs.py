@@ -26,13 +26,21 @@ Rows (``ROWS``), every one trained and evaluated on the same cohort rows and spl
   text encoder's pooled note embedding (the untrained model's text tower, so no MEDCSP pre-training reaches a
   baseline) + presence flags (readmission). An admission without an ICU stay has an all-zero (all-missing)
   temporal part (``fiddle_inputs``).
+- ``raim`` / ``dcmn`` (in-ICU tasks only, as MEDCSP's Figure 5 pairs them): RAIM (Xu et al. 2018) and DCMN (Feng et
+  al. 2019) trained from scratch on the F-models' inputs (``models.ehr_baselines`` says how each paper maps onto
+  them and where the MedHMP group's implementations differ);
+- ``yw_*`` (readmission only, as MEDCSP's Figure 6): Yang and Wu's eight multimodal models (``models.yang_wu``) on
+  the F-models' inputs, the note features as a branch of their own;
 - ``medbind_bd`` (readmission and mortality only; DIFFERENT inputs): MEDBind_BD's frozen CXR and ECG embeddings
   of the admission (mean over the records of Table 4's window, zeros + a presence flag when none) +
   demographics (``medbind_features``). It asks whether MEDBind's imaging embeddings carry the outcome; it is not
   a same-input baseline.
 
-The paper evaluates the tasks on MIMIC-III split 80/10/10; here every task cohort keeps the patient-level split of
-notebook 08, so the test rows are patients held out of pre-training (``COHORT_NOTE``, beside every number).
+The paper pre-trains on MIMIC-IV and evaluates the tasks on MIMIC-III split 80/10/10. With ``medcsp_task_subjects``
+the cohorts hold a task population that nothing pre-trains on (the synthetic profiles' ICU patients of
+``synth_task_patients``: MIMIC-III's role), split by ``medcsp_task_split_fractions``; without it every task cohort
+keeps the patient-level split of notebook 08, so the test rows are patients held out of pre-training. Which one
+is ``TaskSettings.cohort``, beside every number.
 """
 from __future__ import annotations
 
@@ -52,8 +60,8 @@ from .batches import stays_of_admissions, texts_or_none
 from .features import TASK_MODALITIES
 
 __all__ = ["ICU_TASKS", "TASKS", "ROWS", "ROW_LABELS", "MEDBIND_ROW", "MEDBIND_TASKS", "SPLITS", "POOLS", "EARLY_STOP",
-           "REFERENCE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_MODALITIES", "TaskSettings",
-           "task_settings", "TaskInputs", "task_inputs", "cohort_summary", "note_features", "fiddle_inputs",
+           "REFERENCE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_POPULATION_NOTE", "TASK_MODALITIES", "TaskSettings",
+           "task_settings", "TaskInputs", "record_features", "task_inputs", "yang_wu_inputs", "cohort_summary", "note_features", "fiddle_inputs",
            "window_records", "medbind_features"]
 
 ICU_TASKS = ("arf", "shock", "mortality")
@@ -71,6 +79,8 @@ REFERENCE_PREVALENCE = {t: round(100 * p, 1) for t, p in _REFERENCE.items()}
 PAPER_EHR_NUMBERS: dict = {}
 COHORT_NOTE = ("ours: MIMIC-IV (synthetic) test patients held out of pre-training; paper: MIMIC-III split "
                "80/10/10")
+TASK_POPULATION_NOTE = ("ours: the task population (medcsp_task_subjects: patients no pre-training record comes from, "
+                        "MIMIC-III's role), split {split}; paper: MIMIC-III split 80/10/10")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -97,9 +107,12 @@ class TaskSettings:
     n_boot: int = 1000
     fiddle_hidden: int = 64
     fiddle_input: str = "concat"
+    dcmn_hops: int = 1
+    star_cycles: int = 2
     max_stays: int = 3
     seed: int = 0
     alpha: float = 0.05
+    cohort: str = COHORT_NOTE
 
     def __post_init__(self):
         bad = [(k, v) for k, v, ok in (("rows", self.rows, set(self.rows) <= set(ROWS)),
@@ -138,8 +151,12 @@ def task_settings(cfg, **overrides) -> TaskSettings:
               patience=int(cfg["medcsp_task_patience"]), early_stop=cfg["medcsp_task_early_stop"],
               weight_decay=float(cfg["medcsp_task_weight_decay"]), runs=int(cfg["medcsp_task_runs"]),
               n_boot=int(cfg["medcsp_task_n_boot"]), fiddle_hidden=int(cfg["medcsp_task_fiddle_hidden"]),
-              fiddle_input=cfg["medcsp_fiddle_input"], max_stays=int(cfg["medcsp_max_stays"]), seed=int(ev.seed),
-              alpha=float(ev.alpha))
+              fiddle_input=cfg["medcsp_fiddle_input"], dcmn_hops=int(cfg["medcsp_dcmn_hops"]),
+              star_cycles=int(cfg["medcsp_yang_wu_star_cycles"]), max_stays=int(cfg["medcsp_max_stays"]), seed=int(ev.seed),
+              alpha=float(ev.alpha),
+              cohort=TASK_POPULATION_NOTE.format(split="/".join(f"{100 * float(x):g}" for x in
+                                                                cfg["medcsp_task_split_fractions"]))
+              if cfg.get("medcsp_task_subjects") else COHORT_NOTE)
     kw.update(overrides)
     return TaskSettings(**kw)
 
@@ -212,6 +229,15 @@ def _stay_matrix(data: Mapping, frame: pd.DataFrame, task: str, max_stays: int) 
     return out
 
 
+def record_features(data: Mapping) -> dict:
+    """Where the task rows' record features live: the task population's (``medcsp_task_subjects``: the cohorts
+    hold it only) or the EHR source's records."""
+    if "task" in data:
+        return {"file": "task_records.parquet", **data["task"]}
+    return {"file": "ehr_records.parquet", "records": data["ehr_records"],
+            **{k: data[k] for k in ("icd", "drug", "demographics")}}
+
+
 def task_inputs(data: Mapping, task: str, max_stays: int = 3, quality=None) -> TaskInputs:
     """The inputs of ``task``'s cohort rows from ``features.load`` output (module docstring). Rows outside
     train/valid/test are dropped and counted in ``quality``."""
@@ -227,11 +253,12 @@ def task_inputs(data: Mapping, task: str, max_stays: int = 3, quality=None) -> T
     frame = f.loc[keep, cols].reset_index(drop=True)
     frame["split"] = frame["split"].astype(str)
     frame["subject_id"] = frame["subject_id"].astype(str)      # ICU cohorts hold integers, readmission linked text
-    ehr_pos = pd.Series(np.arange(len(data["ehr_records"])), index=data["ehr_records"]["hadm_id"].astype(np.int64))
+    feats = record_features(data)
+    ehr_pos = pd.Series(np.arange(len(feats["records"])), index=feats["records"]["hadm_id"].astype(np.int64))
     erow = frame["hadm_id"].astype(np.int64).map(ehr_pos[~ehr_pos.index.duplicated()])
     if erow.isna().any():
-        raise DataError("runs/<profile>/08/ehr_records.parquet", f"{int(erow.isna().sum())} {task} admission(s) "
-                        "are not EHR records: re-run notebook 08")
+        raise DataError(f"runs/<profile>/08/{feats['file']}", f"{int(erow.isna().sum())} {task} admission(s) "
+                        "have no record features: re-run notebook 08")
     erow = erow.to_numpy(np.int64)
     mods = tuple(TASK_MODALITIES[task])
     arrays, present, stays, notes = {}, {}, None, None
@@ -241,10 +268,10 @@ def task_inputs(data: Mapping, task: str, max_stays: int = 3, quality=None) -> T
             arrays[m], stays = _temporal(data, rows), rows >= 0
             present[m] = stays.any(1)
         elif m == "demo":
-            arrays[m] = np.asarray(data["demographics"], np.float32)[erow]
+            arrays[m] = np.asarray(feats["demographics"], np.float32)[erow]
             present[m] = np.ones(len(frame), bool)
         elif m in ("icd", "drug"):
-            arrays[m] = sparse.csr_matrix(data[m])[erow].toarray().astype(np.float32)
+            arrays[m] = sparse.csr_matrix(feats[m])[erow].toarray().astype(np.float32)
             present[m] = arrays[m].any(1)
         elif m == "note":
             nm = data["notes"].drop_duplicates("hadm_id").set_index("hadm_id")["text"]
@@ -307,6 +334,20 @@ def fiddle_inputs(inputs: TaskInputs, notes: Optional[np.ndarray] = None) -> tup
     if t is None:
         raise ValueError("the F-models need the temporal modality")
     return torch.from_numpy(t), torch.from_numpy(inputs.stays), torch.from_numpy(s.astype(np.float32))
+
+
+def yang_wu_inputs(inputs: TaskInputs, notes: Optional[np.ndarray]) -> tuple:
+    """(temporal, stays, static, note [n, d_note], note present [n]) of Yang and Wu's models: the F-models' inputs
+    with the note features apart from the static vector (their gate fuses the note, the time series and the
+    static branch)."""
+    t, stays, _ = fiddle_inputs(inputs, None)
+    static = [inputs.arrays[m] for m in ("demo", "icd", "drug") if m in inputs.arrays]
+    flags = [inputs.present[m][:, None].astype(np.float32) for m in inputs.modalities if m != "demo"]
+    s = np.concatenate(static + flags, 1) if static or flags else np.zeros((len(inputs), 0), np.float32)
+    has = inputs.present.get("note", np.zeros(len(inputs), bool))
+    note = notes if notes is not None else np.zeros((len(inputs), 0), np.float32)
+    return (t, stays, torch.from_numpy(s.astype(np.float32)), torch.from_numpy(np.asarray(note, np.float32)),
+            torch.from_numpy(np.asarray(has, bool)))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -22,12 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.ehr_baselines import DCMN, RAIM
+from ..models.yang_wu import YangWu
 from ..models.fiddle import FIDDLENet, HeadOnly, MLPHead
 from ..replicates import n_seeds, replicated, run_name, with_run_seed
 from .task_inputs import POOLS, TaskInputs, TaskSettings, note_features
 
 __all__ = ["encode_medcsp", "head_features", "frozen_features", "FinetunedMEDCSP", "head", "finetuned", "fiddle",
-           "load_models", "MLPHead", "HeadOnly", "FIDDLENet"]
+           "icu_baseline", "ICU_BASELINES", "yang_wu", "YANG_WU_ROWS", "load_models", "MLPHead", "HeadOnly", "FIDDLENet"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -137,6 +139,32 @@ def fiddle(kind: str, x: tuple, s: TaskSettings, seed: int):
     torch.manual_seed(seed)
     return FIDDLENet(kind, x[0].shape[-1], x[2].shape[1], s.fiddle_hidden, s.head_hidden, s.head_dropout,
                      fusion=s.fiddle_input), None
+
+
+ICU_BASELINES = ("raim", "dcmn")      # the in-ICU tasks' supervised baselines of MEDCSP's Figure 5 (models.ehr_baselines)
+
+
+def icu_baseline(row: str, x: tuple, s: TaskSettings, seed: int):
+    """RAIM or DCMN (``models.ehr_baselines``) for the ``fiddle_inputs`` tuple ``x``, the F-models' hidden size."""
+    torch.manual_seed(seed)
+    if row == "raim":
+        return RAIM(x[0].shape[-1], x[2].shape[1], s.fiddle_hidden, s.head_hidden, s.head_dropout), None
+    if row == "dcmn":
+        return DCMN(x[0].shape[-1], x[2].shape[1], s.fiddle_hidden, s.head_hidden, s.head_dropout, s.dcmn_hops), None
+    raise ValueError(f"row must be one of {ICU_BASELINES}, got {row!r}")
+
+
+#: Yang and Wu's eight: table row -> their class name (models.yang_wu.VARIANTS); readmission only (Figure 6)
+YANG_WU_ROWS = {"yw_bert_lstm": "MBertLstm", "yw_lstm_bert": "MLstmBert", "yw_bert_star": "MBertStar",
+                "yw_star_bert": "MStarBert", "yw_bert_encoder": "MBertEncoder", "yw_encoder_bert": "MEncoderBert",
+                "yw_bert_cnn": "MBertCnn", "yw_cnn_bert": "MCnnBert"}
+
+
+def yang_wu(row: str, x: tuple, s: TaskSettings, seed: int):
+    """One of Yang and Wu's eight for the ``task_inputs.yang_wu_inputs`` tuple ``x``, the F-models' hidden size."""
+    torch.manual_seed(seed)
+    return YangWu(YANG_WU_ROWS[row], x[0].shape[-1], x[2].shape[1], x[3].shape[1], s.fiddle_hidden, s.head_hidden,
+                  s.head_dropout, s.star_cycles), None
 
 
 def load_models(cfg, data, s: TaskSettings, log, device="cpu") -> dict:

@@ -33,10 +33,11 @@ from .. import registry
 from ..errors import DataError
 from ..layout import RunLayout
 from ..finetune import fit_classifier, grid_search, predict, select_setting, take
-from ..medcsp.task_inputs import (COHORT_NOTE, MEDBIND_ROW, MEDBIND_TASKS, PAPER_EHR_NUMBERS, ROW_LABELS, ROWS,
+from ..medcsp.task_inputs import (ICU_TASKS, MEDBIND_ROW, MEDBIND_TASKS, PAPER_EHR_NUMBERS, ROW_LABELS, ROWS,
                                   TaskInputs, TaskSettings, fiddle_inputs, medbind_features, task_inputs,
-                                  task_settings, window_records)
-from ..medcsp.task_models import fiddle, finetuned, frozen_features, head, load_models
+                                  task_settings, window_records, yang_wu_inputs)
+from ..medcsp.task_models import (ICU_BASELINES, YANG_WU_ROWS, fiddle, finetuned, frozen_features, head,
+                                  icu_baseline, load_models, yang_wu)
 from ..metrics.binary import METRICS, runs_bootstrap
 from ..metrics.paired import rests_on, seed_average
 from ..replicates import parse_run, run_name
@@ -65,7 +66,8 @@ class TaskResults:
 
 
 def _rows_for(task: str, rows: Sequence[str]) -> list[str]:
-    return [r for r in rows if r != MEDBIND_ROW or task in MEDBIND_TASKS]
+    return [r for r in rows if (r != MEDBIND_ROW or task in MEDBIND_TASKS)
+            and (r not in ICU_BASELINES or task in ICU_TASKS) and (r not in YANG_WU_ROWS or task == "readmission")]
 
 
 def _medbind_embeddings(cfg, linked, log, device="cpu") -> Optional[dict]:
@@ -93,9 +95,20 @@ class _Row:
 
 
 def _row_specs(task: str, ti: TaskInputs, models: Mapping, s: TaskSettings, medbind: Optional[dict],
-               linked, cfg) -> dict:
-    """Every row of ``task`` as a :class:`_Row` (the MEDCSP rows' features are computed here, once)."""
+               linked, cfg, said: list) -> dict:
+    """Every row of ``task`` as a :class:`_Row` (the MEDCSP rows' features are computed here, once). The
+    MEDBind_BD row is skipped, said in ``said``, where no cohort row has a CXR or ECG record (e.g. the task
+    population of ``medcsp_task_subjects``, which has no imaging): it would score demographics alone."""
     specs, mods = {}, "+".join(ti.modalities)
+    cache: dict = {}
+
+    def note_feats():             # the baselines' note features, computed once per task (a text-encoder pass)
+        if "note" not in ti.modalities:
+            return None
+        if "x" not in cache:
+            cache["x"] = models["note_features"](ti)
+        return cache["x"]
+
     for row in _rows_for(task, s.rows):
         if row in ("medcsp", "medcsp_untrained"):
             for key in [k for k in models if parse_run(k)[0] == row]:           # + its pre-training seeds
@@ -106,13 +119,24 @@ def _row_specs(task: str, ti: TaskInputs, models: Mapping, s: TaskSettings, medb
                     feats = frozen_features(model, ti, s.pool)
                     specs[key] = _Row(feats, lambda seed, d=feats.shape[1]: head(d, s, seed), mods, info)
         elif row in ("f_lstm", "f_cnn"):
-            notes = models["note_features"](ti) if "note" in ti.modalities else None
+            notes = note_feats()
             x = fiddle_inputs(ti, notes)
             kind = row.split("_")[1]
             specs[row] = _Row(x, lambda seed, k=kind, x=x: fiddle(k, x, s, seed), mods + " (note: off-the-shelf "
                               "text encoder)" if notes is not None else mods)
+        elif row in YANG_WU_ROWS:
+            x = yang_wu_inputs(ti, note_feats())
+            specs[row] = _Row(x, lambda seed, r=row, x=x: yang_wu(r, x, s, seed), mods + " (note: off-the-shelf "
+                              "text encoder, frozen)")
+        elif row in ICU_BASELINES:
+            x = fiddle_inputs(ti, None)
+            specs[row] = _Row(x, lambda seed, r=row, x=x: icu_baseline(r, x, s, seed), mods)
         elif row == MEDBIND_ROW and medbind is not None:
             x, seen = medbind_features(ti, linked, medbind, cfg["admission_window_hours"], cfg["admission_pre_hours"])
+            if not any(int(v) for v in seen.values()):
+                said.append(f"MEDBind_BD row skipped on {task}: none of its {len(ti)} cohort rows has a CXR or ECG "
+                             f"record in the admission window (the task population has no imaging).")
+                continue
             specs[row] = _Row(x, lambda seed, d=x.shape[1]: head(d, s, seed),
                               "MEDBind_BD CXR + ECG window means + demo (inputs differ)",
                               {f"rows_with_{m}": v for m, v in seen.items()})
@@ -182,7 +206,7 @@ def _table_row(task, row, spec, fitted, boot, ti, s: TaskSettings) -> dict:
         r.update({m: 100 * b["value"], f"{m}_lo": 100 * b["lo"], f"{m}_hi": 100 * b["hi"],
                   f"{m}_runs": " ".join(f"{100 * v:.1f}" for v in b["per_run"])})
     r.update({"paper_auroc": PAPER_EHR_NUMBERS.get((task, row, "auroc"), float("nan")),
-              "paper_aupr": PAPER_EHR_NUMBERS.get((task, row, "aupr"), float("nan")), "cohort": COHORT_NOTE,
+              "paper_aupr": PAPER_EHR_NUMBERS.get((task, row, "aupr"), float("nan")), "cohort": s.cohort,
               "boot_valid": boot["n_valid"], "boot_skipped": boot["n_skipped"], "n_boot": boot["n_boot"],
               "lr": fitted["lr"], "batch_size": fitted["batch_size"],
               "valid_auroc": 100 * fitted["runs"][0].valid_auroc, "epochs_max": s.epochs, "patience": s.patience,
@@ -244,9 +268,13 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
     linked = linked if linked is not None or not needs_mb else load_linked(cfg)
     medbind = _medbind_embeddings(cfg, linked, log, device) if needs_mb else None
     notes = []
+    left = [r for r in ROWS if r not in s.rows]
+    if left:
+        notes.append(f"Not run in this profile (medcsp_task_rows): {', '.join(ROW_LABELS[r] for r in left)}; the "
+                     f"gpu and paper profiles run every row; add them here with --set 'medcsp_task_rows=[...]'.")
     if needs_mb and medbind is None:
         notes.append(f"MEDBind_BD row skipped: notebook 02's {MEDBIND_ROW} checkpoint is missing.")
-    specs = {t: _row_specs(t, inputs[t], models, s, medbind, linked, cfg) for t in s.tasks}
+    specs = {t: _row_specs(t, inputs[t], models, s, medbind, linked, cfg, notes) for t in s.tasks}
     # the bar counts optimizer steps (at most: every epoch of every fit), not fits: a fine-tuned encoder's fit takes
     # minutes on a CPU where a head's takes a second, and a bar over fits sat on the heads' ETA meanwhile
     total = sum(len(specs[t]) * _row_budget(len(inputs[t].rows_of("train")), s) for t in s.tasks)
@@ -269,7 +297,7 @@ def evaluate_tasks(cfg, data: Mapping, settings: Optional[TaskSettings] = None, 
     bar.close()
     table = pd.DataFrame(rows)
     table.attrs["params"] = {**s.as_dict(), "n_boot": s.n_boot, "alpha": s.alpha,
-                             "ci": "patient-level cluster bootstrap of the mean over runs", "cohort": COHORT_NOTE,
+                             "ci": "patient-level cluster bootstrap of the mean over runs", "cohort": s.cohort,
                              "device": str(device)}
     paired_df = pd.DataFrame(paired)
     paired_df.attrs["params"] = {**table.attrs["params"], "ci": "paired patient bootstrap (same replicates)"}
@@ -339,7 +367,9 @@ def plot_auroc(res: TaskResults):
     t = res.table
     tasks = list(dict.fromkeys(t["task"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), sharex=True, squeeze=False)
-    colors = dict(zip(ROWS, ("tab:red", "tab:gray", "tab:blue", "tab:green", "tab:purple")))
+    palette = ("tab:red", "tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:brown", "tab:purple", "tab:pink",
+               "tab:olive", "tab:cyan")
+    colors = dict(zip(ROWS, palette * (1 + len(ROWS) // len(palette))))
     for ax, task in zip(axes[0], tasks):
         d = t[t["task"] == task].reset_index(drop=True)
         for i, r in d.iterrows():
@@ -370,7 +400,7 @@ def save_results(cfg, res: TaskResults) -> dict:
     notes = ["Cells: mean over runs [95% patient-bootstrap CI of that mean]; per run in 'AUROC per run'.",
              "AUPR = sklearn auc(recall, precision) as the paper; AP = average precision.",
              "MEDCSP.md gives no published EHR-task numbers, so there is no paper column to compare with.",
-             f"Every number: {COHORT_NOTE}.",
+             f"Every number: {res.settings.cohort}.",
              f"F-LSTM / F-CNN input: {res.settings.fiddle_input} (medcsp_fiddle_input; concat = demographics and the "
              "other static inputs repeated at every time bin beside the temporal values and missingness, the paper's "
              "and FIDDLE's).",

@@ -7,7 +7,9 @@ generated into a fresh staging directory beside ``data_root`` and renamed into p
 ``<data_root>/.synth_stamp.json`` is written last, so an interrupted run never looks complete.
 The latent ground truth goes to ``<data_root>/_synth_truth/{patients,admissions,visits,records}.parquet``.
 Besides the ``n_patients`` base patients, ``synth_ehr_only_fraction`` / ``synth_cxr_only_fraction`` of that many
-EHR-only / CXR-only patients are appended (latent.make_sources): MEDCSP's two sources overlap only in part.
+EHR-only / CXR-only patients are appended (latent.make_sources): MEDCSP's two sources overlap only in part; then
+``synth_task_patients`` ICU patients of the task population (the paper's MIMIC-III role: MEDCSP's EHR tasks are
+scored on them, nothing pre-trains on them), listed in ``<data_root>/_synth_truth/medcsp_task_subjects.csv``.
 
 Safety: the generator only ever replaces what it wrote. It refuses a profile with ``synthetic: false``
 (whose roots are a user's real downloads), and before generating anything it refuses every existing root
@@ -33,7 +35,7 @@ from ..runtime import pid_alive
 from . import external, latent, mimic
 from .common import rng_for
 
-GENERATOR_VERSION = "1.5.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
+GENERATOR_VERSION = "1.6.0"          # 1.1.0: every generated root carries MARKER_NAME (data unchanged)
 #                                      1.2.0: MIMIC-IV ICU events and labs (icu.py, stream "mimic_icu"): icu/{chart,
 #                                      input,procedure,output}events, icu/d_items, hosp/{labevents,d_labitems};
 #                                      every table written by 1.1.0 is byte-identical
@@ -45,14 +47,18 @@ GENERATOR_VERSION = "1.5.0"          # 1.1.0: every generated root carries MARKE
 #                                      intercepts re-solved; notes re-drawn once; CXR, ECG, external data unchanged
 #                                      1.5.0: ARF/shock intercepts re-solved to MEDCSP's Table 4 prevalences (8.0 /
 #                                      9.6 %, were FIDDLE's 4 h 18.3 / 14.9 %): only ICU event tables change
+#                                      1.6.0: the task population (synth_task_patients; latent.make_task_population,
+#                                      streams task / task_iv / task_icu), appended after the EHR-only rows: every
+#                                      row written by 1.5.0 is byte-identical; TASK_SUBJECTS lists the patients
 MARKER_NAME = ".medbind-synthetic"
 STAGING_MARK = ".medbind-synth-staging"
 TRUTH_DIR = "_synth_truth"
+TASK_SUBJECTS = "medcsp_task_subjects.csv"   # in TRUTH_DIR: the task population (subject_id), for medcsp_task_subjects
 ROOT_KEYS = ("mimic_cxr_root", "mimic_cxr_reports_root", "mimic_ecg_root", "mimic_iv_root", "mimic_note_root",
              "ptbxl_root", "icbeb_root", "chexpert_root", "covid_root", "rsna_root", "openi_root")
 
 __all__ = ["write_cohort", "write_mimic", "external_sizes", "truth_paths", "foreign_roots", "GENERATOR_VERSION",
-           "STAMP_NAME", "MARKER_NAME"]
+           "STAMP_NAME", "MARKER_NAME", "TASK_SUBJECTS"]
 
 
 def external_sizes(n_patients: int) -> dict:
@@ -73,7 +79,8 @@ def _params(cfg) -> dict:
     return {"generator_version": GENERATOR_VERSION, "seed": int(cfg.seed), "n_patients": int(cfg.n_patients),
             "synth_image_size": int(cfg.synth_image_size),
             "synth_ehr_only_fraction": float(cfg.synth_ehr_only_fraction),
-            "synth_cxr_only_fraction": float(cfg.synth_cxr_only_fraction)}
+            "synth_cxr_only_fraction": float(cfg.synth_cxr_only_fraction),
+            "synth_task_patients": int(cfg.synth_task_patients)}
 
 
 def _hash(params: dict) -> str:
@@ -191,11 +198,12 @@ def _make_staging(data_root: Path) -> Path:
 
 
 def write_mimic(paths: dict, seed: int, n_patients: int, size: int, ehr_only_fraction: float = 0.0,
-                cxr_only_fraction: float = 0.0, progress: bool = False) -> tuple[latent.Sources, pd.DataFrame, dict]:
+                cxr_only_fraction: float = 0.0, progress: bool = False,
+                task_patients: int = 0) -> tuple[latent.Sources, pd.DataFrame, dict]:
     """MIMIC-CXR (+ reports), MIMIC-IV-ECG, MIMIC-IV and MIMIC-IV-Note into ``paths`` (the ``mimic_*`` root
-    keys): the base patients, then the EHR-only and CXR-only ones (latent.make_sources), appended. Returns the
-    latent sources, the ground-truth records (CXR + ECG) and the MIMIC-IV row counts."""
-    src = latent.make_sources(seed, n_patients, ehr_only_fraction, cxr_only_fraction)
+    keys): the base patients, then the EHR-only, CXR-only and task-population ones (latent.make_sources),
+    appended. Returns the latent sources, the ground-truth records (CXR + ECG) and the MIMIC-IV row counts."""
+    src = latent.make_sources(seed, n_patients, ehr_only_fraction, cxr_only_fraction, task_patients)
     truth = []
     with _progress(progress, "MIMIC-CXR images") as bar:
         truth.append(mimic.write_mimic_cxr(src.base, paths["mimic_cxr_root"], paths["mimic_cxr_reports_root"], size,
@@ -205,7 +213,8 @@ def write_mimic(paths: dict, seed: int, n_patients: int, size: int, ehr_only_fra
         truth.append(mimic.write_mimic_ecg(src.base, paths["mimic_ecg_root"], rng_for(seed, "mimic_ecg"), bar))
     iv = mimic.write_mimic_iv(src.base, paths["mimic_iv_root"], paths["mimic_note_root"], rng_for(seed, "mimic_iv"),
                               rng_for(seed, "mimic_icu"), extra=src.ehr_only, extra_rng=rng_for(seed, "ehr_only_iv"),
-                              extra_icu_rng=rng_for(seed, "ehr_only_icu"))
+                              extra_icu_rng=rng_for(seed, "ehr_only_icu"), task=src.task,
+                              task_rng=rng_for(seed, "task_iv"), task_icu_rng=rng_for(seed, "task_icu"))
     return src, pd.concat(truth, ignore_index=True), iv
 
 
@@ -215,7 +224,7 @@ def _generate(cfg, paths: dict[str, Path]) -> dict:
     on = bool(cfg.progress)
     sizes = external_sizes(n)
     src, mimic_truth, iv = write_mimic(paths, seed, n, size, float(cfg.synth_ehr_only_fraction),
-                                       float(cfg.synth_cxr_only_fraction), on)
+                                       float(cfg.synth_cxr_only_fraction), on, int(cfg.synth_task_patients))
     truth = [mimic_truth]
     jobs = [("PTB-XL", external.write_ptbxl, "ptbxl", (sizes["ptbxl"],)),
             ("ICBEB", external.write_icbeb, "icbeb", (sizes["icbeb"],)),
@@ -233,17 +242,20 @@ def _generate(cfg, paths: dict[str, Path]) -> dict:
     counts["mimic_patients"] = n
     counts["mimic_ehr_only_patients"] = 0 if src.ehr_only is None else len(src.ehr_only.patients)
     counts["mimic_cxr_only_patients"] = 0 if src.cxr_only is None else len(src.cxr_only.patients)
+    counts["mimic_task_patients"] = 0 if src.task is None else len(src.task.patients)
     counts.update({f"mimic_iv_{k}": v for k, v in iv.items()})
     return {k: int(v) for k, v in counts.items()}
 
 
 def _write_truth(src: latent.Sources, records: pd.DataFrame, out: Path) -> None:
     """Latent state for notebooks and tests (parquet, one table per level). ``patients.source`` says which
-    group a patient belongs to (base, ehr_only, cxr_only); the CXR-only patients' latent encounters are not
-    admissions (their visits carry the state)."""
+    group a patient belongs to (base, ehr_only, cxr_only, task); the CXR-only patients' latent encounters are not
+    admissions (their visits carry the state). ``TASK_SUBJECTS`` lists the task population (empty without)."""
     out.mkdir(parents=True, exist_ok=True)
-    groups = [(g, c) for g, c in (("base", src.base), ("ehr_only", src.ehr_only), ("cxr_only", src.cxr_only))
-              if c is not None]
+    groups = [(g, c) for g, c in (("base", src.base), ("ehr_only", src.ehr_only), ("cxr_only", src.cxr_only),
+                                  ("task", src.task)) if c is not None]
+    task_ids = src.task.patients.subject_id if src.task is not None else pd.Series([], dtype="int64")
+    pd.DataFrame({"subject_id": task_ids.astype("int64")}).to_csv(out / TASK_SUBJECTS, index=False)
     cat = lambda frames: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]  # noqa: E731
     adm = cat([c.admissions for _, c in groups if len(c.admissions)])
     visits = cat([c.visits for _, c in groups if len(c.visits)])
@@ -276,7 +288,8 @@ def write_cohort(cfg, force: bool = False) -> dict:
     """Write (or reuse) the synthetic cohort for profile ``cfg``; returns a summary dict.
 
     Reuse: skipped when ``<data_root>/.synth_stamp.json`` matches the generator parameters (seed,
-    n_patients, synth_image_size, synth_ehr_only_fraction, synth_cxr_only_fraction, GENERATOR_VERSION) and every
+    n_patients, synth_image_size, synth_ehr_only_fraction, synth_cxr_only_fraction, synth_task_patients,
+    GENERATOR_VERSION) and every
     root exists, unless ``force``.
     Raises ``ConfigError`` for a non-synthetic profile and for roots it did not create (``foreign_roots``).
     """

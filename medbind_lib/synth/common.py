@@ -12,10 +12,12 @@ from PIL import Image
 
 # One integer per RNG stream, so adding a dataset never shifts the draws of another one. The EHR-only and
 # CXR-only patients (generator 1.3.0) have streams of their own: latent state ("ehr_only", "cxr_only"), their
-# MIMIC-IV tables ("ehr_only_iv"), ICU events ("ehr_only_icu") and MIMIC-CXR studies ("cxr_only_cxr").
+# MIMIC-IV tables ("ehr_only_iv"), ICU events ("ehr_only_icu") and MIMIC-CXR studies ("cxr_only_cxr"); the task
+# population (generator 1.6.0) latent state ("task"), MIMIC-IV tables ("task_iv") and ICU events ("task_icu").
 STREAMS = {"latent": 1, "mimic_cxr": 2, "mimic_ecg": 3, "mimic_iv": 4, "ptbxl": 5, "icbeb": 6,
            "chexpert": 7, "covid": 8, "rsna": 9, "openi": 10, "ids": 11, "mimic_icu": 12,
-           "ehr_only": 13, "cxr_only": 14, "ehr_only_iv": 15, "ehr_only_icu": 16, "cxr_only_cxr": 17}
+           "ehr_only": 13, "cxr_only": 14, "ehr_only_iv": 15, "ehr_only_icu": 16, "cxr_only_cxr": 17,
+           "task": 18, "task_iv": 19, "task_icu": 20}
 
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:
@@ -75,16 +77,18 @@ def write_csv(df: pd.DataFrame, path: Path, **kw) -> None:
     path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0) if path.name.endswith(".gz") else data)
 
 
-def write_csv_appended(df: pd.DataFrame, more: pd.DataFrame | None, path: Path, **kw) -> None:
-    """``df`` then the rows of ``more`` (same columns, no second header), as ``write_csv``: the bytes of ``df``
-    are exactly what ``write_csv(df)`` writes, whatever the dtypes of ``more`` (appended patients never change
-    the rows written before)."""
-    if more is None:
+def write_csv_appended(df: pd.DataFrame, more, path: Path, **kw) -> None:
+    """``df`` then the rows of ``more`` (a frame or a list of frames, same columns, no second header), as
+    ``write_csv``: the bytes of ``df`` and of each earlier frame are exactly what they were without the later
+    ones, whatever the dtypes of ``more`` (appended patients never change the rows written before)."""
+    more = [m for m in ([more] if isinstance(more, pd.DataFrame) else (more or [])) if m is not None]
+    if not more:
         return write_csv(df, path, **kw)
-    if list(more.columns) != list(df.columns):
-        raise ValueError(f"{path.name}: appended columns {list(more.columns)} differ from {list(df.columns)}")
+    for m in more:
+        if list(m.columns) != list(df.columns):
+            raise ValueError(f"{path.name}: appended columns {list(m.columns)} differ from {list(df.columns)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = csv_bytes(df, **kw) + (csv_bytes(more, header=False, **kw) if len(more) else b"")
+    data = csv_bytes(df, **kw) + b"".join(csv_bytes(m, header=False, **kw) for m in more if len(m))
     path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0) if path.name.endswith(".gz") else data)
 
 

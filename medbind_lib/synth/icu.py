@@ -50,8 +50,8 @@ from .icu_layout import (ABPM, CHART_DECIMALS, CHART_UNIT, CHARTEVENTS_COLUMNS, 
                          INPUTEVENTS_COLUMNS, LAB_ITEMS, LAB_SPEC, LABEVENTS_COLUMNS, MIN, NBPM, OUTPUTEVENTS_COLUMNS,
                          PANELS, PRESSOR_ITEMS, PRESSOR_SPEC, PROCEDUREEVENTS_COLUMNS, RR, SBP, SPO2, TABLES, TEMP,
                          VOID, H, d_items_table, d_labitems_table)
-from .icu_state import (ARF_EARLY, ARF_INTERCEPT, SHOCK_EARLY, SHOCK_INTERCEPT, admission_state,  # noqa: F401
-                        stay_state)
+from .icu_state import (ARF_EARLY, ARF_INTERCEPT, SHOCK_EARLY, SHOCK_INTERCEPT, TASK_ONSET_SHIFT,  # noqa: F401
+                        admission_state, stay_state)
 
 
 __all__ = ["make_icu", "write_icu", "TABLES"]
@@ -59,10 +59,11 @@ __all__ = ["make_icu", "write_icu", "TABLES"]
 
 # --- entry points ---------------------------------------------------------------------------------------------
 def make_icu(patients: pd.DataFrame, admissions: pd.DataFrame, icustays: pd.DataFrame,
-             rng) -> tuple[dict, pd.DataFrame]:
-    """The seven tables (``TABLES``) and a per-stay truth frame (onset hours, event probabilities)."""
+             rng, onset_shift=(0.0, 0.0)) -> tuple[dict, pd.DataFrame]:
+    """The seven tables (``TABLES``) and a per-stay truth frame (onset hours, event probabilities);
+    ``onset_shift``: see ``icu_state.stay_state`` (the task population's ``TASK_ONSET_SHIFT``)."""
     A = admission_state(patients, admissions, rng)
-    S = stay_state(icustays, A, rng)
+    S = stay_state(icustays, A, rng, onset_shift)
     chart = chartevents_table(S, A, rng)
     proc = procedureevents_table(S, rng)
     inputs = inputevents_table(S, A, rng)

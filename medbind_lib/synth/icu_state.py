@@ -14,6 +14,9 @@ from .icu_layout import H
 # 5,000 patients (3 seeds) is ehr.items.REFERENCE_PREVALENCE (MEDCSP Table 4: ARF 8.0 %, shock 9.6 %; measured 8.1 %
 # and 9.6 % from the latent truth); tests/test_synth_icu.py re-measures it from the tables -------------------------
 ARF_INTERCEPT, SHOCK_INTERCEPT = -3.9, -3.35      # logit intercepts (were -2.5, -2.85: FIDDLE's 4 h 18.3 / 14.9 %)
+# The task population's (1.6.0) offsets to those intercepts (ARF, shock): with its lower death rate its eligible
+# stays had ARF 7.5 / shock 8.0 % (3 seeds x 4,000 latent patients); these put them at Table 4's 8.0 / 9.6 %.
+TASK_ONSET_SHIFT = (0.1, 0.3)
 ARF_EARLY, SHOCK_EARLY = 0.42, 0.36               # share of onsets before 48 h (of stays that get the event)
 
 
@@ -95,14 +98,16 @@ def _onsets(rng, p: np.ndarray, early_share: float, los_h: np.ndarray, lead: tup
     return on, rng.uniform(*lead, n)
 
 
-def stay_state(icustays: pd.DataFrame, A: pd.DataFrame, rng) -> pd.DataFrame:
-    """Per ICU stay: baselines, event onsets and durations, devices and charting densities."""
+def stay_state(icustays: pd.DataFrame, A: pd.DataFrame, rng, onset_shift=(0.0, 0.0)) -> pd.DataFrame:
+    """Per ICU stay: baselines, event onsets and durations, devices and charting densities (``onset_shift``:
+    offsets to the ARF / shock logit intercepts)."""
     a_idx = pd.Index(A.hadm_id).get_indexer(icustays.hadm_id)
     a = A.iloc[a_idx].reset_index(drop=True)
     n = len(icustays)
     intime, outtime = _ns(icustays.intime), _ns(icustays.outtime)
     los_h = (outtime - intime) / H
-    p_arf, p_shock = _sigmoid(ARF_INTERCEPT + a.resp.to_numpy()), _sigmoid(SHOCK_INTERCEPT + a.circ.to_numpy())
+    p_arf = _sigmoid(ARF_INTERCEPT + onset_shift[0] + a.resp.to_numpy())
+    p_shock = _sigmoid(SHOCK_INTERCEPT + onset_shift[1] + a.circ.to_numpy())
     arf_on, arf_lead = _onsets(rng, p_arf, ARF_EARLY, los_h, (12.0, 48.0))
     shock_on, shock_lead = _onsets(rng, p_shock, SHOCK_EARLY, los_h, (12.0, 40.0))
     kind = rng.choice(3, n, p=[0.62, 0.28, 0.10])        # 0 invasive (+PEEP), 1 non-invasive, 2 PEEP charted only

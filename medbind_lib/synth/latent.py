@@ -12,7 +12,10 @@ earlier ones so that adding one never changes a row written for another:
 - CXR-only (``make_cxr_only``, stream ``cxr_only``): CXR visits only, no MIMIC-IV admission and no ECG (the
   patients MEDCSP keeps out of pre-training and samples its text->image retrieval hold-out from). Their
   visits come from latent hospital/ED encounters outside MIMIC-IV (``make_admissions`` + ``make_visits``, the
-  same model as the base patients; the encounters are not written, the visits carry no ``hadm_id``).
+  same model as the base patients; the encounters are not written, the visits carry no ``hadm_id``);
+- task population (``make_task_population``, stream ``task``; generator 1.6.0): ICU patients whose every
+  admission has an ICU stay (an ICU database, as MIMIC-III), no CXR and no ECG. They play the paper's MIMIC-III:
+  MEDCSP's EHR tasks are scored on them and nothing pre-trains on them (``medcsp_task_subjects``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,11 @@ ADMISSION_TYPES_MILD = ("EU OBSERVATION", "OBSERVATION ADMIT", "ELECTIVE", "SURG
 # still sicker than ward ones, and long stays sicker still). The draw is the same uniform, so only the ICU flag
 # moves; every other latent column is unchanged.
 ICU_LOGIT = (-1.25, 0.1)
+DEATH_LOGIT, READMIT_LOGIT = (-4.0, 1.15), (-1.9, 0.75)     # P(in-hospital death), P(next admission <= 30 d)
+# The task population's (1.6.0): intercepts solved (3,000 latent patients, then the default cohort) so that its
+# FIDDLE-eligible ICU stays die in hospital ~12 % of the time (FIDDLE at 48 h; the base model gives ~16 %) and its
+# ICU admissions discharged alive are readmitted within 30 days ~13.5 % (MEDCSP's Table 4; base ~10 %).
+TASK_DEATH_LOGIT, TASK_READMIT_LOGIT = (-4.4, 1.15), (-1.5, 0.75)
 
 
 def _sigmoid(x):
@@ -116,8 +124,10 @@ def _times(rng, start: pd.Timestamp, sev: float):
     return admit, (admit + pd.Timedelta(days=los_days)).floor("min")
 
 
-def make_admissions(rng: np.random.Generator, patients: pd.DataFrame) -> pd.DataFrame:
-    """1-4 admissions per patient; death ends the series, readmission gaps depend on severity."""
+def make_admissions(rng: np.random.Generator, patients: pd.DataFrame, death_logit=DEATH_LOGIT,
+                    readmit_logit=READMIT_LOGIT) -> pd.DataFrame:
+    """1-4 admissions per patient; death ends the series, readmission gaps depend on severity
+    (P = sigmoid(a + b * severity) with ``death_logit`` / ``readmit_logit`` = (a, b))."""
     rows = []
     hadm_ids = iter(unique_ints(rng, 4 * len(patients) + 10, 20_000_000, 30_000_000))
     for p in patients.itertuples(index=False):
@@ -128,8 +138,8 @@ def make_admissions(rng: np.random.Generator, patients: pd.DataFrame) -> pd.Data
             s = acute_state(rng, pd.Series(p._asdict()), "admission")
             sev = severity(pd.Series(p._asdict()), s)
             admit, disch = _times(rng, t, sev)
-            died = bool(rng.random() < _sigmoid(-4.0 + 1.15 * sev))
-            readmit = bool(rng.random() < _sigmoid(-1.9 + 0.75 * sev))
+            died = bool(rng.random() < _sigmoid(death_logit[0] + death_logit[1] * sev))
+            readmit = bool(rng.random() < _sigmoid(readmit_logit[0] + readmit_logit[1] * sev))
             severe = sev > 1.0 or rng.random() < 0.5
             atype = rng.choice(ADMISSION_TYPES_SEVERE if severe else ADMISSION_TYPES_MILD)
             ed = atype in ("EW EMER.", "EU OBSERVATION", "URGENT") and rng.random() < 0.85
@@ -217,10 +227,11 @@ VISIT_COLUMNS = ["visit_id", "subject_id", "hadm_id", "setting", "time", "cxr", 
 
 @dataclass
 class Sources:
-    """The three patient groups of the MIMIC datasets; ``ehr_only`` / ``cxr_only`` are None when empty."""
+    """The patient groups of the MIMIC datasets; ``ehr_only`` / ``cxr_only`` / ``task`` are None when empty."""
     base: Cohort
     ehr_only: Cohort | None
     cxr_only: Cohort | None
+    task: Cohort | None = None
 
 
 def source_sizes(n_patients: int, ehr_only_fraction: float, cxr_only_fraction: float) -> tuple[int, int]:
@@ -245,6 +256,16 @@ def make_ehr_only(rng: np.random.Generator, n: int, taken_subjects, taken_hadm) 
     return Cohort(patients, adm, pd.DataFrame(columns=VISIT_COLUMNS))
 
 
+def make_task_population(rng: np.random.Generator, n: int, taken_subjects, taken_hadm) -> Cohort:
+    """``n`` ICU patients for MEDCSP's EHR tasks: the base model's patients and admissions with the task
+    population's death and readmission intercepts (``TASK_*_LOGIT``: the reference prevalences), each admission
+    with an ICU stay (``icu`` set after the draws), no CXR, no ECG; ids disjoint from ``taken_*``."""
+    patients = _extra_patients(rng, n, taken_subjects, "task")
+    adm = make_admissions(rng, patients, TASK_DEATH_LOGIT, TASK_READMIT_LOGIT).assign(icu=True)
+    adm["hadm_id"] = disjoint_ids(rng, adm.hadm_id.to_numpy(), np.asarray(taken_hadm, dtype=np.int64), *HADM_RANGE)
+    return Cohort(patients, adm, pd.DataFrame(columns=VISIT_COLUMNS))
+
+
 def make_cxr_only(rng: np.random.Generator, n: int, taken_subjects, first_visit_id: int) -> Cohort:
     """``n`` patients with CXR visits only (no admission, no ECG; ``hadm_id`` NA), subject ids disjoint from
     ``taken_subjects``, visit ids from ``first_visit_id``; ``admissions`` is empty. The visits' times and acute
@@ -258,9 +279,10 @@ def make_cxr_only(rng: np.random.Generator, n: int, taken_subjects, first_visit_
 
 
 def make_sources(seed: int, n_patients: int, ehr_only_fraction: float = 0.0,
-                 cxr_only_fraction: float = 0.0) -> Sources:
-    """The base cohort (stream ``latent``, unchanged by the fractions) and the EHR-only / CXR-only patients
-    (streams ``ehr_only`` / ``cxr_only``), ids never colliding with an earlier group's."""
+                 cxr_only_fraction: float = 0.0, task_patients: int = 0) -> Sources:
+    """The base cohort (stream ``latent``, unchanged by the fractions), the EHR-only / CXR-only patients
+    (streams ``ehr_only`` / ``cxr_only``) and the ``task_patients`` of the task population (stream ``task``),
+    ids never colliding with an earlier group's."""
     base = make_cohort(rng_for(seed, "latent"), n_patients)
     n_e, n_c = source_sizes(n_patients, ehr_only_fraction, cxr_only_fraction)
     ehr = make_ehr_only(rng_for(seed, "ehr_only"), n_e, base.patients.subject_id,
@@ -268,4 +290,11 @@ def make_sources(seed: int, n_patients: int, ehr_only_fraction: float = 0.0,
     taken = np.concatenate([base.patients.subject_id.to_numpy()]
                            + ([ehr.patients.subject_id.to_numpy()] if ehr is not None else []))
     cxr = make_cxr_only(rng_for(seed, "cxr_only"), n_c, taken, len(base.visits)) if n_c else None
-    return Sources(base, ehr, cxr)
+    task = None
+    if int(task_patients):
+        groups = [g for g in (base, ehr, cxr) if g is not None]
+        task = make_task_population(rng_for(seed, "task"), int(task_patients),
+                                    np.concatenate([g.patients.subject_id.to_numpy() for g in groups]),
+                                    np.concatenate([g.admissions.hadm_id.to_numpy() for g in (base, ehr)
+                                                    if g is not None]))
+    return Sources(base, ehr, cxr, task)

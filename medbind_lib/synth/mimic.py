@@ -256,9 +256,11 @@ def write_mimic_ecg(cohort: Cohort, root: Path, rng, bar) -> pd.DataFrame:
 # --- MIMIC-IV ----------------------------------------------------------------------------------------
 DICTIONARIES = ("hosp/d_icd_diagnoses", "icu/d_items", "hosp/d_labitems")     # constant: never appended to
 NOTES = "note/discharge"
+# the tables whose ids (pharmacy, stay, specimen, lab event, order) a later group must keep disjoint from
+_ID_TABLES = ("hosp/prescriptions", "icu/icustays", "hosp/labevents", "icu/procedureevents", "icu/inputevents")
 
 
-def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None) -> dict:
+def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None, onset_shift=(0.0, 0.0)) -> dict:
     """Every MIMIC-IV / MIMIC-IV-Note frame of ``cohort`` (``{table: frame}``, notes under ``NOTES``).
 
     ``base`` (appended patients): the base cohort's frames; stay, pharmacy, specimen and order ids are then
@@ -276,7 +278,7 @@ def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None) -> dict:
     if base is not None:
         stays["stay_id"] = disjoint_ids(icu_rng, stays.stay_id, base["icu/icustays"].stay_id, 30_000_000, 40_000_000)
     tables["icu/icustays"] = stays
-    events, _ = icu.make_icu(p, a, stays, icu_rng)
+    events, _ = icu.make_icu(p, a, stays, icu_rng, onset_shift)
     tables.update(events)
     if base is not None:
         lab = tables["hosp/labevents"]
@@ -294,19 +296,26 @@ def _iv_tables(cohort: Cohort, rng, icu_rng, base: dict | None = None) -> dict:
 
 
 def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng, icu_rng, extra: Cohort | None = None,
-                   extra_rng=None, extra_icu_rng=None) -> dict:
+                   extra_rng=None, extra_icu_rng=None, task: Cohort | None = None, task_rng=None,
+                   task_icu_rng=None) -> dict:
     """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, note/discharge, then icu/icustays
     and the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
-    tables above do not depend on them. ``extra`` (the EHR-only patients): the same tables from ``extra_rng`` /
-    ``extra_icu_rng`` alone, their rows appended after the base rows (dictionaries unchanged). Returns row
-    counts (all patients)."""
+    tables above do not depend on them. ``extra`` (the EHR-only patients) and then ``task`` (the task population,
+    with ``icu.TASK_ONSET_SHIFT``): the same tables from their own generators alone, their rows appended after the earlier rows (dictionaries
+    unchanged; ids disjoint from every earlier group's). Returns row counts (all patients)."""
     tables = _iv_tables(cohort, rng, icu_rng)
-    more = _iv_tables(extra, extra_rng, extra_icu_rng, base=tables) if extra is not None and len(extra.admissions) \
-        else {}
+    groups, taken = [], tables
+    for c, r, ir, shift in ((extra, extra_rng, extra_icu_rng, (0.0, 0.0)),
+                            (task, task_rng, task_icu_rng, icu.TASK_ONSET_SHIFT)):
+        if c is None or not len(c.admissions):
+            continue
+        groups.append(_iv_tables(c, r, ir, base=taken, onset_shift=shift))
+        taken = {k: pd.concat([taken[k], groups[-1][k]], ignore_index=True) for k in _ID_TABLES}
     for name, df in tables.items():
         path = note_root / "note" / "discharge.csv.gz" if name == NOTES else iv_root / f"{name}.csv.gz"
-        write_csv_appended(df, None if name in DICTIONARIES else more.get(name), path)
-    n = {name: len(df) + (len(more[name]) if more and name not in DICTIONARIES else 0) for name, df in tables.items()}
+        write_csv_appended(df, None if name in DICTIONARIES else [g[name] for g in groups], path)
+    n = {name: len(df) + (0 if name in DICTIONARIES else sum(len(g[name]) for g in groups))
+         for name, df in tables.items()}
     return {"admissions": n["hosp/admissions"], "discharge_notes": n[NOTES], "diagnoses": n["hosp/diagnoses_icd"],
             "prescriptions": n["hosp/prescriptions"], "icustays": n["icu/icustays"],
             **{name.split("/")[1]: n[name] for name in icu.TABLES}}
