@@ -155,6 +155,15 @@ def test_task_cohorts_hold_the_reserved_population_only(reserved):
     assert "task population" in s.cohort and "40/10/50" in s.cohort
 
 
+def test_a_list_of_unknown_patients_is_an_error(reserved, tmp_path):
+    cfg, _, _ = reserved
+    (tmp_path / "nobody.csv").write_text("subject_id\n1\n2\n")
+    other = load_profile("smoke", overrides={"progress": False, "runs_dir": cfg.runs_dir,
+                                             "medcsp_task_subjects": str(tmp_path / "nobody.csv")})
+    with pytest.raises(DataError, match="none of its 2 patients"):
+        features.build(other)
+
+
 def test_table4_drops_and_counts_reserved_patients():
     adm = pd.DataFrame({"hadm_id": [1, 2, 3], "subject_id": ["7", "8", "9"], "split": ["train", "test", "test"],
                         "mortality": [0, 1, 0], "cxr_record_id": ["c1", None, "c3"], "ecg_record_id": [None] * 3,

@@ -134,7 +134,12 @@ def _task_split(cfg, adm: pd.DataFrame, reserved) -> pd.DataFrame:
 
     sid = pd.to_numeric(adm["subject_id"]).astype("int64")
     adm = adm.assign(task=sid.isin(reserved or ()).to_numpy())
-    if reserved is not None and adm["task"].any():
+    if reserved is not None and not adm["task"].any():
+        from ..errors import DataError
+
+        raise DataError(cfg["medcsp_task_subjects"], f"none of its {len(reserved)} patients has a MIMIC-IV admission "
+                                                     "(notebook 01's admissions): the EHR tasks would have no rows")
+    if reserved is not None:
         sp = patient_splits({"task": sid[adm["task"]].astype(str)}, fractions=cfg.medcsp_task_split_fractions,
                             seed=int(cfg.seed)).set_index("subject_id")["split"]
         adm.loc[adm["task"], "split"] = sid[adm["task"]].astype(str).map(sp).to_numpy()
