@@ -110,8 +110,8 @@ def build(cfg, quality: QualityLog | None = None, force: bool = False) -> dict:
     feats = _code_features(cfg, source, tables, q, task=task)   # record features: rows = the source's admissions
     notes = tables["discharge"]
     note_hadm = notes.loc[notes["text"].fillna("").str.len() > 0, "hadm_id"] if len(notes) else []
-    flags = dict(icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"],
-                 temporal_hadm=temporal["stays"]["hadm_id"], note_hadm=note_hadm, record_time=cfg.medcsp_ehr_record_time)
+    flags = dict(icd_hadm=feats["icd_hadm"], drug_hadm=feats["drug_hadm"], temporal_hadm=temporal["stays"]["hadm_id"],
+                 note_hadm=note_hadm, record_time=cfg.medcsp_ehr_record_time)
     ehr = R.ehr_records(source, **flags)
     if task is not None:
         feats["task"]["records"] = R.ehr_records(task, **flags).assign(source="task")

@@ -60,9 +60,9 @@ from .batches import stays_of_admissions, texts_or_none
 from .features import TASK_MODALITIES
 
 __all__ = ["ICU_TASKS", "TASKS", "ROWS", "ROW_LABELS", "MEDBIND_ROW", "MEDBIND_TASKS", "SPLITS", "POOLS", "EARLY_STOP",
-           "REFERENCE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_POPULATION_NOTE", "TASK_MODALITIES", "TaskSettings",
-           "task_settings", "TaskInputs", "record_features", "task_inputs", "yang_wu_inputs", "cohort_summary", "note_features", "fiddle_inputs",
-           "window_records", "medbind_features"]
+           "REFERENCE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_POPULATION_NOTE", "TASK_MODALITIES",
+           "TaskSettings", "task_settings", "TaskInputs", "record_features", "task_inputs", "yang_wu_inputs",
+           "cohort_summary", "note_features", "fiddle_inputs", "window_records", "medbind_features"]
 
 ICU_TASKS = ("arf", "shock", "mortality")
 TASKS = ICU_TASKS + ("readmission",)
@@ -152,7 +152,8 @@ def task_settings(cfg, **overrides) -> TaskSettings:
               weight_decay=float(cfg["medcsp_task_weight_decay"]), runs=int(cfg["medcsp_task_runs"]),
               n_boot=int(cfg["medcsp_task_n_boot"]), fiddle_hidden=int(cfg["medcsp_task_fiddle_hidden"]),
               fiddle_input=cfg["medcsp_fiddle_input"], dcmn_hops=int(cfg["medcsp_dcmn_hops"]),
-              star_cycles=int(cfg["medcsp_yang_wu_star_cycles"]), max_stays=int(cfg["medcsp_max_stays"]), seed=int(ev.seed),
+              star_cycles=int(cfg["medcsp_yang_wu_star_cycles"]), max_stays=int(cfg["medcsp_max_stays"]),
+              seed=int(ev.seed),
               alpha=float(ev.alpha),
               cohort=TASK_POPULATION_NOTE.format(split="/".join(f"{100 * float(x):g}" for x in
                                                                 cfg["medcsp_task_split_fractions"]))

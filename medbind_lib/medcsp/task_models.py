@@ -23,13 +23,14 @@ import torch
 from torch import nn
 
 from ..models.ehr_baselines import DCMN, RAIM
-from ..models.yang_wu import YangWu
 from ..models.fiddle import FIDDLENet, HeadOnly, MLPHead
+from ..models.yang_wu import YangWu
 from ..replicates import n_seeds, replicated, run_name, with_run_seed
 from .task_inputs import POOLS, TaskInputs, TaskSettings, note_features
 
 __all__ = ["encode_medcsp", "head_features", "frozen_features", "FinetunedMEDCSP", "head", "finetuned", "fiddle",
-           "icu_baseline", "ICU_BASELINES", "yang_wu", "YANG_WU_ROWS", "load_models", "MLPHead", "HeadOnly", "FIDDLENet"]
+           "icu_baseline", "ICU_BASELINES", "yang_wu", "YANG_WU_ROWS", "load_models", "MLPHead", "HeadOnly",
+           "FIDDLENet"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -141,7 +142,8 @@ def fiddle(kind: str, x: tuple, s: TaskSettings, seed: int):
                      fusion=s.fiddle_input), None
 
 
-ICU_BASELINES = ("raim", "dcmn")      # the in-ICU tasks' supervised baselines of MEDCSP's Figure 5 (models.ehr_baselines)
+#: the in-ICU tasks' supervised baselines of MEDCSP's Figure 5 (models.ehr_baselines)
+ICU_BASELINES = ("raim", "dcmn")
 
 
 def icu_baseline(row: str, x: tuple, s: TaskSettings, seed: int):

@@ -301,8 +301,9 @@ def write_mimic_iv(cohort: Cohort, iv_root: Path, note_root: Path, rng, icu_rng,
     """hosp/{patients,admissions,diagnoses_icd,d_icd_diagnoses,prescriptions}, note/discharge, then icu/icustays
     and the ICU event tables and lab results of icu.py (``icu.TABLES``) drawn from ``icu_rng`` alone, so the
     tables above do not depend on them. ``extra`` (the EHR-only patients) and then ``task`` (the task population,
-    with ``icu.TASK_ONSET_SHIFT``): the same tables from their own generators alone, their rows appended after the earlier rows (dictionaries
-    unchanged; ids disjoint from every earlier group's). Returns row counts (all patients)."""
+    with ``icu.TASK_ONSET_SHIFT``): the same tables from their own generators alone, their rows appended after the
+    earlier rows (dictionaries unchanged; ids disjoint from every earlier group's). Returns row counts (all
+    patients)."""
     tables = _iv_tables(cohort, rng, icu_rng)
     groups, taken = [], tables
     for c, r, ir, shift in ((extra, extra_rng, extra_icu_rng, (0.0, 0.0)),
