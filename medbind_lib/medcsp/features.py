@@ -190,8 +190,8 @@ def _code_features(cfg, adm: pd.DataFrame, tables: dict, q, task: pd.DataFrame |
     n, keys = len(adm), both["hadm_id"].tolist()
     fit = (both["split"] == "train").to_numpy() & (np.arange(len(both)) < n)
     demo, names = C.demographics_matrix(both, fit, cfg.medcsp_demo_max_categories, q)
-    m_icd = sparse.csr_matrix(C.multi_hot(icd, keys, v_icd, quality=q, what="icd"))
-    m_drug = sparse.csr_matrix(C.multi_hot(drug, keys, v_drug, quality=q, what="drugs"))
+    m_icd = C.multi_hot(icd, keys, v_icd, quality=q, what="icd")          # csr: row slices below
+    m_drug = C.multi_hot(drug, keys, v_drug, quality=q, what="drugs")
     subjects = sorted(adm["subject_id"].astype("int64").unique().tolist())    # linked ids may be text
     out = {"icd": m_icd[:n], "drug": m_drug[:n],
            "histories": C.diagnosis_histories(icd, train, subjects, v_icd), "history_subjects": subjects,

@@ -322,33 +322,39 @@ def note_features(text_encoder, notes: Sequence, batch_size: int = 64) -> np.nda
     return out
 
 
+def _static(inputs: TaskInputs, notes: Optional[np.ndarray], with_note: bool) -> torch.Tensor:
+    """[n, d] static vector: demographics, ICD, drugs (and, ``with_note``, the note features) of the task's
+    modalities, then a presence flag for each modality other than demographics."""
+    static = [inputs.arrays[m] for m in ("demo", "icd", "drug") if m in inputs.arrays]
+    if with_note and "note" in inputs.modalities:
+        static.append(notes if notes is not None else np.zeros((len(inputs), 0), np.float32))
+    flags = [inputs.present[m][:, None].astype(np.float32) for m in inputs.modalities if m != "demo"]
+    s = np.concatenate(static + flags, 1) if static or flags else np.zeros((len(inputs), 0), np.float32)
+    return torch.from_numpy(s.astype(np.float32))
+
+
+def _temporal_tensors(inputs: TaskInputs) -> tuple:
+    t = inputs.arrays.get("temporal")
+    if t is None:
+        raise ValueError("the F-models need the temporal modality")
+    return torch.from_numpy(t), torch.from_numpy(inputs.stays)
+
+
 def fiddle_inputs(inputs: TaskInputs, notes: Optional[np.ndarray] = None) -> tuple:
     """(temporal, stays, static) tensors of the F-models: static = demographics, ICD, drugs and note features of
     the task's modalities, plus a presence flag for each modality other than demographics (constant 1 for the
     temporal input of the ICU tasks, whose rows all have their own stay)."""
-    static = [inputs.arrays[m] for m in ("demo", "icd", "drug") if m in inputs.arrays]
-    if "note" in inputs.modalities:
-        static.append(notes if notes is not None else np.zeros((len(inputs), 0), np.float32))
-    flags = [inputs.present[m][:, None].astype(np.float32) for m in inputs.modalities if m != "demo"]
-    s = np.concatenate(static + flags, 1) if static or flags else np.zeros((len(inputs), 0), np.float32)
-    t = inputs.arrays.get("temporal")
-    if t is None:
-        raise ValueError("the F-models need the temporal modality")
-    return torch.from_numpy(t), torch.from_numpy(inputs.stays), torch.from_numpy(s.astype(np.float32))
+    return (*_temporal_tensors(inputs), _static(inputs, notes, with_note=True))
 
 
 def yang_wu_inputs(inputs: TaskInputs, notes: Optional[np.ndarray]) -> tuple:
     """(temporal, stays, static, note [n, d_note], note present [n]) of Yang and Wu's models: the F-models' inputs
     with the note features apart from the static vector (their gate fuses the note, the time series and the
     static branch)."""
-    t, stays, _ = fiddle_inputs(inputs, None)
-    static = [inputs.arrays[m] for m in ("demo", "icd", "drug") if m in inputs.arrays]
-    flags = [inputs.present[m][:, None].astype(np.float32) for m in inputs.modalities if m != "demo"]
-    s = np.concatenate(static + flags, 1) if static or flags else np.zeros((len(inputs), 0), np.float32)
     has = inputs.present.get("note", np.zeros(len(inputs), bool))
     note = notes if notes is not None else np.zeros((len(inputs), 0), np.float32)
-    return (t, stays, torch.from_numpy(s.astype(np.float32)), torch.from_numpy(np.asarray(note, np.float32)),
-            torch.from_numpy(np.asarray(has, bool)))
+    return (*_temporal_tensors(inputs), _static(inputs, None, with_note=False),
+            torch.from_numpy(np.asarray(note, np.float32)), torch.from_numpy(np.asarray(has, bool)))
 
 
 # ----------------------------------------------------------------------------------------------------

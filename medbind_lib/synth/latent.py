@@ -247,11 +247,13 @@ def _extra_patients(rng, n: int, taken_subjects, modalities: str) -> pd.DataFram
     return p
 
 
-def make_ehr_only(rng: np.random.Generator, n: int, taken_subjects, taken_hadm) -> Cohort:
+def make_ehr_only(rng: np.random.Generator, n: int, taken_subjects, taken_hadm, modalities: str = "none",
+                  death_logit=DEATH_LOGIT, readmit_logit=READMIT_LOGIT) -> Cohort:
     """``n`` patients with admissions only (MIMIC-IV tables, ICU stays, notes; no CXR, no ECG), ids disjoint
-    from ``taken_*``; ``visits`` is empty."""
-    patients = _extra_patients(rng, n, taken_subjects, "none")
-    adm = make_admissions(rng, patients)
+    from ``taken_*``; ``visits`` is empty. ``modalities`` / ``*_logit``: the group's tag and outcome intercepts
+    (``make_admissions``)."""
+    patients = _extra_patients(rng, n, taken_subjects, modalities)
+    adm = make_admissions(rng, patients, death_logit, readmit_logit)
     adm["hadm_id"] = disjoint_ids(rng, adm.hadm_id.to_numpy(), np.asarray(taken_hadm, dtype=np.int64), *HADM_RANGE)
     return Cohort(patients, adm, pd.DataFrame(columns=VISIT_COLUMNS))
 
@@ -260,10 +262,9 @@ def make_task_population(rng: np.random.Generator, n: int, taken_subjects, taken
     """``n`` ICU patients for MEDCSP's EHR tasks: the base model's patients and admissions with the task
     population's death and readmission intercepts (``TASK_*_LOGIT``: the reference prevalences), each admission
     with an ICU stay (``icu`` set after the draws), no CXR, no ECG; ids disjoint from ``taken_*``."""
-    patients = _extra_patients(rng, n, taken_subjects, "task")
-    adm = make_admissions(rng, patients, TASK_DEATH_LOGIT, TASK_READMIT_LOGIT).assign(icu=True)
-    adm["hadm_id"] = disjoint_ids(rng, adm.hadm_id.to_numpy(), np.asarray(taken_hadm, dtype=np.int64), *HADM_RANGE)
-    return Cohort(patients, adm, pd.DataFrame(columns=VISIT_COLUMNS))
+    c = make_ehr_only(rng, n, taken_subjects, taken_hadm, "task", TASK_DEATH_LOGIT, TASK_READMIT_LOGIT)
+    c.admissions["icu"] = True
+    return c
 
 
 def make_cxr_only(rng: np.random.Generator, n: int, taken_subjects, first_visit_id: int) -> Cohort:
