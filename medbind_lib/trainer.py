@@ -363,8 +363,7 @@ def fit(method: Method, cfg, out: Path, resume: bool = True, *, stop_after_steps
         return metrics or {"variant": method.run, "step": st.step, "rank": rank}
     finally:
         if created:
-            import torch.distributed as dist
-            dist.destroy_process_group()
+            D.shutdown()
 
 
 def _validate_and_keep_best(st: _Run, method: Method, model, wrapped, amp_ctx, label: str, log) -> None:

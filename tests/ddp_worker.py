@@ -185,6 +185,8 @@ def compute(rank: int, world: int, outdir: str) -> None:
 
 
 def worker(rank: int, world: int, port: int, outdir: str) -> None:
+    from medbind_lib import distributed as D
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
@@ -193,7 +195,7 @@ def worker(rank: int, world: int, port: int, outdir: str) -> None:
     try:
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=40))
         compute(rank, world, outdir)
-        dist.destroy_process_group()
+        D.shutdown()
     except Exception:  # leave the traceback where the test can show it
         (Path(outdir) / f"error_rank{rank}.txt").write_text(traceback.format_exc())
         raise
@@ -206,6 +208,7 @@ def main(outdir: str) -> None:
 
     import torch.distributed as dist
 
+    from medbind_lib import distributed as D
     from medbind_lib.trainer import init_distributed
 
     torch.set_num_threads(1)
@@ -217,7 +220,7 @@ def main(outdir: str) -> None:
         (Path(outdir) / f"env_rank{rank}.json").write_text(json.dumps(
             {**env, "init": [rank, world, local, created], "group": [dist.get_rank(), dist.get_world_size()]}))
         compute(rank, world, outdir)
-        dist.destroy_process_group()
+        D.shutdown()
     except Exception:
         (Path(outdir) / f"error_rank{rank}.txt").write_text(traceback.format_exc())
         raise
