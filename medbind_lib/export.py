@@ -61,7 +61,7 @@ def _amp(device):
 def embed_arrays(model, cached, manifest: pd.DataFrame, modality: str, cfg, ecg_stats=None, device="cpu",
                  batch_size: int = 64, show: bool = False) -> np.ndarray:
     """[N, d] float32 embeddings of the ``manifest`` rows (with cache ``index``) in order."""
-    ds = EvalArrayDataset(cached.array, manifest, modality, cfg, ecg_stats)
+    ds = EvalArrayDataset(cached.array, manifest, modality, cfg, ecg_stats, getattr(model, "cxr_transform", None))
     out = []
     for s in progress(range(0, len(ds), batch_size), enabled=show, desc=f"embed {modality}"):
         x = torch.stack([ds[i][0] for i in range(s, min(len(ds), s + batch_size))]).to(device)

@@ -33,14 +33,16 @@ def label_matrix(df: pd.DataFrame, columns: Sequence[str] = LABEL_COLUMNS) -> np
 
 class EvalArrayDataset(Dataset):
     """Deterministic view of any cache (CXR uint8 [N, S, S] or ECG float [N, 12, T]) for embedding export:
-    ``manifest`` rows (with the cache ``index`` column) in order; item = (tensor, row)."""
+    ``manifest`` rows (with the cache ``index`` column) in order; item = (tensor, row).  ``transform``: a model's
+    own CXR preprocessing of the cached uint8 image (a pre-trained row's), instead of the suite's."""
 
-    def __init__(self, cached_array, manifest: pd.DataFrame, modality: str, cfg, ecg_stats: dict | None = None):
+    def __init__(self, cached_array, manifest: pd.DataFrame, modality: str, cfg, ecg_stats: dict | None = None,
+                 transform=None):
         if modality not in ("cxr", "ecg"):
             raise ValueError(f"modality must be 'cxr' or 'ecg', got {modality!r}")
         self.array, self.modality = cached_array, modality
         self.index = manifest["index"].to_numpy(np.int64)
-        self.tf = pcxr.eval_transform(cfg["cxr_size"]) if modality == "cxr" else None
+        self.tf = None if modality != "cxr" else transform or pcxr.eval_transform(cfg["cxr_size"])
         self.ecg_stats, self.ecg_method = ecg_stats or {"method": "none"}, cfg["ecg_norm"]
 
     def __len__(self) -> int:
