@@ -185,6 +185,10 @@ def _check_values(v: dict) -> None:
         _check_range(k, v[k], lo, hi, lo_ok)
     if v["n_patients"] < 10:
         raise ConfigError(f"n_patients must be at least 10, got {v['n_patients']}")
+    for row, spec in (v["pretrained_models"] or {}).items():
+        if row not in registry.PRETRAINED or not isinstance(spec, Mapping) or not spec.get("source"):
+            raise ConfigError(f"pretrained_models: {row!r} must be one of {list(registry.PRETRAINED)} and map to "
+                              f"{{source: ...}}, got {spec!r}")
     if v["ecg_dim"] % v["ecg_heads"]:
         raise ConfigError(f"ecg_dim ({v['ecg_dim']}) must be divisible by ecg_heads ({v['ecg_heads']})")
     _check_llm_values(v)

@@ -24,6 +24,7 @@ Files are written atomically (temporary file + rename).
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -31,17 +32,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import cohort
+from . import cohort, registry
 from .constants import CHEXPERT_LABELS, ECG_SUPERCLASSES, ICBEB_CLASSES
-from .io import atomic_path
+from .io import atomic_path, write_json_atomic
 from .layout import RunLayout
 from .loading import EvalArrayDataset, label_matrix
+from .models._common import MissingWeightsError
 from .models.text import save_text_cache
 from .quality import QualityLog
 from .runtime import progress
 
 __all__ = ["DATASETS", "CXR_SETS", "ECG_SETS", "STUDY_COLUMNS", "embed_arrays", "embed_texts", "as_str",
-           "save_embeddings", "load_embeddings", "study_gallery", "write_embeddings"]
+           "save_embeddings", "load_embeddings", "study_gallery", "write_embeddings", "pretrained_spec",
+           "export_pretrained"]
 
 ECG_SETS = ("mimic_ecg", "ptbxl", "icbeb")
 CXR_SETS = ("mimic_cxr", "chexpert_5x200", "covid", "rsna", "openi")
@@ -219,3 +222,55 @@ def write_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None, 
         written[name] = save_embeddings(out / f"{name}.npz", {**arrays, **meta})
     save_text_cache()
     return written
+
+
+# ------------------------------------------------------------------------------------------------ pre-trained rows
+def pretrained_spec(cfg, row: str) -> dict | None:
+    """``row``'s weights as ``models.pretrained.load`` takes them (family from the registry, the profile's entry,
+    relative paths under ``pretrained_dir``); None when the profile names none."""
+    entry = (cfg.get("pretrained_models") or {}).get(row)
+    if not entry:
+        return None
+    spec = {"family": registry.PRETRAINED[row]["family"], **entry}
+    base, src = cfg.get("pretrained_dir"), str(spec["source"])
+    prefix = "local-dir:" if src.startswith("local-dir:") else ""
+    path = Path(src[len(prefix):])
+    if base and not path.is_absolute() and (prefix or spec["family"] in ("medclip_release", "cxr_clip_release")
+                                            or (Path(base) / path).exists()):
+        spec["source"] = prefix + str(Path(base) / path)
+    return spec
+
+
+def export_pretrained(cfg, rows: Iterable[str] = registry.PRETRAINED_ROWS, device=None,
+                      datasets: Iterable[str] = CXR_SETS) -> pd.DataFrame:
+    """Every CXR evaluation set's embeddings (``write_embeddings``) for each pre-trained row the profile names, with
+    that model's own preprocessing; one status row per row: scored, reused, or why not (not named: "needs
+    pre-trained weights (paper profile)"; weights not on this machine: what to fetch). Reused when the folder's
+    ``pretrained.json`` holds the same spec (written last, so a crash leaves no stale marker)."""
+    from .models.pretrained import load
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    status = []
+    for row in rows:
+        spec = pretrained_spec(cfg, row)
+        base = {"row": row, "label": registry.system(row).label, "family": registry.PRETRAINED[row]["family"],
+                "source": "" if spec is None else spec["source"]}
+        out = RunLayout(cfg).embeddings(row)
+        marker = out / "pretrained.json"
+        if spec is not None and marker.is_file() and json.loads(marker.read_text()) == spec:
+            status.append({**base, "status": "scored (embeddings reused)"})
+            continue
+        for old in [marker, *out.glob("*.npz")]:      # embeddings of a model no longer named never stand for it
+            old.unlink(missing_ok=True)
+        if spec is None:
+            status.append({**base, "status": registry.NEEDS_WEIGHTS})
+            continue
+        try:
+            model = load(spec, bool(cfg.get("pretrained_allow_download"))).to(device)
+        except MissingWeightsError as e:
+            status.append({**base, "status": f"weights missing: {e}"})
+            continue
+        written = write_embeddings(cfg, row, datasets=datasets, device=device, loaded=(model, 0, spec["source"]))
+        write_json_atomic(marker, spec)
+        status.append({**base, "status": f"scored: {len(written)} datasets ({', '.join(written)})"})
+    return pd.DataFrame(status, columns=["row", "label", "family", "source", "status"])

@@ -97,6 +97,15 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "ecg_dropout": (0.1, "dropout inside the ECG blocks"),
     "ecg_samples": (None, "samples per ECG record; null = ecg_fs * ecg_seconds"),
     "text_model_path": (None, "local Hugging Face BERT folder (paper: BioBERT v1.1); null = packaged MiniLM"),
+    # --- public pre-trained radiology baselines (models/pretrained.py; rows pretrained_* of Table 2, Fig. 3, 11)
+    "pretrained_models": ({}, "rows scored from public weights: {row: {source: ..., ...}} for "
+                              + " | ".join(registry.PRETRAINED) + " (family from the registry; registry.PRETRAINED "
+                              "lists the paper profile's sources); a row left out says 'needs pre-trained weights "
+                              "(paper profile)'"),
+    "pretrained_dir": (None, "folder that relative pre-trained sources are read from (MedCLIP's unzipped folder, a "
+                             "CXR-CLIP .tar, local-dir:<folder>); hub ids (hf-hub:..., org/name) go to the cache"),
+    "pretrained_allow_download": (False, "let open_clip / transformers download a named hub model into their cache; "
+                                         "false = offline: a missing model is reported, naming what to fetch"),
     "text_pool": ("cls", "text pooling: cls (paper) | mean"),
     "text_max_length": (None, "word-piece truncation after the 100-word cut; null = tokenizer maximum"),
     "embed_dim": (256, "joint embedding size (paper: 256)"),

@@ -9,7 +9,7 @@ Two kinds of entry, read by everything else (profile choices, models, losses, th
   ``MEDCSPLoss``): the variant's name is a key, never a branch.
 * :class:`System` - a row of a table: which trained variant embeds each modality (``cxr`` / ``ecg``; a MEDCSP
   variant's CXR side is its image and report towers), or a row that trains nothing of the suite's (an untrained
-  initialisation, a baseline trained per task, a text-only reference, a paper-only number).
+  initialisation, a baseline trained per task, a text-only reference, a public pre-trained model).
 
 ``TABLES`` lists each table's rows in the order the table prints them. Adding a system is one entry here plus
 its model code (as timm's ``register_model``: the name is the only handle the rest of the suite needs).
@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["Variant", "System", "VARIANTS", "SYSTEMS", "TABLES", "TABLE_LABELS", "METHODS", "HEADLINE",
+__all__ = ["Variant", "System", "VARIANTS", "SYSTEMS", "TABLES", "TABLE_LABELS", "METHODS", "HEADLINE", "PRETRAINED",
+           "PRETRAINED_ROWS", "NEEDS_WEIGHTS",
            "UNTRAINED_REFERENCE", "variant", "variant_names", "system", "table_rows", "without_term", "label",
            "method_of", "is_variant"]
 
@@ -97,6 +98,10 @@ class System:
         return tuple(m for m in ("cxr", "ecg") if self.variant(m))
 
     def variant(self, modality: str) -> str | None:
+        """The run that embeds ``modality``: a trained variant, or a pre-trained row's own key (its embeddings
+        folder, written from public weights by ``export.export_pretrained``)."""
+        if self.kind == "pretrained":
+            return self.key if modality == "cxr" else None
         return self.cxr if modality == "cxr" else self.ecg
 
     def tag(self, modality: str) -> str | None:
@@ -123,7 +128,11 @@ _ZOO = "two separately trained models"
 _SYSTEMS = (
     System("untrained", "Untrained (MEDBind_BD init.)", UNTRAINED_REFERENCE, UNTRAINED_REFERENCE, "untrained",
            "same architecture and seed, never trained"),
-    System("clip", "CLIP (general)", note="no offline checkpoint: paper number only", kind="paper"),
+    # public PRE-TRAINED image-text models (models/pretrained.py; weights named by the profile's pretrained_models)
+    *(System(k, label, kind="pretrained") for k, label in (
+        ("pretrained_clip", "CLIP (general, pre-trained)"), ("pretrained_biomedclip", "BiomedCLIP (pre-trained)"),
+        ("pretrained_pubmedclip", "PubMedCLIP (pre-trained)"), ("pretrained_medclip", "MedCLIP (pre-trained)"),
+        ("pretrained_cxr_clip", "CXR-CLIP (pre-trained)"))),
     *(_trained(n) for n in ("medclip", "cxr_clip", "ecg_clip")),
     System("medclip+ecg_clip", "Zoo: MedCLIP-style + ECG-CLIP", cxr="medclip", ecg="ecg_clip", note=_ZOO),
     System("cxr_clip+ecg_clip", "Zoo: CLIP InfoNCE + ECG-CLIP", cxr="cxr_clip", ecg="ecg_clip", note=_ZOO),
@@ -145,16 +154,30 @@ _SYSTEMS = (
     System("text_only", "Text-only (+ expert CXR/ECG reports)", kind="text", reports=True),
 )
 SYSTEMS: dict[str, System] = {s.key: s for s in _SYSTEMS}
+# each pre-trained row's family (models/pretrained.py) and the weights the paper profile names (hub id or a path
+# under ``pretrained_dir``); the MEDCSP paper names no CLIP variant: ViT-B/16 is our default
+PRETRAINED: dict[str, dict[str, str]] = {
+    "pretrained_clip": {"family": "open_clip", "source": "ViT-B-16", "pretrained": "openai"},
+    "pretrained_biomedclip": {"family": "open_clip",
+                              "source": "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"},
+    "pretrained_pubmedclip": {"family": "hf_clip", "source": "flaviagiammarino/pubmed-clip-vit-base-patch32"},
+    "pretrained_medclip": {"family": "medclip_release", "source": "medclip-vit"},
+    "pretrained_cxr_clip": {"family": "cxr_clip_release", "source": "cxr-clip/swint_mcc.tar"},
+}
+NEEDS_WEIGHTS = "needs pre-trained weights (paper profile)"
+
+PRETRAINED_ROWS = tuple(PRETRAINED)
 
 # each table's rows, in print order
 TABLES: dict[str, tuple[str, ...]] = {
-    "table2": ("untrained", "clip", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd"),
+    "table2": ("untrained", "pretrained_clip", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd",
+               "pretrained_biomedclip", "pretrained_pubmedclip", "pretrained_medclip", "pretrained_cxr_clip"),
     "fig2": ("untrained", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"),
-    "fig3": ("untrained", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd"),
+    "fig3": ("untrained", "medclip", "cxr_clip", "ecg_clip", "medbind_nm", "medbind_bd", *PRETRAINED_ROWS),
     "table3": ("untrained", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"),
     "table4": ("task_text", "text_only", "medclip+ecg_clip", "cxr_clip+ecg_clip", "medbind_nm", "medbind_bd"),
     "radiology": ("medcsp_untrained", "medcsp_single", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp",
-                  "untrained", "medclip", "cxr_clip", "medbind_nm", "medbind_bd"),
+                  "untrained", "medclip", "cxr_clip", "medbind_nm", "medbind_bd", *PRETRAINED_ROWS),
     "ablation": ("medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single", "medcsp"),
     "ehr_tasks": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "raim", "dcmn", "yw_bert_lstm", "yw_lstm_bert",
                   "yw_bert_star", "yw_star_bert", "yw_bert_encoder", "yw_encoder_bert", "yw_bert_cnn", "yw_cnn_bert",
@@ -176,7 +199,8 @@ def _check() -> None:
         assert not (set(v.terms) - {"tmcl", "clip", "medclip", "emcl", "la", "lp", "ld"}), v
     for s in _SYSTEMS:
         for m in ("cxr", "ecg"):
-            assert s.variant(m) is None or s.variant(m) in VARIANTS, (s.key, m)
+            assert s.variant(m) is None or s.variant(m) in VARIANTS or s.kind == "pretrained", (s.key, m)
+    assert set(PRETRAINED) == {s.key for s in _SYSTEMS if s.kind == "pretrained"}
     for t, rows in TABLES.items():
         unknown = sorted(set(rows) - set(SYSTEMS))
         assert not unknown and len(set(rows)) == len(rows), (t, unknown)

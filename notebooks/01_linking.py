@@ -5,8 +5,9 @@
 # are linked by the rules of METHOD.md: a record belongs to the admission whose stay contains it; MIMIC-PAIR
 # pairs a CXR and an ECG of the same admission, or of the same patient within `pair_window_hours`;
 # 30-day readmission and in-hospital mortality come from the admissions table; ONE patient-level split is
-# shared by every MIMIC source. Then every dataset is preprocessed once into memory-mapped caches.
-# Outputs: `runs/<profile>/01/` (parquet frames, Table 1, the data-quality table).
+# shared by every MIMIC source. Then every dataset is preprocessed once into memory-mapped caches, and the
+# public pre-trained baselines (they train nothing) embed every CXR evaluation set.
+# Outputs: `runs/<profile>/01/` (parquet frames, Table 1, the data-quality table), `runs/<profile>/embeddings/pretrained_*/`.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -113,3 +114,17 @@ print(dq.drop(columns="examples").to_string(index=False))
 # %%
 out = cohort.save_linked(cfg, linked, external, quality, t1)
 print("written:", sorted(p.name for p in out.iterdir()))
+
+# %% [markdown]
+# ## Public pre-trained baselines: CLIP, BiomedCLIP, PubMedCLIP, MedCLIP, CXR-CLIP
+# Rows of Table 2, Fig. 3 and notebook 11 scored from released weights, each with its own image preprocessing and
+# tokenizer (`medbind_lib/models/pretrained.py`). The profile key `pretrained_models` names the weights (the
+# `paper` profile names all five); nothing downloads unless `pretrained_allow_download` is true. A row without
+# weights says so here and in the tables, instead of scoring random weights.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from medbind_lib.export import export_pretrained
+
+pretrained = export_pretrained(cfg)
+print(pretrained[["row", "family", "status"]].to_string(index=False))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medbind_lib import ROOT
+from medbind_lib import ROOT, registry
 from medbind_lib.reports import paper, tables
 from medbind_lib.metrics.fewshot import KS
 from medbind_lib.metrics.prompts import chexpert5x200_instance_texts
@@ -158,7 +158,7 @@ def test_eval_settings_profile_rule():
 # ---------------------------------------------------------------------------------------- Table 2
 def test_table2_rows_columns_and_paper_alignment(store):
     cfg, art, s = store
-    df = tables.table2_retrieval(cfg, s, art, systems=("untrained", "clip", "medbind_bd"),
+    df = tables.table2_retrieval(cfg, s, art, systems=("untrained", "pretrained_clip", "medbind_bd"),
                                  datasets=("mimic_cxr", "chexpert_5x200", "openi", "mimic_ecg", "ptbxl"))
     for c in ("R@1", "R@1_lo", "R@1_hi", "R@10", "R@10_lo", "R@10_hi", "rsum", "rsum_lo", "rsum_hi", "paper_R@1",
               "paper_R@10", "paper_rsum", "chance_R@1", "n_queries", "n_gallery", "n_boot", "seed"):
@@ -172,8 +172,9 @@ def test_table2_rows_columns_and_paper_alignment(store):
     assert tot.loc["cxr", "paper_rsum"] == 211.4 and tot.loc["ecg", "paper_rsum"] == 168.9
     un = df[df["system"] == "untrained"]
     assert un["paper_R@1"].isna().all()
-    clip = df[df["system"] == "clip"]
-    assert len(clip) == 1 and clip["R@1"].isna().all() and clip["paper_R@1"].iloc[0] == 1.0
+    clip = df[df["system"] == "pretrained_clip"].set_index("dataset")     # no weights named: says so, scores nothing
+    assert set(clip.index) == {"mimic_cxr", "chexpert_5x200", "openi"} and clip["R@1"].isna().all()
+    assert clip.loc["mimic_cxr", "paper_R@1"] == 1.0 and (clip["note"] == registry.NEEDS_WEIGHTS).all()
     # test split only for MIMIC: 24 test rows with 20 // ... distinct reports; CIs bracket the value
     assert bd.loc["mimic_cxr", "n_queries"] == 24 and bd.loc["mimic_cxr", "n_gallery"] == 20
     ok = df.dropna(subset=["R@1"])
@@ -366,7 +367,7 @@ def test_paper_table2_matches_method_md():
     names = {"MIMIC-CXR": "mimic_cxr", "C5x200": "chexpert_5x200", "Open-I": "openi", "MIMIC-ECG": "mimic_ecg",
              "PTB-XL": "ptbxl"}
     systems = {"BD": "medbind_bd", "NM": "medbind_nm", "CXR-CLIP": "cxr_clip", "MedCLIP": "medclip",
-               "CLIP": "clip", "ECG-CLIP": "ecg_clip"}
+               "CLIP": "pretrained_clip", "ECG-CLIP": "ecg_clip"}
     found = 0
     for seg in re.split(r";", block.replace("\n", " ")):
         ds = next(v for k, v in names.items() if k in seg)

@@ -159,7 +159,7 @@ def test_medclip_released_layout_loads_and_scores_by_hand(tmp_path):
     w = tmp_path / "medclip"
     w.mkdir()
     torch.save(state, w / "pytorch_model.bin")
-    ad = P.load({"family": "medclip", "source": str(w), "text_config": str(tdir), "vision_config": str(vdir)})
+    ad = P.load({"family": "medclip_release", "source": str(w), "text_config": str(tdir), "vision_config": str(vdir)})
     assert ad.embed_dim == 10
 
     imgs = _images(h=20, w=30)                          # smaller than the input: pasted centred on a black square
@@ -191,7 +191,7 @@ def test_medclip_key_mismatch_names_the_keys(tmp_path):
     w.mkdir()
     torch.save(state, w / "pytorch_model.bin")
     with pytest.raises(ValueError, match=r"text_model.projection_head.weight.*vision_model.extra.weight"):
-        P.load({"family": "medclip", "source": str(w), "text_config": str(tdir), "vision_config": str(vdir)})
+        P.load({"family": "medclip_release", "source": str(w), "text_config": str(tdir), "vision_config": str(vdir)})
 
 
 # ------------------------------------------------------------------------------------------------ CXR-CLIP
@@ -213,12 +213,13 @@ def test_cxr_clip_released_layout_loads_and_scores_by_hand(tmp_path, vision):
         img_state, d_img = {f"image_encoder.resnet.{k}": v for k, v in img.state_dict().items()}, 2048
     pi, pt = torch.nn.Linear(d_img, 6), torch.nn.Linear(16, 6)
     state = {**img_state, **{f"text_encoder.text_encoder.{k}": v for k, v in bert.state_dict().items()},
-             "image_projection.projection.weight": pi.weight.detach(), "image_projection.projection.bias": pi.bias.detach(),
-             "text_projection.projection.weight": pt.weight.detach(), "text_projection.projection.bias": pt.bias.detach(),
+             **{f"{name}_projection.projection.{w}": getattr(lin, w).detach()
+                for name, lin in (("image", pi), ("text", pt)) for w in ("weight", "bias")},
              "logit_scale": torch.tensor(2.6593)}
     path = tmp_path / "cxrclip.tar"
     torch.save({"model": state, "config": {"base": {"text_max_length": 9, "image_size": 32}}, "epoch": 3}, path)
-    ad = P.load({"family": "cxr_clip", "source": str(path), "text_config": str(tdir), "vision_config": str(vdir)})
+    ad = P.load({"family": "cxr_clip_release", "source": str(path), "text_config": str(tdir),
+                 "vision_config": str(vdir)})
     assert ad.embed_dim == 6
     assert ad.tokenize([" ".join(["effusion"] * 40)])["input_ids"].shape[1] == 9     # config's text_max_length
 
@@ -249,13 +250,13 @@ def test_cxr_clip_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "x.tar"
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="not a CXR-CLIP checkpoint"):
-        P.load({"family": "cxr_clip", "source": str(path)})
+        P.load({"family": "cxr_clip_release", "source": str(path)})
 
 
 # ------------------------------------------------------------------------------------------------ offline errors
 @pytest.mark.parametrize("spec, needle", [
-    ({"family": "medclip", "source": "/nonexistent/medclip"}, "medclip-vit-pretrained.zip"),
-    ({"family": "cxr_clip", "source": "/nonexistent/swint_mcc.tar"}, "swint_mcc.tar"),
+    ({"family": "medclip_release", "source": "/nonexistent/medclip"}, "medclip-vit-pretrained.zip"),
+    ({"family": "cxr_clip_release", "source": "/nonexistent/swint_mcc.tar"}, "swint_mcc.tar"),
     ({"family": "hf_clip", "source": "no-such-org/no-such-clip-model"}, "huggingface-cli download"),
 ])
 def test_missing_weights_say_what_to_fetch(spec, needle):
@@ -267,4 +268,81 @@ def test_spec_without_family_or_source():
     with pytest.raises(ValueError, match="family"):
         P.load({"source": "x"})
     with pytest.raises(ValueError, match="source"):
-        P.load({"family": "medclip"})
+        P.load({"family": "medclip_release"})
+
+
+# ------------------------------------------------------------------------------------------------ profile -> rows
+def test_profile_names_pretrained_rows_and_relative_sources_resolve(tmp_path):
+    from medbind_lib.config import load_profile
+    from medbind_lib.errors import ConfigError
+    from medbind_lib.export import pretrained_spec
+
+    (tmp_path / "pubmed").mkdir()
+    cfg = load_profile("smoke", overrides={"pretrained_dir": str(tmp_path), "pretrained_models": {
+        "pretrained_medclip": {"source": "medclip-vit", "vision": "resnet"},
+        "pretrained_biomedclip": {"source": "hf-hub:org/biomed"}, "pretrained_clip": {"source": "local-dir:oc"},
+        "pretrained_pubmedclip": {"source": "pubmed"}, "pretrained_cxr_clip": {"source": "/abs/swint_mcc.tar"}}})
+    assert pretrained_spec(cfg, "pretrained_medclip") == {"family": "medclip_release", "vision": "resnet",
+                                                          "source": str(tmp_path / "medclip-vit")}
+    assert pretrained_spec(cfg, "pretrained_biomedclip")["source"] == "hf-hub:org/biomed"      # hub ids untouched
+    assert pretrained_spec(cfg, "pretrained_clip")["source"] == f"local-dir:{tmp_path / 'oc'}"
+    assert pretrained_spec(cfg, "pretrained_pubmedclip")["source"] == str(tmp_path / "pubmed")  # exists there
+    assert pretrained_spec(cfg, "pretrained_cxr_clip")["source"] == "/abs/swint_mcc.tar"
+    assert pretrained_spec(load_profile("smoke"), "pretrained_clip") is None
+    for bad in ({"clip": {"source": "x"}}, {"pretrained_clip": {"pretrained": "openai"}}):
+        with pytest.raises(ConfigError, match="pretrained_models"):
+            load_profile("smoke", overrides={"pretrained_models": bad})
+
+
+def test_export_pretrained_status_reuse_and_stale_files(tmp_path, monkeypatch):
+    from medbind_lib import export, registry
+    from medbind_lib.config import load_profile
+    from medbind_lib.layout import RunLayout
+
+    calls = []
+
+    def fake_write(cfg, row, datasets, device, loaded):
+        calls.append((row, loaded[2]))
+        out = RunLayout(cfg).embeddings(row)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "covid.npz").write_bytes(b"x")
+        return {"covid": out / "covid.npz"}
+
+    monkeypatch.setattr(export, "write_embeddings", fake_write)
+    real_load = P.load
+    monkeypatch.setattr(P, "load", lambda spec, allow: torch.nn.Linear(1, 1) if "ok" in spec["source"] else
+                        real_load(spec, allow))
+    models = {"pretrained_medclip": {"source": str(tmp_path / "missing")},
+              "pretrained_cxr_clip": {"source": str(tmp_path / "ok.tar")}}
+
+    def run(m):
+        cfg = load_profile("smoke", overrides={"runs_dir": str(tmp_path / "runs"), "pretrained_models": m})
+        return export.export_pretrained(cfg, device="cpu").set_index("row")["status"]
+
+    st = run(models)
+    assert st["pretrained_clip"] == registry.NEEDS_WEIGHTS
+    assert st["pretrained_medclip"].startswith("weights missing:") and "medclip-vit-pretrained.zip" in \
+        st["pretrained_medclip"]
+    assert st["pretrained_cxr_clip"].startswith("scored: 1 datasets") and len(calls) == 1
+    assert run(models)["pretrained_cxr_clip"] == "scored (embeddings reused)" and len(calls) == 1
+    # another model named for the row: the old embeddings go before anything is loaded
+    folder = RunLayout(load_profile("smoke", overrides={"runs_dir": str(tmp_path / "runs")})).embeddings(
+        "pretrained_cxr_clip")
+    assert folder.is_relative_to(tmp_path)
+    models["pretrained_cxr_clip"] = {"source": str(tmp_path / "gone.tar")}
+    assert run(models)["pretrained_cxr_clip"].startswith("weights missing:")
+    assert not list(folder.glob("*.npz")) and not (folder / "pretrained.json").exists()
+    run(models)
+    (folder / "covid.npz").write_bytes(b"x")                 # left by an earlier run that named a model
+    assert run({})["pretrained_cxr_clip"] == registry.NEEDS_WEIGHTS and not list(folder.glob("*.npz"))
+
+
+def test_paper_profile_names_every_pretrained_row_as_the_registry_lists_it():
+    from medbind_lib import registry
+    from medbind_lib.config import load_profile
+
+    cfg = load_profile("paper")
+    assert set(cfg.pretrained_models) == set(registry.PRETRAINED) and cfg.pretrained_allow_download is False
+    for row, spec in cfg.pretrained_models.items():
+        assert {"family": registry.PRETRAINED[row]["family"], **spec} == registry.PRETRAINED[row], row
+    assert load_profile("default").pretrained_models == {}        # synthetic: "needs pre-trained weights"

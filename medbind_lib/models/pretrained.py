@@ -7,20 +7,21 @@ writes its embeddings like any trained row's and every table scores it the same 
 
 Families (``spec["family"]``; ``spec["source"]`` names the weights):
 
-* ``open_clip`` - CLIP (``source: ViT-B-16`` with ``pretrained: openai`` or a weights file; the MEDCSP paper names
-  no variant, ViT-B/16 is our default) and BiomedCLIP (``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``)
-  through PyPI ``open-clip-torch``; ``local-dir:<folder>`` reads a folder in open_clip's hub layout.
+* ``open_clip`` - CLIP (``source: ViT-B-16`` with ``pretrained: openai`` or a weights file; the MEDCSP paper
+  names no variant, ViT-B/16 is our default) and BiomedCLIP
+  (``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``) through PyPI ``open-clip-torch``;
+  ``local-dir:<folder>`` reads a folder in open_clip's hub layout.
 * ``hf_clip`` - PubMedCLIP (``flaviagiammarino/pubmed-clip-vit-base-patch32`` or a folder) through ``transformers``'
   CLIP classes and the folder's own ``CLIPImageProcessor`` / tokenizer.
-* ``medclip`` - MedCLIP (Wang et al. 2022), rebuilt: its package downloads weights and calls ``.cuda()`` while
+* ``medclip_release`` - MedCLIP (Wang et al. 2022), rebuilt: its package downloads weights and calls ``.cuda()`` while
   building, so the modules are ``transformers``' SwinModel / BertModel (or torchvision's ResNet-50) under MedCLIP's
   attribute names, and ``<source>/pytorch_model.bin`` (the released zip's file) loads strictly, key by key.
   Image: pooled Swin output -> Linear(768, 512, no bias) (ResNet: its ``fc`` is the projection); text: the mean
   over tokens (padding included, as released) of hidden layers 1, 2 and the last, averaged -> Linear(768, 512, no
   bias); preprocessing: pad to a black square, resize to 224 (bicubic), one channel normalised with
   mean 0.5863 / std 0.2795, repeated to three; tokenizer ``max_length`` 77.
-* ``cxr_clip`` - CXR-CLIP (You et al. 2023), rebuilt from its released ``.tar`` (``{"model": state_dict, "config":
-  ...}``): Swin (first token of ``last_hidden_state``, as ``CXRClip.encode_image`` takes it) or torchvision
+* ``cxr_clip_release`` - CXR-CLIP (You et al. 2023), rebuilt from its released ``.tar`` (``{"model": state_dict,
+  "config": ...}``): Swin (first token of ``last_hidden_state``, as ``CXRClip.encode_image`` takes it) or torchvision
   ResNet-50 (average pool, 2048-d); text: the hidden state of the last non-padding token ("eos" pooling); linear
   projections with bias to 512; preprocessing: resize the shorter side to 224, centre crop 224, RGB, normalised
   with 0.5 / 0.5 (Swin) or ImageNet's constants (ResNet); tokenizer ``max_length`` 256.
@@ -44,7 +45,7 @@ from torch import nn
 
 from ._common import MissingWeightsError
 
-FAMILIES = ("open_clip", "hf_clip", "medclip", "cxr_clip")
+FAMILIES = ("open_clip", "hf_clip", "medclip_release", "cxr_clip_release")
 MEDCLIP_MEAN, MEDCLIP_STD = 0.5862785803043838, 0.27950088968644304   # MedCLIP constants.IMG_MEAN / IMG_STD
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STALE_BUFFERS = ("embeddings.position_ids",)   # saved by transformers < 4.31, a non-persistent buffer since
@@ -262,7 +263,7 @@ def _medclip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
     src = Path(str(spec["source"]))
     weights = src / "pytorch_model.bin"
     if not weights.is_file():
-        raise _unavailable("medclip", str(weights), "Download MedCLIP's released zip "
+        raise _unavailable("medclip_release", str(weights), "Download MedCLIP's released zip "
                            "(medclip-vit-pretrained.zip or medclip-pretrained.zip) and unzip it there.",
                            FileNotFoundError(weights), hub=False)
     vision = spec.get("vision", "swin")
@@ -277,9 +278,9 @@ def _medclip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
     net.eval()
     tok = _hf(AutoTokenizer, spec.get("tokenizer", text_ref), allow_download, "medclip tokenizer")
     size = int(swin_cfg.image_size) if swin_cfg is not None else int(spec.get("image_size", 224))
-    return PretrainedCLIP("medclip", net, net.vision_model, lambda t: net.text_model(**t), medclip_transform(size),
-                          _bert_tokenizer(tok, int(spec.get("max_length", 77))), net.text_model.projection_head.out_features,
-                          gray_input=True)
+    return PretrainedCLIP("medclip_release", net, net.vision_model, lambda t: net.text_model(**t),
+                          medclip_transform(size), _bert_tokenizer(tok, int(spec.get("max_length", 77))),
+                          net.text_model.projection_head.out_features, gray_input=True)
 
 
 # ------------------------------------------------------------------------------------------------ CXR-CLIP
@@ -351,9 +352,9 @@ def _cxr_clip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
 
     path = Path(str(spec["source"]))
     if not path.is_file():
-        raise _unavailable("cxr_clip", str(path), "Download a released CXR-CLIP checkpoint (e.g. swint_mcc.tar or "
-                           "r50_mcc.tar from the kakaobrain/cxr-clip README) to that path.", FileNotFoundError(path),
-                           hub=False)
+        raise _unavailable("cxr_clip_release", str(path), "Download a released CXR-CLIP checkpoint (e.g. "
+                           "swint_mcc.tar or r50_mcc.tar from the kakaobrain/cxr-clip README) to that path.",
+                           FileNotFoundError(path), hub=False)
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or "model" not in ck:
         raise ValueError(f"{path}: not a CXR-CLIP checkpoint (expected a dict with 'model', got "
@@ -372,11 +373,12 @@ def _cxr_clip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
     tok = _hf(AutoTokenizer, spec.get("tokenizer", text_ref), allow_download, "cxr_clip tokenizer")
     max_length = int(spec.get("max_length", (conf.get("base") or {}).get("text_max_length", 256)))
     size = int(spec.get("image_size", (conf.get("base") or {}).get("image_size", 224)))
-    return PretrainedCLIP("cxr_clip", net, net.encode_image, lambda t: net.encode_text(**t),
+    return PretrainedCLIP("cxr_clip_release", net, net.encode_image, lambda t: net.encode_text(**t),
                           cxr_clip_transform(size, vision), _bert_tokenizer(tok, max_length), dim)
 
 
-_LOADERS = {"open_clip": _open_clip, "hf_clip": _hf_clip, "medclip": _medclip, "cxr_clip": _cxr_clip}
+_LOADERS = {"open_clip": _open_clip, "hf_clip": _hf_clip, "medclip_release": _medclip,
+            "cxr_clip_release": _cxr_clip}
 
 
 def load(spec: Mapping, allow_download: bool = False) -> PretrainedCLIP:

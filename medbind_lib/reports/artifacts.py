@@ -91,13 +91,24 @@ class Artifacts:
         seen through ``CXRView``: image and report towers under MEDBind's names)."""
         key = (variant, checkpoint)
         if key not in self._models:
-            if registry.is_variant(variant, "medcsp"):
+            if variant in registry.PRETRAINED:              # a public pre-trained row (export.export_pretrained)
+                self._models[key] = self._pretrained_model(variant)
+            elif registry.is_variant(variant, "medcsp"):
                 self._models[key] = self._medcsp_model(variant, checkpoint)
             else:
                 from ..medbind.embed import load_model
 
                 self._models[key] = load_model(self.cfg, variant, checkpoint, self.device)[0]
         return self._models[key]
+
+    def _pretrained_model(self, row: str):
+        from ..export import pretrained_spec
+        from ..models.pretrained import load
+
+        spec = pretrained_spec(self.cfg, row)
+        if spec is None:
+            raise FileNotFoundError(f"{row}: {registry.NEEDS_WEIGHTS} (profile key pretrained_models)")
+        return load(spec, bool(self.cfg.get("pretrained_allow_download"))).to(self.device)
 
     def _medcsp_model(self, variant: str, checkpoint: str):
         from ..medcsp.embed import CXRView, load_medcsp_model

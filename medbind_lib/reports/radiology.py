@@ -50,6 +50,7 @@ __all__ = ["RADIOLOGY_SYSTEMS", "ABLATION_SYSTEMS", "RETRIEVAL_SETS", "ZERO_SHOT
 
 # rows: MEDCSP's variants and untrained reference, then MEDBind's CXR-capable systems (notebook 02)
 RADIOLOGY_SYSTEMS = registry.table_rows("radiology")
+PRETRAINED_ROWS = registry.PRETRAINED_ROWS
 ABLATION_SYSTEMS = registry.table_rows("ablation")
 # set -> (embedding file, split or None = every row, relevance key of the `frontal` gallery: text | study_id)
 RETRIEVAL_SETS = {"mimic_cxr": ("mimic_cxr", "test", "text"), "openi": ("openi", None, "text"),
@@ -228,7 +229,7 @@ def radiology_zero_shot(cfg, settings: EvalSettings | None = None, artifacts: Ar
                 _same_rows(ref, {"record_id": rid}, task)
                 ref = ref or {"record_id": rid}
                 sysd = registry.system(sys_key)
-                enc = art.text_encoder(sysd.cxr, sysd.checkpoint)
+                enc = art.text_encoder(sysd.variant("cxr"), sysd.checkpoint)
                 pe = {c: enc(p) for c, p in ps.prompts.items()}
                 scores = class_scores(x, pe, list(ps.classes), s.prompt_pool)
                 pred, score = scores.argmax(1), binary_class_score(scores, ps.binary_rule)

@@ -118,7 +118,9 @@ def table2_retrieval(cfg, settings: EvalSettings | None = None, artifacts: Artif
                    "dataset_label": label}
             res = _retrieval_rows(art, system, dataset, s) if system.variant(modality) else None
             if res is None:
-                row["note"] = system.note or "no embeddings for this system/dataset"
+                row["note"] = system.note or (registry.NEEDS_WEIGHTS if system.kind == "pretrained" and not
+                                              (cfg.get("pretrained_models") or {}).get(key)
+                                              else "no embeddings for this system/dataset")
             else:
                 rsum_vals = sum(res["hits"][k] for k in s.retrieval_ks) * 100.0
                 for k in ks:
@@ -187,9 +189,13 @@ def table2_wide(df: pd.DataFrame, modality: str) -> pd.DataFrame:
                 mark = "†" if bool(x.get("comparable_to_paper") == False) else ""  # noqa: E712 (NaN-safe)
                 line[f"{x['dataset_label']} R@{k}"] = ci_str(x.get(f"R@{k}"), x.get(f"R@{k}_lo"),
                                                               x.get(f"R@{k}_hi"), x.get(f"paper_R@{k}"), mark)
+        if "R@1" not in r or r["R@1"].isna().all():                      # a row that scored nothing says why
+            line["Note"] = str(r["note"].dropna().iloc[0]) if r["note"].notna().any() else ""
         out.append(line)
-    cols = ["System"] + [c for c in dict.fromkeys(k for line in out for k in line) if c not in ("System", "RSUM")]
-    return pd.DataFrame(out).reindex(columns=cols + ["RSUM"]).fillna("")
+    skip = ("System", "RSUM", "Note")
+    cols = ["System"] + [c for c in dict.fromkeys(k for line in out for k in line) if c not in skip]
+    note = ["Note"] if any(line.get("Note") for line in out) else []
+    return pd.DataFrame(out).reindex(columns=cols + ["RSUM"] + note).fillna("")
 
 
 def plot_table2(df: pd.DataFrame):
