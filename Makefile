@@ -71,7 +71,7 @@ GPU_CHECK_SET := runs_dir=$(GPU_CHECK_RUNS) data_root=data/gpu-check \
     epochs=1 max_steps=2 batch_size=16 checkpoint_every_steps=1 medcsp_epochs=1 medcsp_batch_size=8 \
     fewshot_support_sets=5 chexpert_5x200_per_class=20 llm_epochs=1 llm_batch_size=16 llm_n_boot=50 \
     'medcsp_task_lrs=[0.0002]' 'medcsp_task_batch_sizes=[32]' medcsp_task_epochs=1 medcsp_task_patience=1 \
-    medcsp_task_runs=2 medcsp_task_n_boot=50
+    medcsp_task_runs=2 medcsp_task_n_boot=50 medhmp_stay_epochs=1 medhmp_admission_epochs=1
 GPU_CHECK_NICE ?= nice -n 19
 
 check-paper-config: setup   ## the gpu profile's code paths on a tiny synthetic cohort on the CPU (README.md "gpu")

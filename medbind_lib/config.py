@@ -189,6 +189,8 @@ def _check_values(v: dict) -> None:
         if row not in registry.PRETRAINED or not isinstance(spec, Mapping) or not spec.get("source"):
             raise ConfigError(f"pretrained_models: {row!r} must be one of {list(registry.PRETRAINED)} and map to "
                               f"{{source: ...}}, got {spec!r}")
+    if v["medhmp_dim"] % 4:
+        raise ConfigError(f"medhmp_dim ({v['medhmp_dim']}) must be divisible by MedHMP's 4 attention heads")
     if v["ecg_dim"] % v["ecg_heads"]:
         raise ConfigError(f"ecg_dim ({v['ecg_dim']}) must be divisible by ecg_heads ({v['ecg_heads']})")
     _check_llm_values(v)

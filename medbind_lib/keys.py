@@ -273,6 +273,21 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "medcsp_dcmn_hops": (1, "DCMN row: memory hops (each stream's next query is what it read; the MedHMP group's "
                             "implementation: 1)"),
     "medcsp_yang_wu_star_cycles": (2, "Yang and Wu's MBertStar / MStarBert rows: Star-Transformer cycles"),
+    # MedHMP (models/medhmp.py, medcsp/medhmp.py): defaults = the authors' release (stay_admission/*_pretraining.py)
+    "medhmp_dim": (256, "MedHMP: width of every token (release: 256)"),
+    "medhmp_dropout": (0.1, "MedHMP: dropout in its encoders (release: 0.1)"),
+    "medhmp_weight_decay": (1e-8, "MedHMP pre-training: Adam weight decay (release: 1e-8; no scheduler)"),
+    "medhmp_stay_epochs": (200, "MedHMP stay-level pre-training (reconstruction) epochs (release: 200)"),
+    "medhmp_stay_lr": (5e-4, "MedHMP stay-level pre-training: Adam learning rate (release: 5e-4)"),
+    "medhmp_stay_batch_size": (128, "MedHMP stay-level pre-training: batch size (release: 128)"),
+    "medhmp_admission_epochs": (300, "MedHMP admission-level pre-training epochs (release: 300)"),
+    "medhmp_admission_lr": (2e-5, "MedHMP admission-level pre-training: Adam learning rate (release: 2e-5)"),
+    "medhmp_admission_batch_size": (4096, "MedHMP admission-level pre-training: batch size (release: 4096)"),
+    "medhmp_mask_rate": (0.15, "MedHMP masked code modelling: probability that a vocabulary entry is masked"),
+    "medhmp_mcm_loss": ("mse", "MedHMP masked code modelling loss: mse (the release) | bce (the usual multi-label "
+                               "loss; the paper does not say)"),
+    "medhmp_cl_weight": (0.1, "MedHMP: weight of the leave-one-out contrastive term (release: 0.1)"),
+    "medhmp_cl_tau": (0.1, "MedHMP: temperature of the leave-one-out InfoNCE (release: info-nce-pytorch's 0.1)"),
     "medcsp_task_finetune": (False, "train a copy of the MEDCSP encoders with the head (true) or only the head on "
                                     "embeddings computed once per row (false: the CPU budget); the paper says 'frozen "
                                     "or fine-tuned'"),
@@ -377,6 +392,7 @@ CHOICES: dict[str, tuple] = {
     "medcsp_lp_negatives": ("other_patients", "source"), "medcsp_loss_reduction": ("mean", "sum", "batch"),
     "mimic_split": ("patient_random", "official_cxr"), "amp": ("auto", "bf16", "off"),
     "emcl_scale": ("constant", "negatives", "none"), "loss_reduction": ("mean", "sum", "batch"),
+    "medhmp_mcm_loss": ("mse", "bce"),
     "text_pool": ("cls", "mean"), "cxr_pool": ("avg", "max", "avgmax", "catavgmax", "token", "map"),
 }
 SUBSET_CHOICES: dict[str, tuple] = {
@@ -419,6 +435,11 @@ RANGES: dict[str, tuple] = {
     "medcsp_task_weight_decay": (0, None, True), "medcsp_task_runs": (1, None, True),
     "medcsp_task_n_boot": (0, None, True), "medcsp_task_fiddle_hidden": (1, None, True),
     "medcsp_dcmn_hops": (1, None, True), "medcsp_yang_wu_star_cycles": (1, None, True),
+    "medhmp_dim": (4, None, True), "medhmp_dropout": (0, 1, True), "medhmp_weight_decay": (0, None, True),
+    "medhmp_stay_epochs": (0, None, True), "medhmp_stay_lr": (0, None, False), "medhmp_stay_batch_size": (2, None, True),
+    "medhmp_admission_epochs": (0, None, True), "medhmp_admission_lr": (0, None, False),
+    "medhmp_admission_batch_size": (2, None, True), "medhmp_mask_rate": (0, 1, False), "medhmp_cl_weight": (0, None, True),
+    "medhmp_cl_tau": (0, None, False),
     "llm_weight_decay": (0, None, True), "llm_lora_alpha": (0, None, False), "llm_lora_dropout": (0, 1, True),
     "llm_grad_clip": (0, None, True), "llm_torch_threads": (1, None, True),
 }

@@ -145,6 +145,8 @@ _SYSTEMS = (
     System("f_cnn", "F-CNN (FIDDLE, from scratch)", kind="trained_per_task"),
     System("raim", "RAIM (Xu et al. 2018, from scratch)", note="in-ICU tasks only", kind="trained_per_task"),
     System("dcmn", "DCMN (Feng et al. 2019, from scratch)", note="in-ICU tasks only", kind="trained_per_task"),
+    System("medhmp", "MedHMP (Wang et al. 2023, pre-trained)", note="pre-trained on the EHR source's training "
+           "records, then fine-tuned per task", kind="trained_per_task"),
     # Yang and Wu's (EMNLP 2021) eight multimodal models, MEDCSP's readmission baselines (Fig. 6): models.yang_wu
     *(System(f"yw_{k}", f"{name} (Yang & Wu 2021, from scratch)", note="readmission only", kind="trained_per_task")
       for k, name in (("bert_lstm", "MBertLstm"), ("lstm_bert", "MLstmBert"), ("bert_star", "MBertStar"),
@@ -179,7 +181,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "radiology": ("medcsp_untrained", "medcsp_single", "medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp",
                   "untrained", "medclip", "cxr_clip", "medbind_nm", "medbind_bd", *PRETRAINED_ROWS),
     "ablation": ("medcsp_a", "medcsp_a_p", "medcsp_a_d", "medcsp_single", "medcsp"),
-    "ehr_tasks": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "raim", "dcmn", "yw_bert_lstm", "yw_lstm_bert",
+    "ehr_tasks": ("medcsp", "medcsp_untrained", "f_lstm", "f_cnn", "raim", "dcmn", "medhmp", "yw_bert_lstm", "yw_lstm_bert",
                   "yw_bert_star", "yw_star_bert", "yw_bert_encoder", "yw_encoder_bert", "yw_bert_cnn", "yw_cnn_bert",
                   "medbind_bd"),
 }

@@ -14,8 +14,10 @@
 #
 # Rows: the pre-trained encoders of `medcsp_task_variant` (notebook 09's `best.pt`), the same architecture with the
 # same seed and no pre-training, FIDDLE's F-LSTM and F-CNN trained from scratch on the same inputs, RAIM and DCMN
-# (in-ICU tasks, as the paper's Figure 5; `models.ehr_baselines` maps each paper onto these inputs), and (mortality,
-# readmission) an MLP on MEDBind_BD's CXR and ECG embeddings of the admission + demographics, whose inputs differ.
+# (in-ICU tasks, as the paper's Figure 5; `models.ehr_baselines` maps each paper onto these inputs), MedHMP (every
+# task: its stay encoder for the in-ICU tasks, its admission encoder for readmission, pre-trained first on the EHR
+# source's training records, `medcsp.medhmp`), Yang and Wu's eight (readmission), and (mortality, readmission) an MLP
+# on MEDBind_BD's CXR and ECG embeddings of the admission + demographics, whose inputs differ.
 # Every row ends in the same MLP head; with `medcsp_task_finetune: false` the MEDCSP embeddings are computed once per
 # row and only the head trains. Learning rate and batch size are chosen per task and row on validation AUROC; then
 # `medcsp_task_runs` runs (seeds) are scored on the test split: AUROC, AUPR (the paper's `auc(recall, precision)`)

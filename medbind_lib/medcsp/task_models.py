@@ -1,5 +1,5 @@
 """The models of MEDCSP's EHR-task rows (notebook 10): MEDCSP's encoders in front of the shared MLP head,
-frozen or fine-tuned, and the from-scratch FIDDLE baselines.
+frozen or fine-tuned, the from-scratch baselines and MedHMP (pre-trained, ``medcsp.medhmp``).
 
 Why a module of its own: the task definitions (``task_inputs``) say what each row sees; this module says what
 reads it, so the training loop (``medbind_lib.finetune``) and the table (``reports.ehr_tasks``) take a built
@@ -24,13 +24,15 @@ from torch import nn
 
 from ..models.ehr_baselines import DCMN, RAIM
 from ..models.fiddle import FIDDLENet, HeadOnly, MLPHead
+from ..models.medhmp import MedHMPAdmissionTask, MedHMPStayTask
 from ..models.yang_wu import YangWu
 from ..replicates import n_seeds, replicated, run_name, with_run_seed
+from .medhmp import load_or_pretrain
 from .task_inputs import POOLS, TaskInputs, TaskSettings, note_features
 
 __all__ = ["encode_medcsp", "head_features", "frozen_features", "FinetunedMEDCSP", "head", "finetuned", "fiddle",
-           "icu_baseline", "ICU_BASELINES", "yang_wu", "YANG_WU_ROWS", "load_models", "MLPHead", "HeadOnly",
-           "FIDDLENet"]
+           "icu_baseline", "ICU_BASELINES", "yang_wu", "YANG_WU_ROWS", "medhmp", "load_models", "MLPHead",
+           "HeadOnly", "FIDDLENet"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -189,6 +191,18 @@ def load_models(cfg, data, s: TaskSettings, log, device="cpu") -> dict:
             out[run_name("medcsp_untrained", k)] = (model, info)
     untrained = out["medcsp_untrained"][0]
     text = untrained.encoders["text"] if "text" in untrained.encoders else None
-    out["note_features"] = lambda ti: (note_features(text, ti.notes) if text is not None
-                                       else np.zeros((len(ti), 0), np.float32))
+    encode_notes = (lambda notes: note_features(text, notes) if text is not None
+                    else np.zeros((len(notes), 0), np.float32))
+    out["note_features"] = lambda ti: encode_notes(ti.notes)
+    if "medhmp" in s.rows:                          # pre-trained on the EHR source once (cached), then per task
+        out["medhmp"] = load_or_pretrain(cfg, data, encode_notes, log, device)[0]
     return out
+
+
+def medhmp(enc, task: str, s: TaskSettings, seed: int):
+    """A copy of MedHMP's pre-trained stay encoder (in-ICU tasks) or admission encoder (readmission) with the shared
+    head; every parameter trains, as the release fine-tunes."""
+    torch.manual_seed(seed)
+    if task == "readmission":
+        return MedHMPAdmissionTask(copy.deepcopy(enc), s.head_hidden, s.head_dropout), None
+    return MedHMPStayTask(copy.deepcopy(enc.stay), s.head_hidden, s.head_dropout), None

@@ -36,8 +36,9 @@ from ..finetune import fit_classifier, grid_search, predict, select_setting, tak
 from ..medcsp.task_inputs import (ICU_TASKS, MEDBIND_ROW, MEDBIND_TASKS, PAPER_EHR_NUMBERS, ROW_LABELS, ROWS,
                                   TaskInputs, TaskSettings, fiddle_inputs, medbind_features, task_inputs,
                                   task_settings, window_records, yang_wu_inputs)
+from ..medcsp.medhmp import task_x as medhmp_task_x
 from ..medcsp.task_models import (ICU_BASELINES, YANG_WU_ROWS, fiddle, finetuned, frozen_features, head,
-                                  icu_baseline, load_models, yang_wu)
+                                  icu_baseline, load_models, medhmp, yang_wu)
 from ..metrics.binary import METRICS, runs_bootstrap
 from ..metrics.paired import rests_on, seed_average
 from ..replicates import parse_run, run_name
@@ -131,6 +132,10 @@ def _row_specs(task: str, ti: TaskInputs, models: Mapping, s: TaskSettings, medb
         elif row in ICU_BASELINES:
             x = fiddle_inputs(ti, None)
             specs[row] = _Row(x, lambda seed, r=row, x=x: icu_baseline(r, x, s, seed), mods)
+        elif row == "medhmp" and "medhmp" in models:
+            x = medhmp_task_x(ti, note_feats())
+            specs[row] = _Row(x, lambda seed: medhmp(models["medhmp"], task, s, seed),
+                              mods + (" (note: off-the-shelf text encoder, frozen)" if "note" in ti.modalities else ""))
         elif row == MEDBIND_ROW and medbind is not None:
             x, seen = medbind_features(ti, linked, medbind, cfg["admission_window_hours"], cfg["admission_pre_hours"])
             if not any(int(v) for v in seen.values()):
