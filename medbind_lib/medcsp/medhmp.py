@@ -88,11 +88,11 @@ def _admission_loss(enc: AdmissionEncoder, x: dict, s: MedHMPSettings, gen: torc
     full = enc.tokens(x)
     others = [k for k in ("note", "icd", "drug", "stays") if k in full]
     losses = {}
-    for m in ("icd", "drug"):
-        masked = torch.rand(x[m].shape, generator=gen) < s.mask_rate
-        tok = enc.tokens(x, {m: masked.to(x[m].device)})
+    for m in ("icd", "drug"):                      # the other tokens are shared: only the masked one changes
+        masked = (torch.rand(x[m].shape, generator=gen) < s.mask_rate).to(x[m].device)
+        tok = {**full, m: enc.code_token(x[m], m, masked)}
         z = enc.fuse(tok, others, enc.ffn[f"mcm_{m}"])
-        losses[f"mcm_{m}"] = mcm_loss(enc.predict[m](z), x[m] * masked.to(x[m].device).float(), s.mcm_loss)
+        losses[f"mcm_{m}"] = mcm_loss(enc.predict[m](z), x[m] * masked.float(), s.mcm_loss)
     cl = []
     for m in ("note", "icd", "drug"):
         if m in full and len(full[m]) > 1:

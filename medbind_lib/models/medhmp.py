@@ -137,17 +137,19 @@ class AdmissionEncoder(nn.Module):
         z = self.stay(t, static.repeat_interleave(k, 0)).view(n, k, self.d) * stays[:, :k, None].float()
         return self.stays(z.reshape(n, k * self.d))
 
+    def code_token(self, codes: torch.Tensor, m: str, masked: torch.Tensor | None = None) -> torch.Tensor:
+        """ICD or drug token [n, d]; ``masked`` [n, V] bool hides those codes and adds the embedded count of the
+        hidden ones (masked code modelling)."""
+        if masked is None:
+            return getattr(self, m)(codes)
+        hidden = (codes * masked.float()).sum(1, keepdim=True)
+        return getattr(self, m)(codes * (~masked).float()) + self.masked_count[m](hidden)
+
     def tokens(self, x: dict, masked: dict | None = None) -> dict:
-        """Each modality's token [n, d]; ``masked``: {"icd"|"drug": [n, V] bool} hides those codes and adds the
-        embedded count of the hidden ones (masked code modelling)."""
+        """Each modality's token [n, d]; ``masked``: {"icd"|"drug": [n, V] bool} (``code_token``)."""
         out = {"stays": self.stay_token(x["temporal"], x["stays"], x["demo"])}
         for m in ("icd", "drug"):
-            codes = x[m]
-            if masked and m in masked:
-                codes = codes * (~masked[m]).float()
-                out[m] = getattr(self, m)(codes) + self.masked_count[m]((x[m] * masked[m]).sum(1, keepdim=True))
-            else:
-                out[m] = getattr(self, m)(codes)
+            out[m] = self.code_token(x[m], m, (masked or {}).get(m))
         if self.note is not None:
             out["note"] = self.note(x["note"]) * x["note_present"][:, None].float()
         return out
