@@ -186,9 +186,10 @@ def _check_values(v: dict) -> None:
     if v["n_patients"] < 10:
         raise ConfigError(f"n_patients must be at least 10, got {v['n_patients']}")
     for row, spec in (v["pretrained_models"] or {}).items():
-        if row not in registry.PRETRAINED or not isinstance(spec, Mapping) or not spec.get("source"):
+        if row not in registry.PRETRAINED or not isinstance(spec, Mapping) or not spec.get("source") \
+                or spec.get("family", registry.PRETRAINED[row]["family"]) != registry.PRETRAINED[row]["family"]:
             raise ConfigError(f"pretrained_models: {row!r} must be one of {list(registry.PRETRAINED)} and map to "
-                              f"{{source: ...}}, got {spec!r}")
+                              f"{{source: ...}} (its family is the registry's), got {spec!r}")
     if v["medhmp_dim"] % 4:
         raise ConfigError(f"medhmp_dim ({v['medhmp_dim']}) must be divisible by MedHMP's 4 attention heads")
     if v["ecg_dim"] % v["ecg_heads"]:

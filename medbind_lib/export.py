@@ -227,29 +227,51 @@ def write_embeddings(cfg, variant: str, checkpoint: str = "best", out_dir=None, 
 # ------------------------------------------------------------------------------------------------ pre-trained rows
 def pretrained_spec(cfg, row: str) -> dict | None:
     """``row``'s weights as ``models.pretrained.load`` takes them (family from the registry, the profile's entry,
-    relative paths under ``pretrained_dir``); None when the profile names none."""
+    relative paths under ``pretrained_dir``: the rebuilt families' sources, ``local-dir:`` folders, an open_clip
+    weights file, and a Hugging Face folder that exists there); None when the profile names none."""
     entry = (cfg.get("pretrained_models") or {}).get(row)
     if not entry:
         return None
-    spec = {"family": registry.PRETRAINED[row]["family"], **entry}
-    base, src = cfg.get("pretrained_dir"), str(spec["source"])
-    prefix = "local-dir:" if src.startswith("local-dir:") else ""
-    path = Path(src[len(prefix):])
-    if base and not path.is_absolute() and (prefix or spec["family"] in ("medclip_release", "cxr_clip_release")
-                                            or (Path(base) / path).exists()):
-        spec["source"] = prefix + str(Path(base) / path)
+    spec = {**entry, "family": registry.PRETRAINED[row]["family"]}
+    base = cfg.get("pretrained_dir")
+    if not base:
+        return spec
+    for key in ("source", "pretrained"):
+        val = spec.get(key)
+        if not isinstance(val, str):
+            continue
+        prefix = "local-dir:" if val.startswith("local-dir:") else ""
+        path = Path(val[len(prefix):])
+        here = Path(base) / path
+        if not path.is_absolute() and (prefix or here.exists() or (key == "source" and spec["family"] in
+                                                                   ("medclip_release", "cxr_clip_release"))):
+            spec[key] = prefix + str(here)
     return spec
+
+
+def _signature(cfg, spec: dict, datasets) -> dict:
+    """What a pre-trained row's embeddings depend on: its weights, the linked cohort (notebook 01's link_params.json)
+    and the image cache's settings."""
+    import hashlib
+
+    link = RunLayout(cfg).linked / "link_params.json"
+    return {"spec": spec, "datasets": list(datasets), "cxr_cache_size": cfg.get("cxr_cache_size"),
+            "cxr_resize": cfg.get("cxr_resize"),
+            "link_params": hashlib.sha256(link.read_bytes()).hexdigest() if link.is_file() else None}
 
 
 def export_pretrained(cfg, rows: Iterable[str] = registry.PRETRAINED_ROWS, device=None,
                       datasets: Iterable[str] = CXR_SETS) -> pd.DataFrame:
     """Every CXR evaluation set's embeddings (``write_embeddings``) for each pre-trained row the profile names, with
     that model's own preprocessing; one status row per row: scored, reused, or why not (not named: "needs
-    pre-trained weights (paper profile)"; weights not on this machine: what to fetch). Reused when the folder's
-    ``pretrained.json`` holds the same spec (written last, so a crash leaves no stale marker)."""
+    pre-trained weights (paper profile)"; weights not on this machine: what to fetch; a checkpoint that does not
+    load: the error, naming the file and keys). Reused when the folder's ``pretrained.json`` (written last, so a crash
+    leaves no stale marker) holds the same ``_signature``; anything else there is removed first, so embeddings of
+    another model or cohort never stand for this one."""
     from .models.pretrained import load
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    datasets = list(datasets)
     status = []
     for row in rows:
         spec = pretrained_spec(cfg, row)
@@ -257,10 +279,11 @@ def export_pretrained(cfg, rows: Iterable[str] = registry.PRETRAINED_ROWS, devic
                 "source": "" if spec is None else spec["source"]}
         out = RunLayout(cfg).embeddings(row)
         marker = out / "pretrained.json"
-        if spec is not None and marker.is_file() and json.loads(marker.read_text()) == spec:
+        sig = None if spec is None else _signature(cfg, spec, datasets)
+        if sig is not None and marker.is_file() and json.loads(marker.read_text()) == sig:
             status.append({**base, "status": "scored (embeddings reused)"})
             continue
-        for old in [marker, *out.glob("*.npz")]:      # embeddings of a model no longer named never stand for it
+        for old in [marker, *out.glob("*.npz")]:
             old.unlink(missing_ok=True)
         if spec is None:
             status.append({**base, "status": registry.NEEDS_WEIGHTS})
@@ -270,7 +293,10 @@ def export_pretrained(cfg, rows: Iterable[str] = registry.PRETRAINED_ROWS, devic
         except MissingWeightsError as e:
             status.append({**base, "status": f"weights missing: {e}"})
             continue
+        except (ValueError, RuntimeError, OSError) as e:      # a file that is not the model it claims to be
+            status.append({**base, "status": f"failed to load: {type(e).__name__}: {e}"})
+            continue
         written = write_embeddings(cfg, row, datasets=datasets, device=device, loaded=(model, 0, spec["source"]))
-        write_json_atomic(marker, spec)
+        write_json_atomic(marker, sig)
         status.append({**base, "status": f"scored: {len(written)} datasets ({', '.join(written)})"})
     return pd.DataFrame(status, columns=["row", "label", "family", "source", "status"])

@@ -23,7 +23,8 @@ def _x(seed=0, note_dim=DN):
     g = torch.Generator().manual_seed(seed)
     stays = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
     return {"temporal": torch.randn(N, S, T, C, generator=g), "stays": stays, "demo": torch.randn(N, SD, generator=g),
-            "icd": (torch.rand(N, VI, generator=g) < 0.4).float(), "drug": (torch.rand(N, VD, generator=g) < 0.4).float(),
+            "icd": (torch.rand(N, VI, generator=g) < 0.4).float(),
+            "drug": (torch.rand(N, VD, generator=g) < 0.4).float(),
             "note": torch.randn(N, note_dim, generator=g), "note_present": torch.tensor([1, 0, 1, 1, 0, 1]).bool()}
 
 
@@ -124,7 +125,7 @@ def _source(n_rec=20, seed=0):
 
 
 def _encode(notes):
-    return np.array([[float(len(t or ""))] * DN if t else [0.0] * DN for t in notes], np.float32)
+    return np.array([[float(len(t or ""))] * DN for t in notes], np.float32).reshape(len(notes), DN)
 
 
 def test_pretraining_data_reads_training_records_only():
@@ -160,7 +161,7 @@ def test_cache_is_reused_while_settings_match(tmp_path, monkeypatch):
     assert "reused" in said[0]
     for a, b in zip(enc.state_dict().values(), enc2.state_dict().values()):
         torch.testing.assert_close(a, b)
-    cfg2 = load_profile("smoke", overrides={**{k: cfg[k] for k in ("runs_dir", "medhmp_dim", "medhmp_stay_epochs",
-                                                                     "medcsp_max_stays")}, "medhmp_admission_epochs": 2})
+    same = ("runs_dir", "medhmp_dim", "medhmp_stay_epochs", "medcsp_max_stays")
+    cfg2 = load_profile("smoke", overrides={**{k: cfg[k] for k in same}, "medhmp_admission_epochs": 2})
     with pytest.raises(AssertionError, match="pre-trained again"):
         M.load_or_pretrain(cfg2, _source(), _encode, log=lambda m: None)

@@ -136,6 +136,20 @@ def test_hf_clip_folder_equals_transformers_forward(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ MedCLIP
+def _released_swin(swin) -> dict:
+    """A SwinModel's weights under the transformers 4.x names the released MedCLIP / CXR-CLIP files carry (the
+    relative position index buffers included: 4.x saved them), whatever transformers is installed."""
+    out = {}
+    for k, v in swin.state_dict().items():
+        k = next((k.replace(new, old, 1) for old, new in P.SWIN_RENAMES if new in k), k)
+        out[k] = v
+    for name, buf in swin.named_buffers():
+        if name.endswith(P.UNSAVED):
+            out[name.replace("attention.relative_position_bias.", "attention.self.")] = buf
+    assert any("attention.self.query.weight" in k for k in out) and any("intermediate.dense" in k for k in out)
+    return out
+
+
 def _medclip_state(bert_cfg, swin_cfg, seed=0):
     """A checkpoint in MedCLIP's released key layout, built from the libraries' own modules (not the adapter's)."""
     from transformers import BertModel, SwinModel
@@ -143,7 +157,7 @@ def _medclip_state(bert_cfg, swin_cfg, seed=0):
     torch.manual_seed(seed)
     swin, bert = SwinModel(swin_cfg).eval(), BertModel(bert_cfg).eval()
     pv, pt = torch.nn.Linear(swin_cfg.hidden_size, 10, bias=False), torch.nn.Linear(16, 10, bias=False)
-    state = {**{f"vision_model.model.{k}": v for k, v in swin.state_dict().items()},
+    state = {**{f"vision_model.model.{k}": v for k, v in _released_swin(swin).items()},
              "vision_model.projection_head.weight": pv.weight.detach(),
              **{f"text_model.model.{k}": v for k, v in bert.state_dict().items()},
              "text_model.model.embeddings.position_ids": torch.arange(300)[None],   # saved by transformers 4.24
@@ -205,7 +219,7 @@ def test_cxr_clip_released_layout_loads_and_scores_by_hand(tmp_path, vision):
     bert = BertModel(AutoConfig.from_pretrained(tdir)).eval()
     if vision == "swin":
         img = SwinModel(AutoConfig.from_pretrained(vdir)).eval()
-        img_state = {f"image_encoder.image_encoder.{k}": v for k, v in img.state_dict().items()}
+        img_state = {f"image_encoder.image_encoder.{k}": v for k, v in _released_swin(img).items()}
         d_img = img.config.hidden_size
     else:
         img = torchvision.models.resnet50(weights=None).eval()
@@ -282,6 +296,11 @@ def test_profile_names_pretrained_rows_and_relative_sources_resolve(tmp_path):
         "pretrained_medclip": {"source": "medclip-vit", "vision": "resnet"},
         "pretrained_biomedclip": {"source": "hf-hub:org/biomed"}, "pretrained_clip": {"source": "local-dir:oc"},
         "pretrained_pubmedclip": {"source": "pubmed"}, "pretrained_cxr_clip": {"source": "/abs/swint_mcc.tar"}}})
+    (tmp_path / "vit.bin").write_bytes(b"")
+    oc = load_profile("smoke", overrides={"pretrained_dir": str(tmp_path), "pretrained_models": {
+        "pretrained_clip": {"source": "ViT-B-16", "pretrained": "vit.bin"}}})
+    assert pretrained_spec(oc, "pretrained_clip") == {"family": "open_clip", "source": "ViT-B-16",
+                                                      "pretrained": str(tmp_path / "vit.bin")}   # a weights file there
     assert pretrained_spec(cfg, "pretrained_medclip") == {"family": "medclip_release", "vision": "resnet",
                                                           "source": str(tmp_path / "medclip-vit")}
     assert pretrained_spec(cfg, "pretrained_biomedclip")["source"] == "hf-hub:org/biomed"      # hub ids untouched
@@ -289,7 +308,8 @@ def test_profile_names_pretrained_rows_and_relative_sources_resolve(tmp_path):
     assert pretrained_spec(cfg, "pretrained_pubmedclip")["source"] == str(tmp_path / "pubmed")  # exists there
     assert pretrained_spec(cfg, "pretrained_cxr_clip")["source"] == "/abs/swint_mcc.tar"
     assert pretrained_spec(load_profile("smoke"), "pretrained_clip") is None
-    for bad in ({"clip": {"source": "x"}}, {"pretrained_clip": {"pretrained": "openai"}}):
+    for bad in ({"clip": {"source": "x"}}, {"pretrained_clip": {"pretrained": "openai"}},
+                {"pretrained_clip": {"source": "x", "family": "hf_clip"}}):
         with pytest.raises(ConfigError, match="pretrained_models"):
             load_profile("smoke", overrides={"pretrained_models": bad})
 
@@ -325,6 +345,15 @@ def test_export_pretrained_status_reuse_and_stale_files(tmp_path, monkeypatch):
         st["pretrained_medclip"]
     assert st["pretrained_cxr_clip"].startswith("scored: 1 datasets") and len(calls) == 1
     assert run(models)["pretrained_cxr_clip"] == "scored (embeddings reused)" and len(calls) == 1
+    link = RunLayout(load_profile("smoke", overrides={"runs_dir": str(tmp_path / "runs")})).linked
+    link.mkdir(parents=True, exist_ok=True)
+    (link / "link_params.json").write_text('{"n_patients": 61}')       # notebook 01 linked another cohort
+    assert run(models)["pretrained_cxr_clip"].startswith("scored: 1") and len(calls) == 2
+    assert run(models)["pretrained_cxr_clip"] == "scored (embeddings reused)" and len(calls) == 2
+    bad = tmp_path / "bad.tar"
+    torch.save({"state_dict": {}}, bad)                                   # not a CXR-CLIP checkpoint: said, not raised
+    st = run({**models, "pretrained_cxr_clip": {"source": str(bad)}})["pretrained_cxr_clip"]
+    assert st.startswith("failed to load: ValueError") and "not a CXR-CLIP checkpoint" in st
     # another model named for the row: the old embeddings go before anything is loaded
     folder = RunLayout(load_profile("smoke", overrides={"runs_dir": str(tmp_path / "runs")})).embeddings(
         "pretrained_cxr_clip")

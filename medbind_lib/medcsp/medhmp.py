@@ -2,9 +2,9 @@
 
 Pre-training reads the EHR source's TRAINING records only (``features.load``: the records MEDCSP pre-trains on,
 split by the shared patient split), so no validation or test patient, and no patient of the task population
-(``medcsp_task_subjects``), is seen: stay level on every ICU stay of those records (with its admission's
-demographics), then admission level on the records themselves (first ``medcsp_max_stays`` stays, ICD and drug
-multi-hots, the note's features from the untrained MEDCSP text tower, as the other baselines read notes). The
+(``medcsp_task_subjects``), is seen: stay level on the first ``medcsp_max_stays`` ICU stays of each of those
+records (with its admission's demographics), then admission level on the records themselves (the same stays, ICD and
+drug multi-hots, the note's features from the untrained MEDCSP text tower, as the other baselines read notes). The
 result is cached in ``runs/<profile>/10/medhmp/pretrained.pt`` (written atomically) with the settings that made it,
 and reused while they are unchanged. Architecture and losses: ``models.medhmp``.
 """
@@ -147,11 +147,12 @@ def load_or_pretrain(cfg, data: Mapping, encode_notes: Callable, log: Callable =
     """The pre-trained admission encoder (its ``stay`` is the stay encoder), from the cache when its settings and
     notebook 08's parameters match, else pre-trained now and cached."""
     s = medhmp_settings(cfg)
-    key = {"settings": dataclasses.asdict(s), "features": data.get("params")}
+    notes = {k: cfg.get(k) for k in ("medcsp_task_variant", "medcsp_text_model_path", "text_model_path",
+                                     "medcsp_text_max_length", "seed")}      # what the note features come from
+    key = {"settings": dataclasses.asdict(s), "features": data.get("params"), "note_encoder": notes}
     path = RunLayout(cfg).ehr_tasks / "medhmp" / "pretrained.pt"
-    xs = pretraining_data(data, encode_notes, s.max_stays)
-    dims = (xs["temporal"].shape[-1], xs["demo"].shape[1], xs["icd"].shape[1], xs["drug"].shape[1],
-            xs["note"].shape[1])
+    dims = (2 * data["temporal_values"].shape[-1], np.asarray(data["demographics"]).shape[1], data["icd"].shape[1],
+            data["drug"].shape[1], np.asarray(encode_notes([])).shape[1])        # [0, note width]
     if path.is_file():
         ck = load_checkpoint(path)
         if ck.get("key") == key and tuple(ck.get("dims", ())) == dims:
@@ -160,6 +161,7 @@ def load_or_pretrain(cfg, data: Mapping, encode_notes: Callable, log: Callable =
             log(f"MedHMP pre-trained encoders reused: {path}")
             return enc.eval(), ck["history"]
     t0 = time.time()
+    xs = pretraining_data(data, encode_notes, s.max_stays)
     enc, history = pretrain(xs, s, device, show=bool(cfg.get("progress", True)), log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"key": key, "dims": dims, "state_dict": enc.state_dict(), "history": history,

@@ -17,7 +17,7 @@ and read against the authors' code (XiaochenWang-PSU/MedHMP, ``stay_admission/``
   probability ``mask_rate``; the visible codes embedded, plus Linear(1, d) of the number masked; predict the masked
   codes with a sigmoid; loss ``mcm_loss``: MSE as released, or BCE) for ICD and drugs, and a leave-one-out InfoNCE
   for note, ICD and drugs (each modality's token against the fusion of the other three, in-batch negatives,
-  temperature ``cl_tau``), total ``mcm + cl_weight * mean(cl)``.
+  temperature ``cl_tau``), total ``mean(mcm_icd, mcm_drug) + cl_weight * mean(cl)`` (as released).
 
 Where ours differs from the released code, and why: the stay encoder's LSTM and static weights reach the admission
 encoder (the release's key renaming drops them: only attention and feed-forward weights transfer, which the paper

@@ -28,9 +28,11 @@ Families (``spec["family"]``; ``spec["source"]`` names the weights):
 
 Weights never download unless ``allow_download`` is true (the profile's ``pretrained_allow_download``): a missing
 model raises :class:`PretrainedUnavailable` naming what to fetch and where it goes. Embeddings are L2-normalised.
-The images are the suite's cached CXRs (grayscale, already resized to ``cxr_cache_size``), converted to PIL and
-passed through each model's own transform; with ``cxr_cache_size`` >= 224 only the final resize differs from
-reading the original JPEGs.
+The images are the suite's cached CXRs (grayscale, already made square at ``cxr_cache_size`` by ``cxr_resize``),
+converted to PIL and passed through each model's own transform. Where this differs from reading the original JPEGs:
+with ``cxr_resize: squash`` (the default) every model sees the image's aspect ratio squashed to a square, so
+MedCLIP's padding and the centre crops of CLIP / BiomedCLIP / CXR-CLIP have nothing left to do; ``cxr_resize: pad``
+keeps the aspect ratio (black borders, as MedCLIP's own padding).
 """
 from __future__ import annotations
 
@@ -119,10 +121,35 @@ def _hf(cls, ref: str, allow_download: bool, what: str, **kw):
                                       "folder holding it.", e) from e
 
 
+# transformers 4 -> 5 renamed Swin's weights (its ``conversion_mapping`` "swin" entry); the released MedCLIP and
+# CXR-CLIP files carry the old names. Applied only where the installed model has the new name (a no-op under
+# transformers 4).
+_REL = "attention.relative_position_bias."
+SWIN_RENAMES = (("attention.self.query.", "attention.q_proj."), ("attention.self.key.", "attention.k_proj."),
+                ("attention.self.value.", "attention.v_proj."),
+                ("attention.self.relative_position_bias_table", _REL + "relative_position_bias_table"),
+                ("attention.output.dense.", "attention.o_proj."), ("intermediate.dense.", "mlp.fc1."),
+                ("output.dense.", "mlp.fc2."))
+UNSAVED = "relative_position_index"      # a buffer transformers 5 no longer saves (4 did): dropped when not ours
+
+
+def to_installed_names(state: Mapping, own: set) -> dict:
+    """A released state dict under the installed library's key names (``SWIN_RENAMES``, first match whose new name
+    the model has); keys that already match are kept."""
+    out = {}
+    for k, v in state.items():
+        if k not in own:
+            k = next((k.replace(a, b, 1) for a, b in SWIN_RENAMES if a in k and k.replace(a, b, 1) in own), k)
+        out[k] = v
+    return out
+
+
 def _strict_load(net: nn.Module, state: Mapping, where: str) -> None:
-    """Load every key (buffers newer transformers no longer save are dropped first); a mismatch is an error."""
-    state = {k: v for k, v in state.items() if not k.endswith(STALE_BUFFERS)}
+    """Load every key under the installed names (``to_installed_names``; buffers the installed library does not
+    save are dropped); a missing, unexpected or mis-shaped key is an error naming it."""
     own = {k for k in net.state_dict() if not k.endswith(STALE_BUFFERS)}
+    state = {k: v for k, v in to_installed_names(state, own).items()
+             if not k.endswith(STALE_BUFFERS) and not (k.endswith(UNSAVED) and k not in own)}
     missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
     if missing or unexpected:
         raise ValueError(f"{where}: checkpoint keys do not match the rebuilt model: missing {missing[:8]} "

@@ -3,6 +3,7 @@ table rows by key (``row_systems``: the registry's ``System`` entries, with a pr
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -108,6 +109,10 @@ class Artifacts:
         spec = pretrained_spec(self.cfg, row)
         if spec is None:
             raise FileNotFoundError(f"{row}: {registry.NEEDS_WEIGHTS} (profile key pretrained_models)")
+        marker = self.root / row / "pretrained.json"         # the text tower must be the one that embedded images
+        if marker.is_file() and json.loads(marker.read_text()).get("spec") != spec:
+            raise ValueError(f"{marker}: {row}'s embeddings come from another model than the profile names now "
+                             f"({spec}); re-run notebook 01")
         return load(spec, bool(self.cfg.get("pretrained_allow_download"))).to(self.device)
 
     def _medcsp_model(self, variant: str, checkpoint: str):
