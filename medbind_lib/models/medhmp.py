@@ -131,10 +131,13 @@ class AdmissionEncoder(nn.Module):
         self.predict = nn.ModuleDict({"icd": nn.Linear(d, max(icd_dim, 1)), "drug": nn.Linear(d, max(drug_dim, 1))})
 
     def stay_token(self, temporal: torch.Tensor, stays: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        """[n, S, T, C] (S >= n_stays), [n, S] present -> [n, d]: each stay encoded, absent ones zeroed."""
+        """[n, S, T, C] (S >= n_stays), [n, S] present -> [n, d]: each present stay encoded (only those: most
+        admissions have one), absent ones zero."""
         n, k = len(temporal), self.n_stays
-        t = temporal[:, :k].reshape(n * k, *temporal.shape[2:])
-        z = self.stay(t, static.repeat_interleave(k, 0)).view(n, k, self.d) * stays[:, :k, None].float()
+        on = stays[:, :k]
+        z = temporal.new_zeros(n, k, self.d)
+        if bool(on.any()):
+            z[on] = self.stay(temporal[:, :k][on], static[:, None].expand(n, k, static.shape[1])[on]).to(z.dtype)
         return self.stays(z.reshape(n, k * self.d))
 
     def code_token(self, codes: torch.Tensor, m: str, masked: torch.Tensor | None = None) -> torch.Tensor:
