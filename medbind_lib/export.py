@@ -24,6 +24,7 @@ Files are written atomically (temporary file + rename).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from pathlib import Path
 from typing import Iterable, Optional
@@ -252,8 +253,6 @@ def pretrained_spec(cfg, row: str) -> dict | None:
 def _signature(cfg, spec: dict, datasets) -> dict:
     """What a pre-trained row's embeddings depend on: its weights, the linked cohort (notebook 01's link_params.json)
     and the image cache's settings."""
-    import hashlib
-
     link = RunLayout(cfg).linked / "link_params.json"
     return {"spec": spec, "datasets": list(datasets), "cxr_cache_size": cfg.get("cxr_cache_size"),
             "cxr_resize": cfg.get("cxr_resize"),

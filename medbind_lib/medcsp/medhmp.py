@@ -19,11 +19,10 @@ import torch
 from scipy import sparse
 
 from ..layout import RunLayout
-from ..models.medhmp import VIEWS, AdmissionEncoder, StayAutoencoder, StayEncoder, leave_one_out_infonce, mcm_loss
+from ..models.medhmp import AdmissionEncoder, StayAutoencoder, StayEncoder, leave_one_out_infonce, mcm_loss
 from ..runtime import progress
 from ..trainer import load_checkpoint, save_checkpoint
-from .batches import stays_of_admissions
-from .task_inputs import TaskInputs, _temporal
+from .task_inputs import TaskInputs, _temporal, _temporal_tensors, admission_stay_rows, note_inputs
 
 __all__ = ["MedHMPSettings", "medhmp_settings", "pretraining_data", "pretrain", "load_or_pretrain", "task_x"]
 
@@ -58,11 +57,7 @@ def pretraining_data(data: Mapping, encode_notes: Callable, max_stays: int) -> d
     recs = data["ehr_records"]
     train = np.flatnonzero(recs["split"].astype(str).to_numpy() == "train")
     hadm = recs["hadm_id"].astype(np.int64).to_numpy()[train]
-    per = stays_of_admissions(data["stays"], max_stays)
-    rows = np.full((len(train), int(max_stays)), -1, np.int64)
-    for i, h in enumerate(hadm.tolist()):
-        r = per.get(h, ())
-        rows[i, :len(r)] = r
+    rows = admission_stay_rows(data["stays"], hadm, max_stays)
     demo = np.asarray(data["demographics"], np.float32)[train]
     notes = data["notes"].drop_duplicates("hadm_id").set_index("hadm_id")["text"]
     texts = [t if isinstance(t, str) and t.strip() else None for t in (notes.get(h) for h in hadm.tolist())]
@@ -165,19 +160,15 @@ def load_or_pretrain(cfg, data: Mapping, encode_notes: Callable, log: Callable =
     enc, history = pretrain(xs, s, device, show=bool(cfg.get("progress", True)), log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"key": key, "dims": dims, "state_dict": enc.state_dict(), "history": history,
-                           "seconds": time.time() - t0, "views": VIEWS})
+                           "seconds": time.time() - t0})
     return enc, history
 
 
 def task_x(ti: TaskInputs, notes) -> tuple:
     """A task's inputs for MedHMP: in-ICU tasks (temporal, stays, demo); readmission (temporal, stays, demo, icd,
     drug, note features, note present), the pre-training record's layout."""
-    t, st = torch.from_numpy(ti.arrays["temporal"]), torch.from_numpy(ti.stays)
-    demo = torch.from_numpy(np.asarray(ti.arrays["demo"], np.float32))
+    x = (*_temporal_tensors(ti), torch.from_numpy(np.asarray(ti.arrays["demo"], np.float32)))
     if "icd" not in ti.arrays:
-        return t, st, demo
-    note = notes if notes is not None else np.zeros((len(ti), 0), np.float32)
-    has = ti.present.get("note", np.zeros(len(ti), bool))
-    return (t, st, demo, torch.from_numpy(ti.arrays["icd"]), torch.from_numpy(ti.arrays["drug"]),
-            torch.from_numpy(np.asarray(note, np.float32)), torch.from_numpy(np.asarray(has, bool)))
+        return x
+    return (*x, torch.from_numpy(ti.arrays["icd"]), torch.from_numpy(ti.arrays["drug"]), *note_inputs(ti, notes))
 

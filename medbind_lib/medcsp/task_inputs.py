@@ -62,7 +62,8 @@ from .features import TASK_MODALITIES
 __all__ = ["ICU_TASKS", "TASKS", "ROWS", "ROW_LABELS", "MEDBIND_ROW", "MEDBIND_TASKS", "SPLITS", "POOLS", "EARLY_STOP",
            "REFERENCE_PREVALENCE", "PAPER_EHR_NUMBERS", "COHORT_NOTE", "TASK_POPULATION_NOTE", "TASK_MODALITIES",
            "TaskSettings", "task_settings", "TaskInputs", "record_features", "task_inputs", "yang_wu_inputs",
-           "cohort_summary", "note_features", "fiddle_inputs", "window_records", "medbind_features"]
+           "cohort_summary", "note_features", "note_inputs", "admission_stay_rows", "fiddle_inputs", "window_records",
+           "medbind_features"]
 
 ICU_TASKS = ("arf", "shock", "mortality")
 TASKS = ICU_TASKS + ("readmission",)
@@ -222,9 +223,14 @@ def _stay_matrix(data: Mapping, frame: pd.DataFrame, task: str, max_stays: int) 
             raise DataError("runs/<profile>/08/stays.parquet", f"{int(r.isna().sum())} {task} cohort stay(s) have "
                             "no temporal tensor row: re-run notebook 08")
         return r.to_numpy(np.int64)[:, None]
+    return admission_stay_rows(stays, frame["hadm_id"].astype(np.int64).to_numpy(), max_stays)
+
+
+def admission_stay_rows(stays: pd.DataFrame, hadm_ids: np.ndarray, max_stays: int) -> np.ndarray:
+    """[n, max_stays] temporal rows of each admission's first stays (``batches.stays_of_admissions``), -1 padded."""
     per = stays_of_admissions(stays, max_stays)
-    out = np.full((len(frame), int(max_stays)), -1, np.int64)
-    for i, h in enumerate(frame["hadm_id"].astype(np.int64).tolist()):
+    out = np.full((len(hadm_ids), int(max_stays)), -1, np.int64)
+    for i, h in enumerate(np.asarray(hadm_ids, np.int64).tolist()):
         r = per.get(h, ())
         out[i, :len(r)] = r
     return out
@@ -336,7 +342,7 @@ def _static(inputs: TaskInputs, notes: Optional[np.ndarray], with_note: bool) ->
 def _temporal_tensors(inputs: TaskInputs) -> tuple:
     t = inputs.arrays.get("temporal")
     if t is None:
-        raise ValueError("the F-models need the temporal modality")
+        raise ValueError("this row needs the temporal modality")
     return torch.from_numpy(t), torch.from_numpy(inputs.stays)
 
 
@@ -351,10 +357,14 @@ def yang_wu_inputs(inputs: TaskInputs, notes: Optional[np.ndarray]) -> tuple:
     """(temporal, stays, static, note [n, d_note], note present [n]) of Yang and Wu's models: the F-models' inputs
     with the note features apart from the static vector (their gate fuses the note, the time series and the
     static branch)."""
+    return (*_temporal_tensors(inputs), _static(inputs, None, with_note=False), *note_inputs(inputs, notes))
+
+
+def note_inputs(inputs: TaskInputs, notes: Optional[np.ndarray]) -> tuple:
+    """(note features [n, d_note] (zero-width without notes), note present [n]) tensors of a task's rows."""
     has = inputs.present.get("note", np.zeros(len(inputs), bool))
     note = notes if notes is not None else np.zeros((len(inputs), 0), np.float32)
-    return (*_temporal_tensors(inputs), _static(inputs, None, with_note=False),
-            torch.from_numpy(np.asarray(note, np.float32)), torch.from_numpy(np.asarray(has, bool)))
+    return torch.from_numpy(np.asarray(note, np.float32)), torch.from_numpy(np.asarray(has, bool))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..loading import TokenizeFn
 from ._common import MissingWeightsError
 
-FAMILIES = ("open_clip", "hf_clip", "medclip_release", "cxr_clip_release")
 MEDCLIP_MEAN, MEDCLIP_STD = 0.5862785803043838, 0.27950088968644304   # MedCLIP constants.IMG_MEAN / IMG_STD
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STALE_BUFFERS = ("embeddings.position_ids",)   # saved by transformers < 4.31, a non-persistent buffer since
@@ -163,13 +163,6 @@ def _strict_load(net: nn.Module, state: Mapping, where: str) -> None:
     net.load_state_dict(state, strict=False)
 
 
-def _bert_tokenizer(tok, max_length: int, padding="longest") -> Callable:
-    def call(texts):
-        enc = tok(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-    return call
-
-
 def _torchvision_resnet50(out: Optional[int]) -> nn.Module:
     import torchvision
 
@@ -221,7 +214,7 @@ def _hf_clip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
 
     return PretrainedCLIP(src, model, lambda x: _features(model.get_image_features(pixel_values=x)),
                           lambda t: _features(model.get_text_features(**t)), transform,
-                          _bert_tokenizer(tok, ctx), int(model.config.projection_dim))
+                          TokenizeFn(tok, ctx), int(model.config.projection_dim))
 
 
 # ------------------------------------------------------------------------------------------------ MedCLIP
@@ -306,7 +299,7 @@ def _medclip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
     tok = _hf(AutoTokenizer, spec.get("tokenizer", text_ref), allow_download, "medclip tokenizer")
     size = int(swin_cfg.image_size) if swin_cfg is not None else int(spec.get("image_size", 224))
     return PretrainedCLIP("medclip_release", net, net.vision_model, lambda t: net.text_model(**t),
-                          medclip_transform(size), _bert_tokenizer(tok, int(spec.get("max_length", 77))),
+                          medclip_transform(size), TokenizeFn(tok, int(spec.get("max_length", 77))),
                           net.text_model.projection_head.out_features, gray_input=True)
 
 
@@ -401,7 +394,7 @@ def _cxr_clip(spec: Mapping, allow_download: bool) -> PretrainedCLIP:
     max_length = int(spec.get("max_length", (conf.get("base") or {}).get("text_max_length", 256)))
     size = int(spec.get("image_size", (conf.get("base") or {}).get("image_size", 224)))
     return PretrainedCLIP("cxr_clip_release", net, net.encode_image, lambda t: net.encode_text(**t),
-                          cxr_clip_transform(size, vision), _bert_tokenizer(tok, max_length), dim)
+                          cxr_clip_transform(size, vision), TokenizeFn(tok, max_length), dim)
 
 
 _LOADERS = {"open_clip": _open_clip, "hf_clip": _hf_clip, "medclip_release": _medclip,
@@ -412,5 +405,6 @@ def load(spec: Mapping, allow_download: bool = False) -> PretrainedCLIP:
     """The adapter of one profile entry ``{"family": ..., "source": ..., ...}`` (module docstring)."""
     fam = spec.get("family") if isinstance(spec, Mapping) else None
     if fam not in _LOADERS or not spec.get("source"):
-        raise ValueError(f"a pre-trained model needs family (one of {FAMILIES}) and source; got {dict(spec or {})}")
+        raise ValueError(f"a pre-trained model needs family (one of {tuple(_LOADERS)}) and source; "
+                         f"got {dict(spec or {})}")
     return _LOADERS[fam](spec, allow_download)
